@@ -1,0 +1,47 @@
+"""The small error hierarchy every adapter maps its platform's failures into.
+
+The engine decides what to do from the class alone: retry soon (`Transient`),
+wait for that destination only (`RateLimited`), record and move on
+(`Permanent`), pause the destination (`DestinationUnavailable`) or stop and
+tell the operator (`AuthFailed`).
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every error the core understands."""
+
+
+class Transient(BridgeError):
+    """The operation may succeed if retried later (timeouts, 5xx, dropped connections)."""
+
+
+class RateLimited(Transient):
+    """The platform asked us to wait `retry_after` seconds before the next request.
+
+    `scope` names what is limited: a chat/destination id, a route, or ``"global"``.
+    """
+
+    def __init__(self, retry_after: float, scope: str = "", message: str = "") -> None:
+        self.retry_after = max(0.0, float(retry_after))
+        self.scope = scope
+        super().__init__(message or f"rate limited for {self.retry_after:.1f}s ({scope or 'unscoped'})")
+
+
+class Permanent(BridgeError):
+    """Retrying the same request will fail the same way (bad request, rejected content)."""
+
+
+class DestinationUnavailable(Permanent):
+    """The destination itself is gone or closed to us: chat deleted, bot removed or blocked,
+    missing permissions. The engine pauses deliveries to it and records the reason."""
+
+
+class NotFound(Permanent):
+    """The named account, post or conversation does not exist on the network."""
+
+
+class AuthFailed(BridgeError):
+    """Our credentials were refused (revoked password, invalid token). Retrying will not help
+    until the operator fixes the config."""

@@ -1,0 +1,280 @@
+"""The data that crosses the boundary between the core and the adapters.
+
+Frozen dataclasses only: an adapter builds them from its platform's payloads, the
+core routes them, and no platform-specific shape leaks through. Identifiers are
+opaque strings: the core never assumes AT Protocol, Mastodon or X syntax.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A thing on a platform: ``network`` (e.g. ``"bluesky"``) plus its native id."""
+
+    network: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.network}:{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """An account on a network. ``id`` is stable (a DID on Bluesky); ``handle`` may change."""
+
+    id: str
+    handle: str
+    display_name: str = ""
+    avatar_url: str = ""
+    url: str = ""
+
+    @property
+    def label(self) -> str:
+        """``Display Name (@handle)``, or just the handle when there is no display name."""
+        name = self.display_name.strip()
+        return f"{name} (@{self.handle})" if name else f"@{self.handle}"
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """One attachment. ``kind`` is ``"image"``, ``"video"`` or ``"gif"``."""
+
+    kind: str
+    url: str
+    alt: str = ""
+    thumb_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A link over ``text[start:end]`` of a post (Python string indices, not bytes)."""
+
+    start: int
+    end: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuotedPost:
+    """The post a post quotes, in brief."""
+
+    author: Author
+    text: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A post (or, in the inbox, a direct message) as it arrives from a network.
+
+    ``reply_to`` is set when the post replies to another; ``reposted_by`` when it
+    reached us as a repost (``author`` is then the original author). ``reason`` says
+    why an inbox item arrived (``"mention"``, ``"reply"``, ``"quote"``, ``"dm"``);
+    ``conversation`` is the network's conversation id of a direct message, so that a
+    reply in chat answers in the same conversation.
+    """
+
+    ref: Ref
+    author: Author
+    text: str
+    created_at: datetime
+    url: str
+    links: tuple[Link, ...] = ()
+    media: tuple[Media, ...] = ()
+    reply_to: Ref | None = None
+    quote: QuotedPost | None = None
+    reposted_by: Author | None = None
+    reason: str = ""
+    conversation: str = ""
+
+    @property
+    def is_reply(self) -> bool:
+        return self.reply_to is not None
+
+    @property
+    def is_repost(self) -> bool:
+        return self.reposted_by is not None
+
+
+class SourceKind(enum.StrEnum):
+    FOLLOW = "follow"  # value: the account's stable id
+    QUERY = "query"  # value: the search query
+    INBOX = "inbox"  # value: "" (the team account's mentions, replies, quotes and DMs)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Something a network adapter must watch, because at least one enabled subscription wants it."""
+
+    network: str
+    kind: SourceKind
+    value: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A post together with the source that produced it (the matcher routes on the source)."""
+
+    source: Source
+    post: Post
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What a network adapter hands the core in one step: items and the cursors that follow them.
+
+    The core commits the deliveries the items produce and the cursors in one transaction,
+    so a restart resumes exactly after the last committed batch.
+    """
+
+    items: tuple[Item, ...] = ()
+    cursors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTarget:
+    """A place in a chat platform: ``telegram:-100123``, ``telegram:-100123/42`` (topic),
+    ``discord:1122/3344`` (thread)."""
+
+    platform: str
+    chat_id: str
+    thread_id: str = ""
+
+    def __str__(self) -> str:
+        tail = f"/{self.thread_id}" if self.thread_id else ""
+        return f"{self.platform}:{self.chat_id}{tail}"
+
+    @classmethod
+    def parse(cls, text: str) -> ChatTarget:
+        """Parse ``platform:chat_id[/thread_id]``; raise ValueError with a message for the user."""
+        platform, sep, rest = text.strip().partition(":")
+        if not sep or not platform or not rest:
+            raise ValueError(f"{text!r} is not a chat destination; write it as platform:chat_id, e.g. telegram:-1001234567890")
+        chat_id, _, thread_id = rest.partition("/")
+        if not chat_id or not platform.isalnum():
+            raise ValueError(f"{text!r} is not a chat destination; write it as platform:chat_id, e.g. telegram:-1001234567890")
+        return cls(platform.lower(), chat_id, thread_id)
+
+    @property
+    def room(self) -> ChatTarget:
+        """The chat this target is in, without the thread or topic."""
+        return ChatTarget(self.platform, self.chat_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatUser:
+    """Who did something in chat. ``is_room_admin`` is the chat platform's own view
+    (Telegram chat administrator or private-chat owner, Discord Manage Channels)."""
+
+    platform: str
+    id: str
+    name: str = ""
+    is_room_admin: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}:{self.id}"
+
+
+class EventKind(enum.StrEnum):
+    COMMAND = "command"  # /verb args
+    REPLY = "reply"  # a reply to a message the bridge sent, or text for a Reply button
+    BUTTON = "button"  # a press of a button on a relayed message
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEvent:
+    """Something a person did in chat that the core must answer.
+
+    * COMMAND: ``command`` (without slash, lower case) and ``args`` (raw text).
+    * REPLY: ``text``, and either ``reply_to_message`` (the chat message id replied to)
+      or ``token`` (from a Reply button's prompt or modal).
+    * BUTTON: ``token``, exactly as the core put it in the button.
+    """
+
+    kind: EventKind
+    target: ChatTarget
+    user: ChatUser
+    command: str = ""
+    args: str = ""
+    text: str = ""
+    reply_to_message: str = ""
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The core's answer to a ChatEvent; the chat adapter only renders it.
+
+    ``text`` is plain text (the adapter escapes it). ``public`` answers are for the whole
+    room (they changed its feeds); others may be shown only to the person who asked
+    (Discord ephemeral). ``ask_text_for`` asks the adapter to prompt the person for text
+    (Telegram ForceReply, Discord modal) and send it back as a REPLY event with that token.
+    """
+
+    text: str
+    public: bool = False
+    ok: bool = True
+    ask_text_for: str = ""
+
+
+class ButtonAction(enum.StrEnum):
+    OPEN = "open"
+    REPLY = "reply"
+    LIKE = "like"
+    REPOST = "repost"
+    FOLLOW = "follow"
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """A button under a relayed post. OPEN carries ``url``; the others carry ``token``, an
+    opaque string of at most 64 bytes the adapter puts in callback_data/custom_id and hands
+    back in a BUTTON event."""
+
+    action: ButtonAction
+    label: str
+    token: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One post to send to one destination, from the ledger.
+
+    ``key`` is stable for this (post, destination) across retries and restarts: adapters use it
+    as an idempotency key where the platform offers one (Discord nonce).
+    """
+
+    id: int
+    key: str
+    post: Post
+    target: ChatTarget
+    buttons: tuple[Button, ...] = ()
+    open_thread: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What a chat adapter reports after sending: the chat message ids it created, the first
+    one being the message that carries the post (replies to any of them reach the post)."""
+
+    message_ids: tuple[str, ...]
+    thread_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """What a network adapter reports after an outbound action created something."""
+
+    ref: Ref
+    url: str = ""
