@@ -1,0 +1,5 @@
+"""Telegram chat adapter (python-telegram-bot over the Bot API)."""
+
+from adapters.telegram.adapter import TelegramAdapter
+
+__all__ = ["TelegramAdapter"]

@@ -1,0 +1,199 @@
+"""The Telegram chat adapter: python-telegram-bot's Application run inside the bridge's loop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from telegram import Bot, BotCommand, Update
+from telegram.error import ChatMigrated, InvalidToken, TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from adapters.telegram.admins import AdminCache
+from adapters.telegram.failures import auth_failed, to_bridge_error
+from adapters.telegram.logredact import protect_token
+from adapters.telegram.outbox import Outbox
+from adapters.telegram.pacing import Pacer
+from adapters.telegram.render import Piece, plan_notice, plan_post
+from adapters.telegram.updates import COMMANDS, PLATFORM, UpdateHandler
+from bridge.configschema import Key
+from bridge.errors import Transient
+from bridge.model import ChatTarget, Delivery, Sent
+from bridge.protocols import Host
+
+# Update kinds the bridge acts on (Telegram sends only these when asked, saving traffic).
+ALLOWED_UPDATES = ["message", "channel_post", "callback_query", "my_chat_member"]
+
+
+class TelegramAdapter:
+    """ChatAdapter for Telegram (see bridge.protocols.ChatAdapter for the contract)."""
+
+    name: ClassVar[str] = PLATFORM
+    CONFIG: ClassVar[Mapping[str, Key]] = {
+        "token": Key(str, required=True, secret=True, help="the bot token from @BotFather"),
+        "api_url": Key(
+            str,
+            default="https://api.telegram.org",
+            help="root of the Bot API server; requests go to {api_url}/bot{token}/{method}",
+        ),
+        "poll_timeout": Key(int, default=30, min=0, help="seconds a getUpdates long poll may wait"),
+        "max_pacing_wait": Key(
+            (int, float),
+            default=5.0,
+            min=0,
+            help="seconds a send may wait for its chat's rate limit before handing back RateLimited",
+        ),
+    }
+
+    def __init__(self, settings: Mapping[str, Any], host: Host) -> None:
+        self._token: str = settings["token"]
+        self._api_url: str = str(settings.get("api_url") or "https://api.telegram.org").rstrip("/")
+        self._poll_timeout = int(settings.get("poll_timeout", 30))
+        self._max_wait = float(settings.get("max_pacing_wait", 5.0))
+        self._host = host
+        self._log: logging.Logger = host.log
+        self._pacer = Pacer()
+        self._app: Application | None = None
+        self._outbox: Outbox | None = None
+        self._handler: UpdateHandler | None = None
+        protect_token(self._token)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def _bot(self) -> Bot:
+        return Bot(self._token, base_url=f"{self._api_url}/bot", base_file_url=f"{self._api_url}/file/bot")
+
+    async def start(self) -> None:
+        """Log in (getMe), register the commands and start long polling in this event loop."""
+        app = (
+            ApplicationBuilder()
+            .token(self._token)
+            .base_url(f"{self._api_url}/bot")
+            .base_file_url(f"{self._api_url}/file/bot")
+            # Updates of different chats are independent; a slow answer must not hold the rest.
+            .concurrent_updates(16)
+            .get_updates_read_timeout(self._poll_timeout + 10)
+            .build()
+        )
+        try:
+            await app.initialize()
+        except InvalidToken as exc:
+            raise auth_failed(exc) from exc
+        except TelegramError as exc:
+            raise Transient(f"telegram: cannot reach the Bot API at {self._api_url}: {exc.message}") from exc
+        self._app = app
+        bot = app.bot
+        self._outbox = Outbox(bot, self._pacer, self._max_wait)
+        self._handler = UpdateHandler(self._host, self._outbox, AdminCache(bot), bot.username, bot.id)
+        app.add_handler(TypeHandler(Update, self._on_update))
+        try:
+            await bot.set_my_commands([BotCommand(verb, text) for verb, text in COMMANDS.items()])
+        except TelegramError as exc:
+            # The menu is a convenience: the commands work without it.
+            self._log.warning("telegram.set_commands_failed error=%s", exc)
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_polling(
+            timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES, error_callback=self._on_poll_error
+        )
+        self._log.info("telegram.started bot=@%s api=%s", bot.username, self._api_url)
+
+    def _on_poll_error(self, error: TelegramError) -> None:
+        self._log.warning("telegram.poll_error error=%s", error)
+
+    async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if isinstance(update, Update) and self._handler is not None:
+            await self._handler.handle(update)
+
+    async def stop(self) -> None:
+        """Stop polling, let running handlers finish, close the HTTP clients. Never raises."""
+        app, self._app = self._app, None
+        if app is None:
+            return
+        try:
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+            if app.running:
+                await app.stop()
+            await app.shutdown()
+        except Exception:
+            self._log.exception("telegram.stop_failed")
+        self._log.info("telegram.stopped")
+
+    async def check(self) -> str:
+        """getMe with the configured token: ``"ok: @botname"``; AuthFailed on a refused token."""
+        bot = self._bot()
+        try:
+            async with bot:
+                me = await bot.get_me()
+        except InvalidToken as exc:
+            raise auth_failed(exc) from exc
+        except TelegramError as exc:
+            raise Transient(f"telegram: cannot reach the Bot API at {self._api_url}: {exc.message}") from exc
+        return f"ok: @{me.username}"
+
+    # --- destinations -----------------------------------------------------------------------
+
+    def parse_target(self, text: str) -> ChatTarget:
+        """``<chat_id>`` or ``<chat_id>/<topic_id>``, both integers (negative for groups)."""
+        chat_id, sep, topic = text.strip().partition("/")
+        try:
+            int(chat_id)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not a Telegram chat: write the numeric chat id, e.g. telegram:-1001234567890 "
+                "(a group or channel) or telegram:123456789 (a private chat)"
+            ) from None
+        if sep:
+            try:
+                if int(topic) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(
+                    f"{text!r}: the topic after '/' must be a positive number, e.g. telegram:-1001234567890/42"
+                ) from None
+        return ChatTarget(PLATFORM, str(int(chat_id)), str(int(topic)) if sep else "")
+
+    # --- sending --------------------------------------------------------------------------------
+
+    async def send(self, delivery: Delivery) -> Sent:
+        """Send the post as planned by ``render.plan_post``; all created message ids come back."""
+        pieces = plan_post(delivery.post, delivery.buttons)
+        ids = await self._deliver(delivery.target, pieces, patient=False)
+        self._log.info(
+            "telegram.sent delivery=%s post=%s target=%s messages=%s",
+            delivery.id,
+            delivery.post.ref,
+            delivery.target,
+            ",".join(ids),
+        )
+        return Sent(message_ids=tuple(ids), thread_id=delivery.target.thread_id)
+
+    async def notify(self, target: ChatTarget, text: str) -> None:
+        """A plain-text notice, escaped; same errors as ``send``."""
+        await self._deliver(target, plan_notice(text), patient=False)
+
+    async def _deliver(self, target: ChatTarget, pieces: list[Piece], patient: bool) -> list[str]:
+        if self._outbox is None:
+            raise Transient("telegram adapter is not started")
+        chat_id = int(target.chat_id)
+        thread = int(target.thread_id) if target.thread_id else None
+        try:
+            ids = await self._outbox.send(chat_id, pieces, thread_id=thread, patient=patient)
+        except ChatMigrated as exc:
+            # Telegram: a group upgraded to a supergroup answers with its new id; move the chat's
+            # subscriptions there and send this one message to the new chat.
+            new_id = int(exc.new_chat_id)
+            new_target = ChatTarget(PLATFORM, str(new_id), target.thread_id)
+            self._log.info("telegram.chat_migrated old=%s new=%s", target, new_target)
+            await self._host.chat_moved(target.room, new_target.room)
+            try:
+                ids = await self._outbox.send(new_id, pieces, thread_id=thread, patient=patient)
+            except TelegramError as retry_exc:
+                raise to_bridge_error(retry_exc, new_id) from retry_exc
+        except TelegramError as exc:
+            error = to_bridge_error(exc, chat_id)
+            self._log.warning("telegram.send_failed target=%s error=%s: %s", target, type(error).__name__, error)
+            raise error from exc
+        return [str(i) for i in ids]

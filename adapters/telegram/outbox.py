@@ -1,0 +1,137 @@
+"""The one path by which the adapter sends messages: paced, and faithful to the plan.
+
+Every message (relayed post, notice, answer to a command, prompt) goes through ``Outbox`` so
+the pacing sees all of them. Once the first message of a post is out, a 429 on a following
+part is waited out here (that chat only) instead of failing the delivery: a retry of the whole
+delivery would repeat the parts already shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from telegram import (
+    Bot,
+    ForceReply,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaPhoto,
+    LinkPreviewOptions,
+    Message,
+    ReplyParameters,
+)
+from telegram.constants import ParseMode
+from telegram.error import RetryAfter
+
+from adapters.telegram.failures import retry_after_seconds
+from adapters.telegram.pacing import Pacer
+from adapters.telegram.render import Piece
+
+log = logging.getLogger(__name__)
+
+# How many 429s a continuation part may wait out before the delivery gives up.
+CONTINUATION_RETRIES = 3
+
+
+def markup_of(piece: Piece) -> InlineKeyboardMarkup | None:
+    """The inline keyboard of ``piece``, or None."""
+    if not piece.keyboard:
+        return None
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(b.label, url=b.url)
+                if b.url
+                else InlineKeyboardButton(b.label, callback_data=b.callback_data)
+                for b in row
+            ]
+            for row in piece.keyboard
+        ]
+    )
+
+
+class Outbox:
+    """Sends planned pieces to one chat (and topic) through the pacer."""
+
+    def __init__(self, bot: Bot, pacer: Pacer, max_wait: float | None) -> None:
+        self._bot = bot
+        self._pacer = pacer
+        self._max_wait = max_wait
+
+    async def send(
+        self,
+        chat_id: int,
+        pieces: Sequence[Piece],
+        thread_id: int | None = None,
+        reply_to: int | None = None,
+        patient: bool = False,
+    ) -> list[int]:
+        """Send ``pieces`` in order to ``chat_id``; return the ids of every message created.
+
+        The first piece raises whatever Telegram answered (RetryAfter penalises only this chat
+        in the pacer). ``patient`` waits for pacing however long it takes; otherwise a chat
+        whose next slot is further than ``max_wait`` raises RateLimited before sending.
+        """
+        ids: list[int] = []
+        for index, piece in enumerate(pieces):
+            attempts = 0
+            while True:
+                try:
+                    await self._pacer.acquire(chat_id, None if (patient or index) else self._max_wait)
+                    messages = await self._send_one(chat_id, piece, thread_id, reply_to if index == 0 else None)
+                    break
+                except RetryAfter as exc:
+                    wait = retry_after_seconds(exc)
+                    self._pacer.penalize(chat_id, wait)
+                    attempts += 1
+                    if index == 0 or attempts > CONTINUATION_RETRIES:
+                        raise
+                    log.info("telegram.continuation_wait chat=%s part=%d wait=%.1fs", chat_id, index, wait)
+                    await asyncio.sleep(0)  # the pacer holds the chat for `wait`
+            ids.extend(m.message_id for m in messages)
+        return ids
+
+    async def _send_one(self, chat_id: int, piece: Piece, thread_id: int | None, reply_to: int | None) -> Sequence[Message]:
+        reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+        if len(piece.photos) >= 2:
+            media = [
+                InputMediaPhoto(url, caption=piece.text if i == 0 else None, parse_mode=ParseMode.HTML if i == 0 else None)
+                for i, url in enumerate(piece.photos)
+            ]
+            return await self._bot.send_media_group(chat_id, media, message_thread_id=thread_id, reply_parameters=reply)
+        if piece.photos:
+            message = await self._bot.send_photo(
+                chat_id,
+                piece.photos[0],
+                caption=piece.text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=markup_of(piece),
+                message_thread_id=thread_id,
+                reply_parameters=reply,
+            )
+            return [message]
+        message = await self._bot.send_message(
+            chat_id,
+            piece.text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup_of(piece),
+            message_thread_id=thread_id,
+            reply_parameters=reply,
+            # The post's own link is in the text; a preview card would double the message.
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+        )
+        return [message]
+
+    async def prompt(self, chat_id: int, text: str, thread_id: int | None, placeholder: str) -> int:
+        """Send a ForceReply prompt (plain text, escaped by the caller); return its message id."""
+        await self._pacer.acquire(chat_id)
+        message = await self._bot.send_message(
+            chat_id,
+            text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=ForceReply(selective=False, input_field_placeholder=placeholder[:64]),
+            message_thread_id=thread_id,
+        )
+        return message.message_id

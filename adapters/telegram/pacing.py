@@ -1,0 +1,102 @@
+"""Pace sends to Telegram's limits, one chat at a time.
+
+Telegram (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this):
+about 30 messages per second overall, 1 per second in a private chat, 20 per minute in a
+group or channel. A 429 names how long to wait; it concerns the chat it was answered for.
+
+python-telegram-bot's AIORateLimiter pauses every request on one 429. Here each chat has its
+own schedule: a chat that must wait reserves its own next slot and only the overall spacing
+is shared, so a slow or penalised chat never delays another one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from bridge.errors import RateLimited
+
+# Margins keep us just under the limits despite clock and network jitter.
+GLOBAL_PER_SECOND = 29.0
+PRIVATE_INTERVAL = 1.05
+GROUP_PER_MINUTE = 20
+GROUP_WINDOW = 61.0
+
+
+def is_private(chat_id: int) -> bool:
+    """Telegram: private chats have positive ids (the user's id); groups and channels negative."""
+    return chat_id > 0
+
+
+class Pacer:
+    """Hands out send slots: a global spacing plus a per-chat schedule.
+
+    ``acquire(chat_id)`` returns when a message may be sent to that chat. When the wait for
+    that chat would exceed ``max_wait`` it raises RateLimited instead (scope = the chat id),
+    so a caller with other work can come back later instead of holding a worker.
+    """
+
+    def __init__(
+        self,
+        per_second: float = GLOBAL_PER_SECOND,
+        private_interval: float = PRIVATE_INTERVAL,
+        group_per_minute: int = GROUP_PER_MINUTE,
+        group_window: float = GROUP_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._interval = 1.0 / per_second
+        self._private_interval = private_interval
+        self._group_per_minute = group_per_minute
+        self._group_window = group_window
+        self._clock = clock
+        self._sleep = sleep
+        self._next_global = 0.0
+        self._next_private: dict[int, float] = {}
+        self._group_slots: dict[int, deque[float]] = {}
+        self._blocked_until: dict[int, float] = {}
+
+    def penalize(self, chat_id: int, retry_after: float) -> None:
+        """The server answered 429 for ``chat_id``: hold that chat (only) for ``retry_after`` s."""
+        until = self._clock() + retry_after
+        self._blocked_until[chat_id] = max(self._blocked_until.get(chat_id, 0.0), until)
+
+    def chat_wait(self, chat_id: int) -> float:
+        """Seconds until ``chat_id`` has a free slot (0 when it may send now)."""
+        return max(0.0, self._chat_slot(chat_id, self._clock()) - self._clock())
+
+    def _chat_slot(self, chat_id: int, now: float) -> float:
+        slot = max(now, self._blocked_until.get(chat_id, 0.0))
+        if is_private(chat_id):
+            return max(slot, self._next_private.get(chat_id, 0.0))
+        slots = self._group_slots.get(chat_id)
+        if slots is not None and len(slots) >= self._group_per_minute:
+            slot = max(slot, slots[0] + self._group_window)
+        return slot
+
+    async def acquire(self, chat_id: int, max_wait: float | None = None) -> None:
+        """Wait for a slot to send one message to ``chat_id``; raise RateLimited when the chat's
+        own wait is longer than ``max_wait`` (None: wait as long as needed)."""
+        now = self._clock()
+        slot = self._chat_slot(chat_id, now)
+        if max_wait is not None and slot - now > max_wait:
+            raise RateLimited(slot - now, scope=str(chat_id), message=f"chat {chat_id} is paced for {slot - now:.1f}s")
+        # Reserve the chat's slot before sleeping so concurrent sends to one chat queue up.
+        if is_private(chat_id):
+            self._next_private[chat_id] = slot + self._private_interval
+        else:
+            slots = self._group_slots.setdefault(chat_id, deque())
+            slots.append(slot)
+            while len(slots) > self._group_per_minute:
+                slots.popleft()
+        if slot > now:
+            await self._sleep(slot - now)
+        # The overall spacing is taken only once the chat's own slot has come, so that it is
+        # handed out in time order and a chat that waits holds nothing for the others.
+        now = self._clock()
+        global_slot = max(now, self._next_global)
+        self._next_global = global_slot + self._interval
+        if global_slot > now:
+            await self._sleep(global_slot - now)
