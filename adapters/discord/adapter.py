@@ -1,0 +1,418 @@
+"""DiscordAdapter: the bridge's ChatAdapter for Discord, on discord.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import discord
+from discord.http import HTTPClient
+
+from adapters.discord.client import DEFAULT_API_URL, BridgeClient, client_context, rebase_http
+from adapters.discord.commands import build_tree, commands_hash, parse_subscription_lines
+from adapters.discord.errors import THREAD_ALREADY_CREATED, map_discord_error
+from adapters.discord.render import (
+    NO_MENTIONS,
+    buttons_view,
+    delivery_nonce,
+    notice_text,
+    post_embed,
+    thread_name,
+)
+from bridge.configschema import Key
+from bridge.errors import AuthFailed, BridgeError
+from bridge.model import Answer, ChatEvent, ChatTarget, ChatUser, Delivery, EventKind, Sent
+from bridge.protocols import Host
+
+# Discord: an interaction must be acknowledged within 3 seconds. Wait this long for the core's
+# answer before deferring (a modal can only be the first response, so waiting is worth it).
+ANSWER_WAIT = 2.2
+MODAL_PREFIX = "bridge-text:"  # + the core's token (≤ 64 bytes; Discord custom_id ≤ 100)
+MODAL_INPUT_ID = "text"
+COMMANDS_HASH_KEY = "commands_hash"
+REPLY_HINT = (
+    "I can't read that reply: Discord shows me a message's text only when it mentions me. "
+    "Use the Reply button under the post, or reply with the mention on."
+)
+_TARGET = re.compile(r"^(?P<chat>\d{1,20})(?:/(?P<thread>\d{1,20}))?$")
+
+
+class DiscordAdapter:
+    """Relays posts into Discord channels and threads, and turns slash commands, button presses,
+    modal submits and replies into ChatEvents for the core."""
+
+    name: ClassVar[str] = "discord"
+    CONFIG: ClassVar[Mapping[str, Key]] = {
+        "token": Key(str, required=True, secret=True, help="the bot token from the Developer Portal (Bot → Token)"),
+        "api_url": Key(str, default=DEFAULT_API_URL, help="REST base URL; the Gateway URL comes from GET /gateway/bot"),
+        "application_id": Key(str, default="", help="the application id; read from Discord when empty"),
+        "guild_ready_timeout": Key(
+            (int, float), default=2.0, min=0, help="seconds to wait for the servers' data after connecting"
+        ),
+        "max_ratelimit_wait": Key(
+            (int, float),
+            default=30.0,
+            min=30,
+            help="discord.py waits out a 429 up to this long; a longer one pauses that channel in the bridge",
+        ),
+    }
+
+    def __init__(self, settings: Mapping[str, Any], host: Host) -> None:
+        self.settings = dict(settings)
+        self.host = host
+        self.log = host.log
+        self.api_url: str = str(self.settings.get("api_url") or DEFAULT_API_URL)
+        self._token: str = str(self.settings["token"])
+        self._client: BridgeClient | None = None
+        self._tree: discord.app_commands.CommandTree | None = None
+        self._task: asyncio.Task | None = None
+        self.ready = asyncio.Event()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Log in, sync the slash commands if they changed, and connect to the Gateway in the
+        background. Raise AuthFailed when Discord refuses the token."""
+        app_id = str(self.settings.get("application_id") or "")
+        client = BridgeClient(
+            api_url=self.api_url,
+            handlers={
+                "interaction": self._on_interaction,
+                "message": self._on_message,
+                "guild_channel_delete": self._on_channel_delete,
+                "thread_delete": self._on_thread_delete,
+                "guild_remove": self._on_guild_remove,
+                "ready": self._on_ready,
+                "resumed": self._on_ready,
+            },
+            guild_ready_timeout=float(self.settings.get("guild_ready_timeout", 2.0)),
+            max_ratelimit_timeout=float(self.settings.get("max_ratelimit_wait", 30.0)),
+        )
+        if app_id:
+            client._connection.application_id = int(app_id)
+        self._client = client
+        self._tree = build_tree(client, self._on_command, self._subscription_choices)
+        try:
+            await client.login(self._token)
+        except BaseException as exc:
+            await client.close()
+            self._client = None
+            if isinstance(exc, Exception):
+                raise map_discord_error(exc, "discord") from None
+            raise
+        await self._sync_commands()
+        # Interaction callbacks go through discord.py's webhook adapter; run the client in a
+        # context where that adapter talks to api_url (see adapters.discord.client).
+        self._task = asyncio.create_task(self._run(client), name="discord-gateway", context=client_context(self.api_url))
+        self.log.info("discord.started bot=%s api_url=%s", client.user, self.api_url)
+
+    async def _run(self, client: BridgeClient) -> None:
+        try:
+            await client.connect(reconnect=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("discord.gateway_failed")
+
+    async def stop(self) -> None:
+        """Disconnect; never raises; idempotent."""
+        client, self._client = self._client, None
+        task, self._task = self._task, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        self.ready.clear()
+
+    async def _sync_commands(self) -> None:
+        """Bulk-overwrite the global commands only when their payload changed since the last
+        sync (Discord: command writes are rate limited, and a sync per start is wasteful)."""
+        assert self._client is not None and self._tree is not None
+        digest = commands_hash(self._tree, self._client.application_id)
+        if await self.host.load_state(COMMANDS_HASH_KEY) == digest:
+            return
+        try:
+            await self._tree.sync()
+        except discord.HTTPException as exc:
+            self.log.warning("discord.commands_sync_failed error=%s", map_discord_error(exc, "commands"))
+            return
+        await self.host.save_state(COMMANDS_HASH_KEY, digest)
+        self.log.info("discord.commands_synced hash=%s", digest[:12])
+
+    async def check(self) -> str:
+        """Verify the token with GET /users/@me and return ``"ok: @botname"``. Raise AuthFailed
+        (naming discord.token) on 401, Transient when Discord cannot be reached."""
+        http = HTTPClient(asyncio.get_running_loop())
+        rebase_http(http, self.api_url)
+        try:
+            user = await http.static_login(self._token)
+        except discord.LoginFailure:
+            raise AuthFailed(
+                "discord.token was refused (401 Unauthorized): copy the token from the Developer Portal, Bot → Token"
+            ) from None
+        except Exception as exc:
+            raise map_discord_error(exc, "discord") from None
+        finally:
+            await http.close()
+        return f"ok: @{user['username']}"
+
+    def parse_target(self, text: str) -> ChatTarget:
+        """``channel_id`` or ``channel_id/thread_id`` (snowflakes); ValueError otherwise."""
+        raw = text.strip()
+        if raw.lower().startswith("discord:"):
+            raw = raw[len("discord:") :]
+        match = _TARGET.match(raw)
+        if match is None:
+            raise ValueError(
+                f"{text!r} is not a Discord channel: write the channel id, or channel_id/thread_id "
+                "(digits; in Discord, Developer Mode → right-click the channel → Copy Channel ID)"
+            )
+        return ChatTarget("discord", match["chat"], match["thread"] or "")
+
+    # --- sending --------------------------------------------------------------------------
+
+    def _connected_client(self) -> BridgeClient:
+        if self._client is None:
+            raise map_discord_error(ConnectionError("the Discord adapter is not started"), "discord")
+        return self._client
+
+    async def send(self, delivery: Delivery) -> Sent:
+        """Send the post as one embed with its buttons to the channel (or thread), with
+        mentions disabled and a nonce from the delivery key (enforce_nonce), and open a thread
+        under it when asked. Errors map to bridge.errors for this destination only."""
+        client = self._connected_client()
+        target = delivery.target
+        scope = str(target)
+        channel = client.get_partial_messageable(int(target.thread_id or target.chat_id))
+        kwargs: dict[str, Any] = {
+            "embed": post_embed(delivery.post),
+            "allowed_mentions": NO_MENTIONS,
+            # discord.py sends enforce_nonce=True with a nonce: a retry returns the first message.
+            "nonce": delivery_nonce(delivery),
+        }
+        view = buttons_view(delivery.buttons)
+        if view is not None:
+            kwargs["view"] = view
+        try:
+            message = await channel.send(**kwargs)
+        except Exception as exc:
+            raise map_discord_error(exc, scope) from None
+        thread_id = target.thread_id
+        if delivery.open_thread and not target.thread_id:
+            thread_id = await self._open_thread(channel.id, message.id, delivery, scope)
+        self.log.info("discord.sent delivery=%s post=%s target=%s message=%s", delivery.id, delivery.post.ref, scope, message.id)
+        return Sent(message_ids=(str(message.id),), thread_id=thread_id if thread_id != target.thread_id else "")
+
+    async def _open_thread(self, channel_id: int, message_id: int, delivery: Delivery, scope: str) -> str:
+        client = self._connected_client()
+        try:
+            data = await client.http.start_thread_with_message(
+                channel_id, message_id, name=thread_name(delivery.post), auto_archive_duration=1440
+            )
+        except discord.HTTPException as exc:
+            if exc.code == THREAD_ALREADY_CREATED:
+                # A retry after a crash: the thread exists, and a message's thread has its id.
+                return str(message_id)
+            raise map_discord_error(exc, scope) from None
+        except Exception as exc:
+            raise map_discord_error(exc, scope) from None
+        return str(data["id"])
+
+    async def notify(self, target: ChatTarget, text: str) -> None:
+        """A plain-text notice from the bridge, with mentions disabled."""
+        client = self._connected_client()
+        channel = client.get_partial_messageable(int(target.thread_id or target.chat_id))
+        try:
+            await channel.send(notice_text(text), allowed_mentions=NO_MENTIONS)
+        except Exception as exc:
+            raise map_discord_error(exc, str(target)) from None
+
+    # --- events: interactions -------------------------------------------------------------
+
+    @staticmethod
+    def _target_of(channel: Any, channel_id: int | None) -> ChatTarget:
+        if isinstance(channel, discord.Thread) and channel.parent_id:
+            return ChatTarget("discord", str(channel.parent_id), str(channel.id))
+        return ChatTarget("discord", str(getattr(channel, "id", None) or channel_id))
+
+    @staticmethod
+    def _user_of(interaction: discord.Interaction) -> ChatUser:
+        user = interaction.user
+        # Room admins: members with Manage Channels in this channel (the interaction carries the
+        # member's resolved permissions for it).
+        return ChatUser(
+            "discord",
+            str(user.id),
+            name=user.display_name,
+            is_room_admin=bool(interaction.permissions.manage_channels),
+        )
+
+    def _event(self, interaction: discord.Interaction, kind: EventKind, **fields: str) -> ChatEvent:
+        target = self._target_of(interaction.channel, interaction.channel_id)
+        return ChatEvent(kind, target, self._user_of(interaction), **fields)
+
+    async def _on_command(self, interaction: discord.Interaction, verb: str, args: str) -> None:
+        await self._answer(interaction, self._event(interaction, EventKind.COMMAND, command=verb, args=args.strip()))
+
+    async def _subscription_choices(self, interaction: discord.Interaction, typed: str) -> list[tuple[str, str]]:
+        try:
+            answer = await asyncio.wait_for(
+                self.host.handle(self._event(interaction, EventKind.COMMAND, command="subs", args="")), 2.0
+            )
+        except Exception:
+            return []
+        found = parse_subscription_lines(answer.text)
+        typed = typed.strip().lower()
+        return [(label, value) for label, value in found if typed in label.lower()]
+
+    async def _on_interaction(self, interaction: discord.Interaction) -> None:
+        data = interaction.data or {}
+        if interaction.type is discord.InteractionType.component:
+            custom_id = str(data.get("custom_id", ""))
+            if custom_id:
+                await self._answer(interaction, self._event(interaction, EventKind.BUTTON, token=custom_id))
+        elif interaction.type is discord.InteractionType.modal_submit:
+            custom_id = str(data.get("custom_id", ""))
+            if custom_id.startswith(MODAL_PREFIX):
+                text = _modal_value(data, MODAL_INPUT_ID)
+                event = self._event(interaction, EventKind.REPLY, token=custom_id[len(MODAL_PREFIX) :], text=text)
+                await self._answer(interaction, event)
+
+    async def _handle(self, event: ChatEvent) -> Answer:
+        try:
+            return await self.host.handle(event)
+        except Exception:
+            self.log.exception("discord.handle_failed kind=%s target=%s", event.kind, event.target)
+            return Answer("Something went wrong on the bridge; the operator can see it in the logs.", ok=False)
+
+    async def _answer(self, interaction: discord.Interaction, event: ChatEvent) -> None:
+        """Hand ``event`` to the core and render its Answer: ephemeral unless public, a modal
+        when it asks for text. Slow answers are deferred first (3-second rule)."""
+        task = asyncio.create_task(self._handle(event))
+        done, _ = await asyncio.wait({task}, timeout=ANSWER_WAIT)
+        try:
+            if done:
+                answer = task.result()
+                if answer.ask_text_for:
+                    await interaction.response.send_modal(_text_modal(answer))
+                else:
+                    await interaction.response.send_message(
+                        notice_text(answer.text), ephemeral=not answer.public, allowed_mentions=NO_MENTIONS
+                    )
+                return
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            answer = await task
+            text = notice_text(answer.text)
+            if answer.ask_text_for:
+                text = notice_text(f"{answer.text}\nReply to the post with your text (mention me).".strip())
+            if answer.public:
+                await interaction.edit_original_response(content="Done.")
+                await interaction.followup.send(text, ephemeral=False, allowed_mentions=NO_MENTIONS)
+            else:
+                await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as exc:
+            self.log.warning("discord.answer_failed interaction=%s error=%s", interaction.id, exc)
+
+    # --- events: messages -----------------------------------------------------------------
+
+    async def _on_message(self, message: discord.Message) -> None:
+        client = self._client
+        if client is None or client.user is None or message.author.bot or message.guild is None:
+            return
+        me = client.user
+        text = re.sub(rf"<@!?{me.id}>", "", message.content or "").strip()
+        reference = message.reference
+        channel = message.channel
+        if reference is not None and reference.message_id is not None:
+            resolved = reference.resolved
+            if isinstance(resolved, discord.Message) and resolved.author.id != me.id:
+                return  # a reply between people, not to the bridge
+            if not text:
+                # No message_content intent: the text is hidden unless the message mentions us.
+                await self._reply_in_chat(message, REPLY_HINT)
+                return
+            reply_to = str(reference.message_id)
+        elif isinstance(channel, discord.Thread) and channel.owner_id == me.id and text:
+            # A thread the bridge opened under a post has that post's message id.
+            reply_to = str(channel.id)
+        else:
+            return
+        user = ChatUser("discord", str(message.author.id), name=message.author.display_name, is_room_admin=_can_manage(message))
+        event = ChatEvent(
+            EventKind.REPLY, self._target_of(channel, message.channel.id), user, text=text, reply_to_message=reply_to
+        )
+        answer = await self._handle(event)
+        if answer.text:
+            await self._reply_in_chat(message, answer.text)
+
+    async def _reply_in_chat(self, message: discord.Message, text: str) -> None:
+        try:
+            await message.reply(notice_text(text), mention_author=False, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as exc:
+            self.log.warning("discord.reply_failed channel=%s error=%s", message.channel.id, exc)
+
+    # --- events: faults -------------------------------------------------------------------
+
+    async def _on_ready(self, *args: Any) -> None:
+        self.ready.set()
+
+    async def _on_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        await self._unavailable(ChatTarget("discord", str(channel.id)), f"the Discord channel #{channel.name} was deleted")
+
+    async def _on_thread_delete(self, thread: discord.Thread) -> None:
+        target = ChatTarget("discord", str(thread.parent_id), str(thread.id))
+        await self._unavailable(target, f"the Discord thread {thread.name} was deleted")
+
+    async def _on_guild_remove(self, guild: discord.Guild) -> None:
+        reason = f"the bot was removed from the Discord server {guild.name}"
+        for channel in guild.channels:
+            await self._unavailable(ChatTarget("discord", str(channel.id)), reason)
+        for thread in guild.threads:
+            await self._unavailable(ChatTarget("discord", str(thread.parent_id), str(thread.id)), reason)
+
+    async def _unavailable(self, target: ChatTarget, reason: str) -> None:
+        self.log.warning("discord.destination_unavailable target=%s reason=%s", target, reason)
+        try:
+            await self.host.destination_unavailable(target, reason)
+        except BridgeError:
+            self.log.exception("discord.destination_unavailable_failed target=%s", target)
+
+
+def _can_manage(message: discord.Message) -> bool:
+    try:
+        return bool(message.channel.permissions_for(message.author).manage_channels)  # type: ignore[union-attr, arg-type]
+    except Exception:
+        return False
+
+
+def _text_modal(answer: Answer) -> discord.ui.Modal:
+    """A modal asking for the text the core wants; its submit comes back as a REPLY event."""
+    title = (answer.text or "Reply").splitlines()[0][:45]  # Discord: modal title ≤ 45
+    modal = discord.ui.Modal(title=title or "Reply", custom_id=MODAL_PREFIX + answer.ask_text_for, timeout=None)
+    modal.add_item(
+        discord.ui.TextInput(
+            label="Text", custom_id=MODAL_INPUT_ID, style=discord.TextStyle.paragraph, max_length=4000, required=True
+        )
+    )
+    # Handled by on_interaction (any custom_id, also after a restart), so not kept in memory.
+    modal.stop()
+    return modal
+
+
+def _modal_value(data: Mapping[str, Any], custom_id: str) -> str:
+    """The value of text input ``custom_id`` in a modal submit (action rows or labels)."""
+    stack = list(data.get("components") or [])
+    while stack:
+        item = stack.pop(0)
+        if item.get("custom_id") == custom_id and "value" in item:
+            return str(item["value"])
+        stack.extend(item.get("components") or [])
+        if isinstance(item.get("component"), dict):
+            stack.append(item["component"])
+    return ""

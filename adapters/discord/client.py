@@ -1,0 +1,131 @@
+"""The discord.py client the adapter runs, pointed at ``api_url`` per instance.
+
+discord.py builds every REST URL from the class attribute ``discord.http.Route.BASE`` and every
+interaction callback / follow-up URL through the webhook adapter in the ContextVar
+``discord.webhook.async_.async_context``. Changing ``Route.BASE`` would move every client in the
+process, so instead:
+
+* this client's ``HTTPClient.request`` rewrites each route's URL from ``Route.BASE`` onto
+  ``api_url`` (bot routes);
+* the adapter runs the client in a context where ``async_context`` holds a webhook adapter that
+  does the same for interaction callbacks and follow-ups (they carry the interaction token in the
+  URL, not the bot's Authorization header); event handlers are tasks created from that context,
+  so they inherit it;
+* the Gateway URL comes from ``GET /gateway/bot``: AutoShardedClient asks it (a plain Client
+  would connect straight to ``DiscordWebSocket.DEFAULT_GATEWAY``), and a re-identify that falls
+  back to the default gateway is sent to the URL ``/gateway/bot`` gave.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+from discord.gateway import DiscordWebSocket
+from discord.http import HTTPClient, Route
+from discord.webhook.async_ import AsyncWebhookAdapter, async_context
+
+DEFAULT_API_URL = "https://discord.com/api/v10"
+
+
+def rebase_url(url: str, api_url: str) -> str:
+    """``url`` built on discord.py's ``Route.BASE``, moved onto ``api_url``."""
+    base = Route.BASE
+    if api_url and url.startswith(base):
+        return api_url.rstrip("/") + url[len(base) :]
+    return url
+
+
+def rebase_http(http: HTTPClient, api_url: str) -> None:
+    """Make this HTTPClient (only this one) talk to ``api_url`` and to the Gateway it names."""
+    request = http.request
+    get_bot_gateway = http.get_bot_gateway
+    ws_connect = http.ws_connect
+    learned: dict[str, str] = {}
+
+    async def rebased_request(route: Route, **kwargs: Any) -> Any:
+        route.url = rebase_url(route.url, api_url)
+        return await request(route, **kwargs)
+
+    async def remembering_get_bot_gateway() -> Any:
+        shards, url, limits = await get_bot_gateway()
+        learned["gateway"] = url
+        return shards, url, limits
+
+    async def rebased_ws_connect(url: str, *, compress: int = 0) -> Any:
+        default = str(DiscordWebSocket.DEFAULT_GATEWAY).rstrip("/")
+        gateway = learned.get("gateway")
+        if gateway and url.startswith(default):
+            url = gateway.rstrip("/") + url[len(default) :]
+        return await ws_connect(url, compress=compress)
+
+    http.request = rebased_request  # type: ignore[method-assign]
+    http.get_bot_gateway = remembering_get_bot_gateway  # type: ignore[method-assign]
+    http.ws_connect = rebased_ws_connect  # type: ignore[method-assign]
+
+
+class RebasedWebhookAdapter(AsyncWebhookAdapter):
+    """discord.py's webhook adapter (interaction callbacks, follow-ups) on ``api_url``."""
+
+    def __init__(self, api_url: str) -> None:
+        super().__init__()
+        self.api_url = api_url
+
+    async def request(self, route: Route, *args: Any, **kwargs: Any) -> Any:
+        route.url = rebase_url(route.url, self.api_url)
+        return await super().request(route, *args, **kwargs)
+
+
+def client_context(api_url: str) -> contextvars.Context:
+    """A context in which interaction callbacks of discord.py go to ``api_url``."""
+    context = contextvars.copy_context()
+    context.run(async_context.set, RebasedWebhookAdapter(api_url))
+    return context
+
+
+def bridge_intents() -> discord.Intents:
+    """The fewest intents: guilds (channels, threads, deletions) and guild messages (replies).
+    No privileged intent: without message_content, a message shows its text only when it
+    mentions the bot, which a reply to the bot does by default."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    return intents
+
+
+EventHandler = Callable[..., Awaitable[None]]
+
+
+class BridgeClient(discord.AutoShardedClient):
+    """An AutoShardedClient on ``api_url`` that forwards the events the bridge needs to
+    ``handlers`` (a mapping of event name → coroutine function)."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        handlers: dict[str, EventHandler],
+        guild_ready_timeout: float = 2.0,
+        max_ratelimit_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(
+            intents=bridge_intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            chunk_guilds_at_startup=False,
+            member_cache_flags=discord.MemberCacheFlags.none(),
+            guild_ready_timeout=guild_ready_timeout,
+            max_ratelimit_timeout=max_ratelimit_timeout,
+            max_messages=None,
+        )
+        self.api_url = api_url
+        self._handlers = handlers
+        rebase_http(self.http, api_url)
+
+    def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
+        """discord.py's dispatch, plus the bridge's handlers for the events it listens to."""
+        super().dispatch(event_name, *args, **kwargs)
+        handler = self._handlers.get(event_name)
+        if handler is not None:
+            self._schedule_event(handler, "on_" + event_name, *args, **kwargs)

@@ -1,0 +1,194 @@
+"""How a relayed post looks on Discord: one embed plus a row of buttons. Pure functions."""
+
+from __future__ import annotations
+
+import hashlib
+
+import discord
+
+from bridge.model import Button, ButtonAction, Delivery, Post
+
+# Discord embed limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits).
+DESCRIPTION_LIMIT = 4096
+AUTHOR_NAME_LIMIT = 256
+FIELD_NAME_LIMIT = 256
+FIELD_VALUE_LIMIT = 1024
+TITLE_LIMIT = 256
+EMBEDS_TOTAL_LIMIT = 6000
+CONTENT_LIMIT = 2000
+# Discord: a message nonce is at most 25 characters.
+NONCE_LIMIT = 25
+# Discord: a thread name is 1-100 characters.
+THREAD_NAME_LIMIT = 100
+
+NO_MENTIONS = discord.AllowedMentions.none()
+ELLIPSIS = "…"
+
+_NETWORK_NAMES = {"bluesky": "Bluesky", "mastodon": "Mastodon", "x": "X"}
+
+
+def network_label(network: str) -> str:
+    """The network's name as people write it (``bluesky`` → ``Bluesky``)."""
+    return _NETWORK_NAMES.get(network, network.title())
+
+
+def delivery_nonce(delivery: Delivery) -> str:
+    """A nonce for ``delivery``: stable across retries and restarts, at most 25 characters, so
+    Discord (with enforce_nonce) returns the first message instead of sending a second."""
+    return hashlib.sha256(delivery.key.encode()).hexdigest()[:NONCE_LIMIT]
+
+
+def _escape(text: str) -> str:
+    # Network text is not Discord markdown: a post with *stars* or `ticks` must read as written.
+    return discord.utils.escape_markdown(text, ignore_links=False)
+
+
+def _link_markdown(label: str, url: str) -> str:
+    if label.strip() == url or not label.strip():
+        return f"<{url}>"
+    safe_label = _escape(label).replace("[", "\\[").replace("]", "\\]")
+    safe_url = url.replace(")", "%29").replace(" ", "%20")
+    return f"[{safe_label}]({safe_url})"
+
+
+def _segments(post: Post) -> list[str]:
+    """The post's text as markdown pieces; a link is one piece, so shortening never cuts one."""
+    pieces: list[str] = []
+    pos = 0
+    for link in sorted(post.links, key=lambda item: item.start):
+        if link.start < pos or link.end > len(post.text) or link.start >= link.end:
+            continue  # overlapping or out-of-range facet: keep the text as is
+        if link.start > pos:
+            pieces.extend(_escape(word) for word in _split_words(post.text[pos : link.start]))
+        pieces.append(_link_markdown(post.text[link.start : link.end], link.url))
+        pos = link.end
+    if pos < len(post.text):
+        pieces.extend(_escape(word) for word in _split_words(post.text[pos:]))
+    return pieces
+
+
+def _split_words(text: str) -> list[str]:
+    """Split keeping the separators, so that joining the pieces gives the text back."""
+    words: list[str] = []
+    current = ""
+    for char in text:
+        current += char
+        if char.isspace():
+            words.append(current)
+            current = ""
+    if current:
+        words.append(current)
+    return words
+
+
+def description(post: Post, limit: int = DESCRIPTION_LIMIT) -> str:
+    """The post's text with its links as markdown, at most ``limit`` characters. Longer text is
+    shortened at a word and ends with a link to the original, never dropped."""
+    pieces = _segments(post)
+    full = "".join(pieces)
+    if len(full) <= limit:
+        return full
+    tail = f"{ELLIPSIS}\n[Read the full post]({post.url})" if post.url else ELLIPSIS
+    budget = limit - len(tail)
+    out = ""
+    for piece in pieces:
+        if len(out) + len(piece) > budget:
+            if not out:  # one enormous word: cut it
+                out = piece[:budget]
+            break
+        out += piece
+    return out.rstrip() + tail
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+def _image_url(post: Post) -> str:
+    for media in post.media:
+        if media.kind == "image" and media.url:
+            return media.url
+    for media in post.media:
+        if media.thumb_url:
+            return media.thumb_url
+    return ""
+
+
+def post_embed(post: Post) -> discord.Embed:
+    """One embed for ``post``: author (name, handle, avatar), text, image, quoted post in brief,
+    timestamp, the network in the footer and the original's URL. Within every Discord limit."""
+    network = network_label(post.ref.network)
+    title = f"Reply on {network}" if post.is_reply else f"Post on {network}"
+    embed = discord.Embed(
+        title=title,
+        url=post.url or None,
+        description=description(post) or None,
+        timestamp=post.created_at,
+        colour=discord.Colour.blurple(),
+    )
+    embed.set_author(
+        name=_clip(post.author.label, AUTHOR_NAME_LIMIT),
+        url=post.author.url or None,
+        icon_url=post.author.avatar_url or None,
+    )
+    image = _image_url(post)
+    if image:
+        embed.set_image(url=image)
+    if post.quote is not None:
+        quote_link = f"\n[Open quoted post]({post.quote.url})" if post.quote.url else ""
+        quote_text = _clip(_escape(post.quote.text), 300 - len(quote_link) if quote_link else 300)
+        embed.add_field(
+            name=_clip(f"Quoting {post.quote.author.label}", FIELD_NAME_LIMIT),
+            value=_clip((quote_text or "(no text)") + quote_link, FIELD_VALUE_LIMIT),
+            inline=False,
+        )
+    footer = network
+    if post.reposted_by is not None:
+        footer = _clip(f"{network} · reposted by {post.reposted_by.label}", 2048)
+    embed.set_footer(text=footer)
+    return embed
+
+
+def embed_size(embed: discord.Embed) -> int:
+    """The characters Discord counts toward the 6000 per-message embed total."""
+    return len(embed)
+
+
+_STYLES = {
+    ButtonAction.REPLY: discord.ButtonStyle.primary,
+    ButtonAction.LIKE: discord.ButtonStyle.secondary,
+    ButtonAction.REPOST: discord.ButtonStyle.secondary,
+    ButtonAction.FOLLOW: discord.ButtonStyle.secondary,
+}
+
+
+def buttons_view(buttons: tuple[Button, ...]) -> discord.ui.View | None:
+    """A view with one button per Button: OPEN is a link; the others carry the core's token as
+    custom_id. The view is stopped before it is sent: presses are handled by the client's
+    on_interaction for any custom_id, so they keep working after a restart and nothing is kept
+    in memory per message."""
+    if not buttons:
+        return None
+    view = discord.ui.View(timeout=None)
+    for button in buttons[:25]:  # Discord: 5 rows of 5 buttons
+        label = _clip(button.label, 80)  # Discord: button label ≤ 80
+        if button.action is ButtonAction.OPEN:
+            if button.url:
+                view.add_item(discord.ui.Button(style=discord.ButtonStyle.link, label=label, url=button.url))
+        elif button.token:
+            style = _STYLES.get(button.action, discord.ButtonStyle.secondary)
+            view.add_item(discord.ui.Button(style=style, label=label, custom_id=button.token))
+    view.stop()
+    return view if view.children else None
+
+
+def notice_text(text: str) -> str:
+    """A plain-text notice from the bridge, clipped to Discord's 2000-character content limit."""
+    return _clip(text, CONTENT_LIMIT)
+
+
+def thread_name(post: Post) -> str:
+    """A thread name for the post: author and the start of the text, 1-100 characters."""
+    first_line = post.text.strip().splitlines()[0] if post.text.strip() else ""
+    name = f"{post.author.handle}: {first_line}" if first_line else post.author.handle
+    return _clip(name, THREAD_NAME_LIMIT) or "post"
