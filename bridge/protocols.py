@@ -23,8 +23,8 @@ from bridge.model import (
     Delivery,
     Post,
     Posted,
-    Source,
     Sent,
+    Source,
 )
 
 
@@ -97,6 +97,8 @@ class NetworkAdapter(Protocol):
     * Cursors advance only through ``ingest``: a crash between fetch and ingest re-fetches.
     * Outbound methods raise the ``bridge.errors`` hierarchy; they must never send text that
       ``check_text`` refuses.
+    * ``check``, ``resolve`` and ``owns_handle`` must work without ``start`` (the command line
+      calls ``check`` then ``resolve`` to add a subscription while the bridge runs elsewhere).
     """
 
     name: ClassVar[str]

@@ -1,0 +1,48 @@
+"""The buttons under a relayed post, and their tokens.
+
+A token is ``action:delivery_id``: the delivery row holds the post and the chat it was sent
+to, so the token fits Telegram's 64-byte callback_data, works after a restart, and lets the
+core refuse a button pressed anywhere but the chat it was sent to.
+"""
+
+from __future__ import annotations
+
+from bridge.model import Button, ButtonAction, Post
+
+LABELS = {
+    ButtonAction.OPEN: "Open",
+    ButtonAction.REPLY: "Reply",
+    ButtonAction.LIKE: "Like",
+    ButtonAction.REPOST: "Repost",
+    ButtonAction.FOLLOW: "Follow",
+}
+
+
+def buttons_for(post: Post, delivery_id: int) -> tuple[Button, ...]:
+    """Open (when the post has a link) and the actions that make sense for it: a direct
+    message can only be answered, not liked or reposted."""
+    out = []
+    if post.url:
+        out.append(Button(ButtonAction.OPEN, LABELS[ButtonAction.OPEN], url=post.url))
+    actions = (
+        [ButtonAction.REPLY]
+        if post.conversation
+        else [ButtonAction.REPLY, ButtonAction.LIKE, ButtonAction.REPOST, ButtonAction.FOLLOW]
+    )
+    out += [Button(a, LABELS[a], token=make_token(a, delivery_id)) for a in actions]
+    return tuple(out)
+
+
+def make_token(action: ButtonAction, delivery_id: int) -> str:
+    return f"{action.value}:{delivery_id}"
+
+
+def parse_token(token: str) -> tuple[ButtonAction, int] | None:
+    """The action and delivery id of a token, or None when it is not one of ours."""
+    action, sep, raw_id = token.partition(":")
+    if not sep or not raw_id.isascii() or not raw_id.isdigit() or len(raw_id) > 18:
+        return None
+    try:
+        return ButtonAction(action), int(raw_id)
+    except ValueError:
+        return None

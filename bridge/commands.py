@@ -1,0 +1,450 @@
+"""The chat command layer: parses and validates what people type, checks who may do it,
+does it, records outbound actions, and answers with plain text the chat adapters render.
+
+Bad input never raises: it gets a one-line answer that says what is wrong and changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from bridge.buttons import parse_token
+from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited, Transient
+from bridge.filters import FILTER_HELP, Filters, parse_rules
+from bridge.model import Answer, ButtonAction, ChatEvent, ChatUser, EventKind, Post, Posted, Source, SourceKind
+from bridge.protocols import NetworkAdapter
+from bridge.storage.store import MessagePost, SubscriptionInfo
+
+if TYPE_CHECKING:
+    from bridge.app import Bridge
+
+log = logging.getLogger("bridge.commands")
+
+MAX_ARGS = 10_000
+MAX_QUERY = 256
+
+HELP = """Commands:
+/follow <handle> – relay an account's posts here (prefix bluesky: to pick the network)
+/unfollow <handle or id> – stop
+/watch <query> – relay posts matching a search, e.g. /watch "Home Depot"
+/unwatch <query or id> – stop
+/subs – this room's subscriptions, with ids and filters
+/filter <id> include:a,b exclude:c replies:off reposts:off media:only – filter a subscription
+/inbox on|off – relay the team account's mentions, replies and DMs here
+/post <text> – post from the team account
+/dm <handle> <text> – send a direct message from the team account
+/status – health of this room's feeds
+Reply to a relayed post to reply on the network; use its buttons to like, repost or follow.
+Room admins manage feeds; only the bridge's senders and admins may speak as the team account."""
+
+
+def _err(exc: Exception, network: str) -> str:
+    """A user-facing line for an adapter failure."""
+    net = network.capitalize()
+    if isinstance(exc, RateLimited):
+        return f"{net} is rate-limiting the team account; try again in {max(1, round(exc.retry_after))} s."
+    if isinstance(exc, AuthFailed):
+        return f"The team's {net} login was refused; an admin must fix the [{network}] credentials (run `bridge check`)."
+    if isinstance(exc, NotFound | ValueError):
+        return str(exc).rstrip(".") + "."
+    if isinstance(exc, Permanent):
+        return f"{net} refused it: {exc}"
+    if isinstance(exc, Transient):
+        return f"{net} did not answer ({exc}); try again in a minute."
+    return f"Something went wrong talking to {net}; it is logged. Try again later."
+
+
+class Commands:
+    def __init__(self, bridge: Bridge) -> None:
+        self.b = bridge
+        self._verbs: dict[str, Callable[[ChatEvent], Awaitable[Answer]]] = {
+            "help": self.help,
+            "start": self.help,
+            "follow": self.follow,
+            "unfollow": self.unfollow,
+            "watch": self.watch,
+            "unwatch": self.unwatch,
+            "subs": self.subs,
+            "filter": self.filter,
+            "inbox": self.inbox,
+            "post": self.post,
+            "dm": self.dm,
+            "status": self.status,
+        }
+
+    # --- entry point ---------------------------------------------------------------------
+
+    async def handle(self, event: ChatEvent) -> Answer:
+        """Answer one chat event. Never raises."""
+        try:
+            if await self.b.store.resume_destination(event.target):
+                log.info("destination resumed destination=%s", event.target)
+                self.b.refresh_routes_later()
+            if event.kind is EventKind.COMMAND:
+                verb = self._verbs.get(event.command.lower())
+                if verb is None:
+                    return Answer(f"Unknown command /{event.command[:32]}. Send /help for the list.", ok=False)
+                if len(event.args) > MAX_ARGS:
+                    return Answer(f"That is {len(event.args)} characters; commands take at most {MAX_ARGS}.", ok=False)
+                return await verb(event)
+            if event.kind is EventKind.REPLY:
+                return await self.reply(event)
+            if event.kind is EventKind.BUTTON:
+                return await self.button(event)
+            return Answer("", ok=False)
+        except Exception:
+            log.exception(
+                "command failed kind=%s command=%s target=%s user=%s", event.kind, event.command, event.target, event.user.key
+            )
+            return Answer("Something went wrong; it is logged. Try again later.", ok=False)
+
+    # --- permissions ---------------------------------------------------------------------
+
+    def is_admin(self, user: ChatUser) -> bool:
+        return user.is_room_admin or user.key in self.b.config.admins
+
+    def may_send(self, user: ChatUser) -> bool:
+        return user.key in self.b.config.admins or user.key in self.b.config.senders
+
+    def _not_admin(self) -> Answer:
+        return Answer("Only this room's admins (or the bridge's admins) may change its feeds.", ok=False)
+
+    def _not_sender(self, user: ChatUser) -> Answer:
+        return Answer(
+            f"Only the bridge's senders may speak as the team account; ask an admin to add {user.key} to [bridge] senders.",
+            ok=False,
+        )
+
+    # --- networks --------------------------------------------------------------------------
+
+    def _pick_network(self, text: str, *, by_handle: bool) -> tuple[NetworkAdapter | None, str, str]:
+        """(adapter, rest of text, error). A ``name:`` prefix picks the network; otherwise the
+        handle's syntax does, or the only configured network."""
+        nets = self.b.networks
+        if not nets:
+            return None, text, "No network is configured; add a [bluesky] section to the config."
+        name, sep, rest = text.partition(":")
+        if sep and name.strip().lower() in nets:
+            return nets[name.strip().lower()], rest.strip(), ""
+        if by_handle:
+            owners = [n for n in nets.values() if n.owns_handle(text.strip())]
+            if len(owners) == 1:
+                return owners[0], text.strip(), ""
+            if not owners and len(nets) > 1:
+                return (
+                    None,
+                    text,
+                    f"{text.strip()[:100]!r} is not a handle of {', '.join(nets)}; prefix it with the network, e.g. bluesky:alice.bsky.social",
+                )
+            if len(owners) > 1:
+                return (
+                    None,
+                    text,
+                    f"{text.strip()[:100]!r} could be on {', '.join(n.name for n in owners)}; prefix it, e.g. {owners[0].name}:{text.strip()[:40]}",
+                )
+        if len(nets) == 1:
+            return next(iter(nets.values())), text.strip(), ""
+        return None, text, f"Say which network: prefix with one of {', '.join(n + ':' for n in nets)}"
+
+    # --- feeds -------------------------------------------------------------------------------
+
+    async def follow(self, e: ChatEvent) -> Answer:
+        if not self.is_admin(e.user):
+            return self._not_admin()
+        arg = e.args.strip()
+        if not arg or len(arg.split()) != 1:
+            return Answer("Usage: /follow <handle>, e.g. /follow alice.bsky.social", ok=False)
+        net, handle, err = self._pick_network(arg, by_handle=True)
+        if net is None:
+            return Answer(err, ok=False)
+        if not net.owns_handle(handle):
+            return Answer(f"{handle[:100]!r} is not a {net.name} handle.", ok=False)
+        try:
+            author = await net.resolve(handle)
+        except (BridgeError, ValueError) as exc:
+            return Answer(_err(exc, net.name), ok=False)
+        sub, created = await self.b.subscribe(Source(net.name, SourceKind.FOLLOW, author.id), author.handle, e.target, e.user.key)
+        if not created:
+            return Answer(f"Already following @{author.handle} here (#{sub.id}).")
+        return Answer(f"Following @{author.handle} on {net.name} here (#{sub.id}): new posts from now on.", public=True)
+
+    async def watch(self, e: ChatEvent) -> Answer:
+        if not self.is_admin(e.user):
+            return self._not_admin()
+        net, query, err = self._pick_network(e.args.strip(), by_handle=False)
+        if net is None:
+            return Answer(err, ok=False)
+        query = " ".join(query.split())
+        if not query:
+            return Answer('Usage: /watch <query>, e.g. /watch "Home Depot" or /watch #nrf2027', ok=False)
+        if len(query) > MAX_QUERY:
+            return Answer(f"The query is {len(query)} characters; at most {MAX_QUERY}.", ok=False)
+        sub, created = await self.b.subscribe(Source(net.name, SourceKind.QUERY, query), query, e.target, e.user.key)
+        if not created:
+            return Answer(f"Already watching {query!r} here (#{sub.id}).")
+        return Answer(f"Watching {query!r} on {net.name} here (#{sub.id}): matching posts from now on.", public=True)
+
+    async def _find(self, e: ChatEvent, kind: SourceKind) -> tuple[SubscriptionInfo | None, str]:
+        arg = " ".join(e.args.split())
+        if not arg:
+            return None, f"Usage: /{e.command} <{'handle' if kind is SourceKind.FOLLOW else 'query'} or id>; /subs lists them."
+        subs = [s for s in await self.b.store.subscriptions(e.target) if s.source.kind is kind]
+        wanted = arg.removeprefix("#")
+        for s in subs:
+            if wanted.isdigit() and s.id == int(wanted):
+                return s, ""
+        _, _, bare = arg.partition(":") if arg.split(":", 1)[0].lower() in self.b.networks else ("", "", arg)
+        bare = bare.strip().lstrip("@").casefold()
+        for s in subs:
+            if bare in (s.label.lstrip("@").casefold(), s.source.value.casefold()):
+                return s, ""
+        return (
+            None,
+            f"No {'follow' if kind is SourceKind.FOLLOW else 'watch'} matching {arg[:100]!r} in this room; /subs lists them.",
+        )
+
+    async def unfollow(self, e: ChatEvent) -> Answer:
+        return await self._stop(e, SourceKind.FOLLOW)
+
+    async def unwatch(self, e: ChatEvent) -> Answer:
+        return await self._stop(e, SourceKind.QUERY)
+
+    async def _stop(self, e: ChatEvent, kind: SourceKind) -> Answer:
+        if not self.is_admin(e.user):
+            return self._not_admin()
+        sub, err = await self._find(e, kind)
+        if sub is None:
+            return Answer(err, ok=False)
+        await self.b.unsubscribe(sub.id)
+        what = f"@{sub.label}" if kind is SourceKind.FOLLOW else repr(sub.label)
+        return Answer(f"Stopped {'following' if kind is SourceKind.FOLLOW else 'watching'} {what} here (#{sub.id}).", public=True)
+
+    async def subs(self, e: ChatEvent) -> Answer:
+        subs = await self.b.store.subscriptions(e.target)
+        if not subs:
+            return Answer("No subscriptions in this room. Room admins can add one with /follow <handle> or /watch <query>.")
+        lines = ["Subscriptions in this room:"]
+        for s in subs:
+            lines.append(_describe(s))
+        return Answer("\n".join(lines))
+
+    async def filter(self, e: ChatEvent) -> Answer:
+        if not self.is_admin(e.user):
+            return self._not_admin()
+        first, _, rules = e.args.strip().partition(" ")
+        first = first.removeprefix("#")
+        if not first.isdigit():
+            return Answer(f"Usage: /filter <id> <rules>; {FILTER_HELP}. /subs lists the ids.", ok=False)
+        sub = await self.b.store.subscription(int(first))
+        if sub is None or sub.destination != e.target or not sub.enabled:
+            return Answer(f"No subscription #{first} in this room; /subs lists them.", ok=False)
+        try:
+            new = parse_rules(sub.filters, rules)
+        except ValueError as exc:
+            return Answer(str(exc), ok=False)
+        await self.b.set_filters(sub, new)
+        return Answer(f"#{sub.id} now: {new.describe() or 'everything'}.", public=True)
+
+    async def inbox(self, e: ChatEvent) -> Answer:
+        if not self.is_admin(e.user):
+            return self._not_admin()
+        words = [w.rstrip(":") for w in e.args.lower().split()]
+        modes = [w for w in words if w in ("on", "off")]
+        named = [w for w in words if w in self.b.networks]
+        if len(modes) != 1 or len(modes) + len(named) != len(words):
+            return Answer("Usage: /inbox on or /inbox off (optionally with the network, e.g. /inbox bluesky on)", ok=False)
+        if not self.b.networks:
+            return Answer("No network is configured; add a [bluesky] section to the config.", ok=False)
+        mode, nets = modes[0], named or list(self.b.networks)
+        done = []
+        for name in nets:
+            source = Source(name, SourceKind.INBOX, "")
+            if mode == "on":
+                await self.b.subscribe(source, "inbox", e.target, e.user.key)
+            else:
+                for s in await self.b.store.subscriptions(e.target):
+                    if s.source == source:
+                        await self.b.unsubscribe(s.id)
+            done.append(name)
+        if mode == "on":
+            return Answer(f"The team account's mentions, replies and DMs on {', '.join(done)} now arrive here.", public=True)
+        return Answer(f"The inbox of {', '.join(done)} no longer arrives here.", public=True)
+
+    async def status(self, e: ChatEvent) -> Answer:
+        rows = await self.b.store.status_rows(e.target)
+        paused = (await self.b.store.paused_destinations()).get(str(e.target))
+        if not rows:
+            return Answer("No subscriptions in this room.")
+        lines = [f"This room is paused: {paused}" if paused else "Feeds of this room:"]
+        for r in rows:
+            s = r["subscription"]
+            last = r["last_delivery"].strftime("%Y-%m-%d %H:%M UTC") if r["last_delivery"] else "never"
+            line = f"#{s.id} {_what(s)}: {r['sent']} delivered, last {last}; {r['pending']} waiting; {r['failed']} failed"
+            if r["last_error"]:
+                line += f" (last failure: {r['last_error'][:200]})"
+            lines.append(line)
+        return Answer("\n".join(lines))
+
+    async def help(self, e: ChatEvent) -> Answer:
+        return Answer(HELP)
+
+    # --- speaking as the team account ------------------------------------------------------
+
+    async def _act(
+        self,
+        e: ChatEvent,
+        net: NetworkAdapter,
+        action: str,
+        subject: str,
+        text: str,
+        call: Callable[[], Awaitable[Posted]],
+        done: Callable[[Posted], str],
+    ) -> Answer:
+        """Check permission and text, do it, record it either way."""
+        record = dict(
+            actor=e.user.key,
+            actor_name=e.user.name[:255],
+            room=str(e.target),
+            network=net.name,
+            action=action,
+            subject=subject[:512],
+            text=text,
+        )
+        if not self.may_send(e.user):
+            await self.b.store.record_action(**record, status="refused", error="not a sender")
+            log.warning("refused action=%s actor=%s room=%s reason=not-a-sender", action, e.user.key, e.target)
+            return self._not_sender(e.user)
+        if action in ("post", "reply", "dm"):
+            problem = "the text is empty" if not text.strip() else net.check_text(text)
+            if problem:
+                await self.b.store.record_action(**record, status="refused", error=problem)
+                return Answer(f"Not sent: {problem}.", ok=False)
+        try:
+            posted = await call()
+        except (BridgeError, ValueError) as exc:
+            await self.b.store.record_action(**record, status="failed", error=str(exc)[:2000])
+            log.warning("action failed action=%s actor=%s network=%s reason=%r", action, e.user.key, net.name, str(exc))
+            return Answer(_err(exc, net.name), ok=False)
+        await self.b.store.record_action(**record, status="done", result_ref=posted.ref.id[:512], result_url=posted.url[:1024])
+        log.info("action done action=%s actor=%s network=%s result=%s", action, e.user.key, net.name, posted.ref)
+        return Answer(done(posted))
+
+    async def post(self, e: ChatEvent) -> Answer:
+        net, text, err = self._pick_network(e.args, by_handle=False)
+        if net is None:
+            return Answer(err, ok=False)
+        return await self._act(
+            e, net, "post", "", text.strip(), lambda: net.post(text.strip()), lambda p: f"Posted: {p.url or p.ref.id}"
+        )
+
+    async def dm(self, e: ChatEvent) -> Answer:
+        handle, _, text = e.args.strip().partition(" ")
+        if not handle or not text.strip():
+            return Answer("Usage: /dm <handle> <text>", ok=False)
+        net, handle, err = self._pick_network(handle, by_handle=True)
+        if net is None:
+            return Answer(err, ok=False)
+        if not net.owns_handle(handle):
+            return Answer(f"{handle[:100]!r} is not a {net.name} handle.", ok=False)
+        return await self._act(
+            e,
+            net,
+            "dm",
+            handle,
+            text.strip(),
+            lambda: net.direct_message(handle, text.strip()),
+            lambda p: f"Message sent to {handle}.",
+        )
+
+    async def reply(self, e: ChatEvent) -> Answer:
+        found: MessagePost | None = None
+        if e.token:
+            parsed = parse_token(e.token)
+            if parsed is None or parsed[0] is not ButtonAction.REPLY:
+                return Answer("That reply prompt has expired; press Reply again.", ok=False)
+            found = await self.b.store.delivery_post(parsed[1])
+        elif e.reply_to_message:
+            found = await self.b.store.message_post(e.target, e.reply_to_message)
+            if found is None:
+                return Answer("")  # a reply to someone else's message: none of our business
+        if found is None or found.destination.room != e.target.room:
+            return Answer("That post is not from this chat.", ok=False)
+        post = found.post
+        net = self.b.networks.get(post.ref.network)
+        if net is None:
+            return Answer(f"The {post.ref.network} network is not configured any more.", ok=False)
+        text = e.text.strip()
+        what = "dm" if post.conversation else "reply"
+        return await self._act(
+            e,
+            net,
+            what,
+            str(post.ref),
+            text,
+            lambda: net.reply(post, text),
+            lambda p: (
+                f"Replied to @{post.author.handle}: {p.url or p.ref.id}"
+                if what == "reply"
+                else f"Answered @{post.author.handle}."
+            ),
+        )
+
+    async def button(self, e: ChatEvent) -> Answer:
+        parsed = parse_token(e.token)
+        if parsed is None:
+            return Answer("That button is not one of the bridge's.", ok=False)
+        action, delivery_id = parsed
+        found = await self.b.store.delivery_post(delivery_id)
+        if found is None or found.destination.room != e.target.room:
+            return Answer("That button belongs to a message in another chat.", ok=False)
+        post = found.post
+        net = self.b.networks.get(post.ref.network)
+        if net is None:
+            return Answer(f"The {post.ref.network} network is not configured any more.", ok=False)
+        if action is ButtonAction.REPLY:
+            if not self.may_send(e.user):
+                await self.b.store.record_action(
+                    actor=e.user.key,
+                    actor_name=e.user.name[:255],
+                    room=str(e.target),
+                    network=net.name,
+                    action="reply",
+                    subject=str(post.ref),
+                    status="refused",
+                    error="not a sender",
+                )
+                return self._not_sender(e.user)
+            return Answer(f"Write your reply to @{post.author.handle}.", ask_text_for=e.token)
+        calls: dict[ButtonAction, tuple[str, Callable[[], Awaitable[Posted]], str]] = {
+            ButtonAction.LIKE: ("like", lambda: net.like(post), f"Liked @{post.author.handle}'s post."),
+            ButtonAction.REPOST: ("repost", lambda: net.repost(post), f"Reposted @{post.author.handle}'s post."),
+            ButtonAction.FOLLOW: (
+                "follow",
+                lambda: net.follow(post.author),
+                f"Now following @{post.author.handle} from the team account.",
+            ),
+        }
+        if action not in calls:
+            return Answer("That button does nothing.", ok=False)
+        name, call, msg = calls[action]
+        subject = post.author.id if action is ButtonAction.FOLLOW else str(post.ref)
+        return await self._act(e, net, name, subject, "", call, lambda _p: msg)
+
+
+def _what(s: SubscriptionInfo) -> str:
+    if s.source.kind is SourceKind.FOLLOW:
+        return f"follow @{s.label} ({s.source.network})"
+    if s.source.kind is SourceKind.QUERY:
+        return f"watch {s.label!r} ({s.source.network})"
+    return f"inbox ({s.source.network})"
+
+
+def _describe(s: SubscriptionInfo) -> str:
+    rules = s.filters.describe()
+    return f"#{s.id} {_what(s)}" + (f" – {rules}" if rules else "")
+
+
+__all__ = ["HELP", "Commands", "Filters", "Post"]

@@ -1,0 +1,214 @@
+"""Sends pending deliveries to the chat adapters.
+
+One worker per destination at a time (posts reach a room in order), at most
+``concurrency`` destinations at once. A 429 holds back only the destination it names;
+transient failures back off with jitter; permanent ones are recorded and skipped, so a
+poison row never blocks the rows behind it; a destination that is gone is paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+from bridge.buttons import buttons_for
+from bridge.errors import DestinationUnavailable, Permanent, RateLimited
+from bridge.model import ChatTarget, Delivery
+from bridge.protocols import ChatAdapter
+from bridge.storage.store import PendingDelivery, Store, utcnow
+
+log = logging.getLogger("bridge.dispatcher")
+
+MAX_ATTEMPTS = 12  # with the backoff below, about an hour of trying before giving up
+BATCH = 50
+NOTICE_EVERY = timedelta(minutes=10)
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before retry number ``attempts``: exponential, capped at 10 minutes, with full
+    jitter so that many rows failing together do not retry together."""
+    ceiling = min(600.0, 2.0 ** min(attempts, 12))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        chats: Mapping[str, ChatAdapter],
+        *,
+        concurrency: int = 16,
+        open_thread: Callable[[int | None], bool] = lambda _sub: False,
+        on_paused: Callable[[ChatTarget, str], None] = lambda _t, _r: None,
+    ) -> None:
+        self._store = store
+        self._chats = chats
+        self._concurrency = concurrency
+        self._open_thread = open_thread
+        self._on_paused = on_paused
+        self._wake = asyncio.Event()
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._blocked_until: dict[str, datetime] = {}
+        self._stopping = False
+        self.sent = 0  # counters for status and benchmarks
+        self.failed = 0
+
+    def wake(self) -> None:
+        """New deliveries may be due."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Schedule workers until ``drain`` is called. Survives database hiccups."""
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self._schedule()
+                timeout = await self._idle_timeout()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatcher loop error; retrying in 1s")
+                timeout = 1.0
+            if self._stopping:
+                break
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _schedule(self) -> None:
+        now = utcnow()
+        self._blocked_until = {d: t for d, t in self._blocked_until.items() if t > now}
+        busy = set(self._active) | set(self._blocked_until)
+        for dest in await self._store.due_destinations(now, exclude=busy):
+            if len(self._active) >= self._concurrency or self._stopping:
+                break
+            self._active[dest] = asyncio.create_task(self._work(dest), name=f"deliver {dest}")
+
+    async def _idle_timeout(self) -> float:
+        if len(self._active) >= self._concurrency:
+            return 5.0  # a worker finishing wakes us
+        nxt = await self._store.next_due()
+        if nxt is None:
+            return 5.0
+        return max(0.01, min(5.0, (nxt - utcnow()).total_seconds()))
+
+    async def _work(self, dest: str) -> None:
+        try:
+            while not self._stopping:
+                batch = await self._store.pending_for(dest, utcnow(), BATCH)
+                if not batch:
+                    return
+                for pending in batch:
+                    if self._stopping or not await self._send(pending):
+                        return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery worker failed destination=%s", dest)
+        finally:
+            self._active.pop(dest, None)
+            self._wake.set()
+
+    async def _send(self, pending: PendingDelivery) -> bool:
+        """Send one delivery; False when the destination must wait (or is paused)."""
+        target = pending.destination
+        dest = str(target)
+        chat = self._chats.get(target.platform)
+        if chat is None:
+            await self._store.mark_failed(pending.id, f"no [{target.platform}] section is configured")
+            return True
+        delivery = Delivery(
+            id=pending.id,
+            key=pending.key,
+            post=pending.post,
+            target=target,
+            buttons=buttons_for(pending.post, pending.id),
+            open_thread=self._open_thread(pending.subscription_id),
+        )
+        try:
+            sent = await chat.send(delivery)
+        except RateLimited as exc:
+            until = utcnow() + timedelta(seconds=max(exc.retry_after, 0.05))
+            self._blocked_until[dest] = until
+            await self._store.mark_retry(pending.id, until, str(exc), count_attempt=False)
+            log.info("rate limited destination=%s retry_after=%.2f delivery=%s", dest, exc.retry_after, pending.id)
+            return False
+        except DestinationUnavailable as exc:
+            n = await self._store.pause_destination(target, str(exc))
+            log.warning("destination paused destination=%s reason=%r failed_pending=%d", dest, str(exc), n)
+            self._on_paused(target, str(exc))
+            self.failed += 1
+            return False
+        except Permanent as exc:
+            await self._store.mark_failed(pending.id, str(exc))
+            self.failed += 1
+            log.warning(
+                "delivery failed permanently delivery=%s destination=%s post=%s reason=%r",
+                pending.id,
+                dest,
+                pending.post.ref,
+                str(exc),
+            )
+            await self._tell_room(
+                target, f"Could not deliver a post by @{pending.post.author.handle} here: {exc}. {pending.post.url}".strip()
+            )
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Transient, or an adapter bug: both are retried, then given up
+            attempts = pending.attempts + 1
+            reason = str(exc) or type(exc).__name__
+            if attempts >= MAX_ATTEMPTS:
+                await self._store.mark_failed(pending.id, f"gave up after {attempts} attempts: {reason}")
+                self.failed += 1
+                log.warning("delivery given up delivery=%s destination=%s reason=%r", pending.id, dest, reason)
+                return True
+            delay = backoff(attempts)
+            await self._store.mark_retry(pending.id, utcnow() + timedelta(seconds=delay), reason)
+            self._blocked_until[dest] = utcnow() + timedelta(seconds=delay)
+            log.info(
+                "delivery retry delivery=%s destination=%s attempt=%d in=%.1fs reason=%r",
+                pending.id,
+                dest,
+                attempts,
+                delay,
+                reason,
+            )
+            return False
+        await self._store.mark_sent(pending, sent.message_ids, sent.thread_id)
+        self.sent += 1
+        log.info(
+            "delivered delivery=%s post=%s destination=%s message=%s", pending.id, pending.post.ref, dest, sent.message_ids[:1]
+        )
+        return True
+
+    async def _tell_room(self, target: ChatTarget, text: str) -> None:
+        now = utcnow()
+        before = await self._store.note_notice(target, now)
+        if before is not None and now - before < NOTICE_EVERY:
+            return
+        chat = self._chats.get(target.platform)
+        try:
+            if chat is not None:
+                await chat.notify(target, text)
+        except Exception as exc:
+            log.info("could not tell the room about a failure destination=%s reason=%r", target, str(exc))
+
+    async def drain(self, timeout: float) -> int:
+        """Take no new work; give in-flight sends ``timeout`` seconds, then cancel them (their
+        rows stay pending and are sent after the next start). Returns how many were cancelled."""
+        self._stopping = True
+        self._wake.set()
+        tasks = list(self._active.values())
+        if not tasks:
+            return 0
+        _done, still = await asyncio.wait(tasks, timeout=timeout)
+        for t in still:
+            t.cancel()
+        if still:
+            await asyncio.wait(still, timeout=1.0)
+        return len(still)

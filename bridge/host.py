@@ -1,0 +1,62 @@
+"""The Host each adapter gets: the core's side of the adapter boundary."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from bridge.buttons import parse_token
+from bridge.model import Answer, Batch, ChatEvent, ChatTarget, Source
+
+if TYPE_CHECKING:
+    from bridge.app import Bridge
+
+
+class AdapterHost:
+    """Scoped to one adapter: its state keys and cursors are its own."""
+
+    def __init__(self, bridge: Bridge, name: str) -> None:
+        self._b = bridge
+        self._name = name
+        self.log = logging.getLogger(f"bridge.adapters.{name}")
+        self._changed = asyncio.Event()
+
+    async def load_state(self, key: str) -> str | None:
+        return await self._b.store.load_state(self._name, key)
+
+    async def save_state(self, key: str, value: str | None) -> None:
+        await self._b.store.save_state(self._name, key, value)
+
+    def sources(self) -> frozenset[Source]:
+        return self._b.matcher.sources(self._name)
+
+    def notify_sources_changed(self) -> None:
+        self._changed.set()
+
+    async def sources_changed(self) -> None:
+        await self._changed.wait()
+        self._changed.clear()
+
+    async def load_cursor(self, key: str) -> str | None:
+        return await self._b.store.load_cursor(self._name, key)
+
+    async def ingest(self, batch: Batch) -> None:
+        for item in batch.items:
+            if item.source.network != self._name or item.post.ref.network != self._name:
+                raise ValueError(f"{self._name} adapter handed over an item of {item.source.network}/{item.post.ref.network}")
+        await self._b.ingest(self._name, batch)
+
+    async def handle(self, event: ChatEvent) -> Answer:
+        return await self._b.commands.handle(event)
+
+    async def link_message(self, target: ChatTarget, message_id: str, token: str) -> None:
+        parsed = parse_token(token)
+        if parsed is not None:
+            await self._b.store.link_message(target, message_id, parsed[1])
+
+    async def chat_moved(self, old: ChatTarget, new: ChatTarget) -> None:
+        await self._b.chat_moved(old, new)
+
+    async def destination_unavailable(self, target: ChatTarget, reason: str) -> None:
+        await self._b.pause(target, reason)

@@ -1,0 +1,129 @@
+"""tortoise-orm models. Explicit table names, a description on every field, retry state as
+columns: a database an operator can read with plain SQL."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Timestamped(Model):
+    created_at = fields.DatetimeField(auto_now_add=True, description="when the row was written")
+    updated_at = fields.DatetimeField(auto_now=True, description="when the row last changed")
+
+    class Meta:
+        abstract = True
+
+
+class Subscription(Timestamped):
+    id = fields.IntField(primary_key=True)
+    network = fields.CharField(max_length=32, description="network adapter name, e.g. bluesky")
+    kind = fields.CharField(max_length=16, description="follow, query or inbox")
+    value = fields.CharField(max_length=512, description="account id (follow), query text (query) or '' (inbox)")
+    label = fields.CharField(max_length=512, default="", description="what people typed / the handle, for display")
+    destination = fields.CharField(max_length=255, description="chat target, platform:chat_id[/thread]")
+    filters = fields.JSONField(default=dict, description="include/exclude words, replies, reposts, media_only, thread")
+    created_by = fields.CharField(max_length=255, default="", description="platform:user_id, or 'config'")
+    enabled = fields.BooleanField(default=True, description="false while switched off")
+    start_at = fields.DatetimeField(description="posts created before this are not delivered (start from now)")
+
+    class Meta:
+        table = "subscriptions"
+        unique_together = (("network", "kind", "value", "destination"),)
+
+
+class Destination(Timestamped):
+    id = fields.IntField(primary_key=True)
+    target = fields.CharField(max_length=255, unique=True, description="chat target, platform:chat_id[/thread]")
+    paused = fields.BooleanField(default=False, description="true when the chat is gone or closed to the bot")
+    reason = fields.TextField(default="", description="why it is paused, or the last permanent failure")
+    last_delivery_at = fields.DatetimeField(null=True, description="when a post was last delivered here")
+    last_notice_at = fields.DatetimeField(null=True, description="when the room was last told of a failure")
+
+    class Meta:
+        table = "destinations"
+
+
+class Cursor(Timestamped):
+    id = fields.IntField(primary_key=True)
+    network = fields.CharField(max_length=32, description="network adapter name")
+    key = fields.CharField(max_length=512, description="the adapter's name for the stream")
+    value = fields.TextField(description="opaque position in the stream")
+
+    class Meta:
+        table = "cursors"
+        unique_together = (("network", "key"),)
+
+
+class SeenPost(Timestamped):
+    id = fields.BigIntField(primary_key=True)
+    network = fields.CharField(max_length=32, description="network adapter name")
+    native_id = fields.CharField(max_length=512, description="the network's id of the post")
+    payload = fields.JSONField(description="the Post as delivered (bridge.serialize)")
+    posted_at = fields.DatetimeField(description="the post's own creation time")
+
+    class Meta:
+        table = "posts"
+        unique_together = (("network", "native_id"),)
+
+
+class DeliveryRow(Timestamped):
+    id = fields.BigIntField(primary_key=True)
+    post = fields.ForeignKeyField("bridge.SeenPost", related_name="deliveries", description="the post to deliver")
+    destination = fields.CharField(max_length=255, db_index=True, description="chat target")
+    subscription_id = fields.IntField(null=True, description="the subscription that produced it (may since be gone)")
+    key = fields.CharField(max_length=32, description="idempotency key, stable across retries (Discord nonce)")
+    status = fields.CharField(max_length=16, default="pending", description="pending, sent or failed")
+    attempts = fields.IntField(default=0, description="failed attempts so far")
+    next_attempt_at = fields.DatetimeField(description="not sent before this time")
+    chat_message_id = fields.CharField(max_length=64, null=True, description="the chat message carrying the post")
+    thread_id = fields.CharField(max_length=64, null=True, description="chat thread opened under it, if any")
+    last_error = fields.TextField(default="", description="the last failure's reason")
+    sent_at = fields.DatetimeField(null=True, description="when the chat platform confirmed the send")
+
+    class Meta:
+        table = "deliveries"
+        unique_together = (("post", "destination"),)
+        indexes = (("status", "next_attempt_at"),)
+
+
+class ChatMessage(Timestamped):
+    id = fields.BigIntField(primary_key=True)
+    platform = fields.CharField(max_length=32, description="chat platform")
+    chat_id = fields.CharField(max_length=64, description="chat id")
+    message_id = fields.CharField(max_length=64, description="the platform's message id")
+    post = fields.ForeignKeyField("bridge.SeenPost", related_name="messages", description="the post it carries")
+    delivery = fields.ForeignKeyField("bridge.DeliveryRow", null=True, related_name="messages", description="its delivery")
+
+    class Meta:
+        table = "chat_messages"
+        unique_together = (("platform", "chat_id", "message_id"),)
+
+
+class OutboundAction(Timestamped):
+    id = fields.BigIntField(primary_key=True)
+    actor = fields.CharField(max_length=255, description="platform:user_id of who asked")
+    actor_name = fields.CharField(max_length=255, default="", description="their display name then")
+    room = fields.CharField(max_length=255, description="chat target it was asked from")
+    network = fields.CharField(max_length=32, default="", description="network acted on")
+    action = fields.CharField(max_length=16, description="post, reply, dm, like, repost or follow")
+    subject = fields.CharField(max_length=512, default="", description="what it acts on: a post ref, a handle")
+    text = fields.TextField(default="", description="the text sent, if any")
+    status = fields.CharField(max_length=16, description="done, refused or failed")
+    result_ref = fields.CharField(max_length=512, default="", description="what the network created")
+    result_url = fields.CharField(max_length=1024, default="", description="its link")
+    error = fields.TextField(default="", description="why it was refused or failed")
+
+    class Meta:
+        table = "outbound_actions"
+
+
+class AdapterState(Timestamped):
+    id = fields.IntField(primary_key=True)
+    adapter = fields.CharField(max_length=32, description="adapter name")
+    key = fields.CharField(max_length=255, description="the adapter's key, e.g. session")
+    value = fields.TextField(description="the saved value (may be a secret: never logged)")
+
+    class Meta:
+        table = "adapter_state"
+        unique_together = (("adapter", "key"),)

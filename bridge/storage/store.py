@@ -1,0 +1,415 @@
+"""The repository: every query the engine makes, in one place, on tortoise-orm.
+
+Nothing outside ``bridge.storage`` sees a model instance: rows go out as the small
+dataclasses below, so the engine's logic stays independent of the ORM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.expressions import F
+from tortoise.functions import Count, Max
+from tortoise.transactions import in_transaction
+
+from bridge.filters import Filters
+from bridge.model import ChatTarget, Post, Source, SourceKind
+from bridge.serialize import post_from_json, post_to_json
+from bridge.storage.models import (
+    AdapterState,
+    ChatMessage,
+    Cursor,
+    DeliveryRow,
+    Destination,
+    OutboundAction,
+    SeenPost,
+    Subscription,
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionInfo:
+    id: int
+    source: Source
+    label: str
+    destination: ChatTarget
+    filters: Filters
+    created_by: str
+    enabled: bool
+    start_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    id: int
+    key: str
+    post: Post
+    destination: ChatTarget
+    subscription_id: int | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePost:
+    """What a chat message the bridge sent carries."""
+
+    post: Post
+    delivery_id: int | None
+    destination: ChatTarget
+
+
+def delivery_key(network: str, native_id: str, destination: str) -> str:
+    """Stable per (post, destination): the same on every retry and after a restart."""
+    digest = hashlib.blake2b(f"{network}\0{native_id}\0{destination}".encode(), digest_size=12).hexdigest()
+    return digest  # 24 hex characters: fits Discord's 25-character nonce
+
+
+def _sub_info(row: Subscription) -> SubscriptionInfo:
+    return SubscriptionInfo(
+        id=row.id,
+        source=Source(row.network, SourceKind(row.kind), row.value),
+        label=row.label,
+        destination=ChatTarget.parse(row.destination),
+        filters=Filters.from_json(row.filters),
+        created_by=row.created_by,
+        enabled=row.enabled,
+        start_at=row.start_at,
+    )
+
+
+class Store:
+    # --- subscriptions --------------------------------------------------------------
+
+    async def add_subscription(
+        self, source: Source, label: str, destination: ChatTarget, created_by: str, filters: Filters | None = None
+    ) -> tuple[SubscriptionInfo, bool]:
+        """Create (or re-enable) a subscription; returns it and whether it is new or was off.
+        A re-enabled subscription starts from now again, so it never floods the room."""
+        row = await Subscription.get_or_none(
+            network=source.network, kind=source.kind.value, value=source.value, destination=str(destination)
+        )
+        if row is not None:
+            if row.enabled:
+                return _sub_info(row), False
+            row.enabled = True
+            row.start_at = utcnow()
+            row.created_by = created_by
+            await row.save()
+            return _sub_info(row), True
+        row = await Subscription.create(
+            network=source.network,
+            kind=source.kind.value,
+            value=source.value,
+            label=label[:512],
+            destination=str(destination),
+            filters=(filters or Filters()).to_json(),
+            created_by=created_by,
+            start_at=utcnow(),
+        )
+        return _sub_info(row), True
+
+    async def subscriptions(self, destination: ChatTarget | None = None, *, enabled_only: bool = True) -> list[SubscriptionInfo]:
+        q = Subscription.all()
+        if destination is not None:
+            q = q.filter(destination=str(destination))
+        if enabled_only:
+            q = q.filter(enabled=True)
+        return [_sub_info(r) for r in await q.order_by("id")]
+
+    async def subscription(self, sub_id: int) -> SubscriptionInfo | None:
+        row = await Subscription.get_or_none(id=sub_id)
+        return _sub_info(row) if row else None
+
+    async def disable_subscription(self, sub_id: int) -> None:
+        await Subscription.filter(id=sub_id).update(enabled=False)
+
+    async def set_filters(self, sub_id: int, filters: Filters) -> None:
+        await Subscription.filter(id=sub_id).update(filters=filters.to_json())
+
+    async def move_destination(self, old: ChatTarget, new: ChatTarget) -> int:
+        """Move every subscription and pending delivery of chat ``old`` (and its threads) to ``new``."""
+        moved = 0
+        async with in_transaction():
+            for row in await Subscription.filter(destination__startswith=str(old)):
+                target = ChatTarget.parse(row.destination)
+                if target.room != old.room:
+                    continue
+                dest = str(ChatTarget(new.platform, new.chat_id, target.thread_id))
+                if await Subscription.exists(network=row.network, kind=row.kind, value=row.value, destination=dest):
+                    await row.delete()
+                else:
+                    row.destination = dest
+                    await row.save()
+                moved += 1
+            for d in await DeliveryRow.filter(destination__startswith=str(old), status="pending"):
+                target = ChatTarget.parse(d.destination)
+                if target.room != old.room:
+                    continue
+                dest = str(ChatTarget(new.platform, new.chat_id, target.thread_id))
+                if await DeliveryRow.exists(post_id=d.post_id, destination=dest):
+                    await d.delete()
+                else:
+                    d.destination = dest
+                    await d.save()
+        return moved
+
+    # --- destinations ----------------------------------------------------------------
+
+    async def paused_destinations(self) -> dict[str, str]:
+        return {d.target: d.reason for d in await Destination.filter(paused=True)}
+
+    async def pause_destination(self, target: ChatTarget, reason: str) -> int:
+        """Pause ``target`` and fail its pending deliveries with ``reason``; returns how many."""
+        async with in_transaction():
+            row, _ = await Destination.get_or_create(target=str(target))
+            row.paused, row.reason = True, reason[:2000]
+            await row.save()
+            return await DeliveryRow.filter(destination=str(target), status="pending").update(
+                status="failed", last_error=f"destination paused: {reason}"[:2000]
+            )
+
+    async def resume_destination(self, target: ChatTarget) -> bool:
+        """Unpause ``target`` (someone acted in it, so it is reachable again). True if it was paused."""
+        return bool(await Destination.filter(target=str(target), paused=True).update(paused=False))
+
+    async def note_notice(self, target: ChatTarget, when: datetime) -> datetime | None:
+        """Record that the room was told of a failure; returns when it was told before."""
+        row, _ = await Destination.get_or_create(target=str(target))
+        before = row.last_notice_at
+        row.last_notice_at = when
+        await row.save()
+        return before
+
+    # --- cursors and state ------------------------------------------------------------
+
+    async def load_cursor(self, network: str, key: str) -> str | None:
+        row = await Cursor.get_or_none(network=network, key=key)
+        return row.value if row else None
+
+    async def load_state(self, adapter: str, key: str) -> str | None:
+        row = await AdapterState.get_or_none(adapter=adapter, key=key)
+        return row.value if row else None
+
+    async def save_state(self, adapter: str, key: str, value: str | None) -> None:
+        if value is None:
+            await AdapterState.filter(adapter=adapter, key=key).delete()
+            return
+        updated = await AdapterState.filter(adapter=adapter, key=key).update(value=value)
+        if not updated:
+            await AdapterState.create(adapter=adapter, key=key, value=value)
+
+    # --- the ledger --------------------------------------------------------------------
+
+    async def ingest(
+        self, network: str, matched: Sequence[tuple[Post, Sequence[tuple[int, ChatTarget]]]], cursors: dict[str, str]
+    ) -> int:
+        """In one transaction: remember the posts, add one delivery per (post, destination)
+        that does not exist yet, and move the cursors. Returns the number of new deliveries."""
+        now = utcnow()
+        created = 0
+        async with in_transaction():
+            wanted = [(post, routes) for post, routes in matched if routes]
+            if wanted:
+                ids = await self._post_ids(network, [p for p, _ in wanted])
+                keys: set[tuple[int, str]] = set()
+                rows = []
+                for post, routes in wanted:
+                    pid = ids[post.ref.id]
+                    for sub_id, dest in routes:
+                        k = (pid, str(dest))
+                        if k in keys:
+                            continue  # the same post from two subscriptions to one room
+                        keys.add(k)
+                        rows.append(
+                            DeliveryRow(
+                                post_id=pid,
+                                destination=str(dest),
+                                subscription_id=sub_id,
+                                key=delivery_key(network, post.ref.id, str(dest)),
+                                next_attempt_at=now,
+                            )
+                        )
+                existing = {
+                    (d["post_id"], d["destination"])
+                    for d in await DeliveryRow.filter(post_id__in=list({r.post_id for r in rows})).values(
+                        "post_id", "destination"
+                    )
+                }
+                fresh = [r for r in rows if (r.post_id, r.destination) not in existing]
+                if fresh:
+                    await DeliveryRow.bulk_create(fresh, ignore_conflicts=True)
+                created = len(fresh)
+            for key, value in cursors.items():
+                updated = await Cursor.filter(network=network, key=key).update(value=value)
+                if not updated:
+                    await Cursor.create(network=network, key=key, value=value)
+        return created
+
+    async def _post_ids(self, network: str, posts: Sequence[Post]) -> dict[str, int]:
+        native = list({p.ref.id: p for p in posts}.values())
+        found = {
+            r["native_id"]: r["id"]
+            for r in await SeenPost.filter(network=network, native_id__in=[p.ref.id for p in native]).values("id", "native_id")
+        }
+        missing = [p for p in native if p.ref.id not in found]
+        if missing:
+            await SeenPost.bulk_create(
+                [SeenPost(network=network, native_id=p.ref.id, payload=post_to_json(p), posted_at=p.created_at) for p in missing],
+                ignore_conflicts=True,
+            )
+            found.update(
+                {
+                    r["native_id"]: r["id"]
+                    for r in await SeenPost.filter(network=network, native_id__in=[p.ref.id for p in missing]).values(
+                        "id", "native_id"
+                    )
+                }
+            )
+        return found
+
+    async def due_destinations(self, now: datetime, exclude: Iterable[str] = ()) -> list[str]:
+        """Destinations with at least one pending delivery whose time has come."""
+        q = DeliveryRow.filter(status="pending", next_attempt_at__lte=now)
+        skip = list(exclude)
+        if skip:
+            q = q.exclude(destination__in=skip)
+        rows = await q.group_by("destination").values_list("destination", flat=True)
+        return list(rows)
+
+    async def next_due(self) -> datetime | None:
+        row = await DeliveryRow.filter(status="pending").order_by("next_attempt_at").first().values("next_attempt_at")
+        return row["next_attempt_at"] if row else None
+
+    async def pending_for(self, destination: str, now: datetime, limit: int) -> list[PendingDelivery]:
+        """The oldest pending deliveries of one destination, in the order they were made."""
+        rows = (
+            await DeliveryRow.filter(destination=destination, status="pending", next_attempt_at__lte=now)
+            .order_by("id")
+            .limit(limit)
+            .values("id", "key", "subscription_id", "attempts", "post__payload")
+        )
+        target = ChatTarget.parse(destination)
+        return [
+            PendingDelivery(r["id"], r["key"], post_from_json(r["post__payload"]), target, r["subscription_id"], r["attempts"])
+            for r in rows
+        ]
+
+    async def mark_sent(self, delivery: PendingDelivery, message_ids: Sequence[str], thread_id: str = "") -> None:
+        now = utcnow()
+        async with in_transaction():
+            row = await DeliveryRow.get(id=delivery.id)
+            await DeliveryRow.filter(id=delivery.id).update(
+                status="sent",
+                sent_at=now,
+                chat_message_id=message_ids[0] if message_ids else None,
+                thread_id=thread_id or None,
+                last_error="",
+            )
+            target = delivery.destination
+            await ChatMessage.bulk_create(
+                [
+                    ChatMessage(
+                        platform=target.platform, chat_id=target.chat_id, message_id=m, post_id=row.post_id, delivery_id=row.id
+                    )
+                    for m in message_ids
+                ],
+                ignore_conflicts=True,
+            )
+            updated = await Destination.filter(target=str(target)).update(last_delivery_at=now)
+            if not updated:
+                await Destination.create(target=str(target), last_delivery_at=now)
+
+    async def mark_retry(self, delivery_id: int, next_at: datetime, error: str, *, count_attempt: bool = True) -> None:
+        q = DeliveryRow.filter(id=delivery_id)
+        if count_attempt:
+            await q.update(next_attempt_at=next_at, last_error=error[:2000], attempts=F("attempts") + 1)
+        else:
+            await q.update(next_attempt_at=next_at, last_error=error[:2000])
+
+    async def mark_failed(self, delivery_id: int, error: str) -> None:
+        await DeliveryRow.filter(id=delivery_id).update(status="failed", last_error=error[:2000], attempts=F("attempts") + 1)
+
+    # --- chat messages, buttons ----------------------------------------------------------
+
+    async def message_post(self, target: ChatTarget, message_id: str) -> MessagePost | None:
+        row = (
+            await ChatMessage.filter(platform=target.platform, chat_id=target.chat_id, message_id=message_id)
+            .select_related("post", "delivery")
+            .first()
+        )
+        if row is None:
+            return None
+        dest = ChatTarget.parse(row.delivery.destination) if row.delivery else target
+        return MessagePost(post_from_json(row.post.payload), row.delivery_id, dest)
+
+    async def delivery_post(self, delivery_id: int) -> MessagePost | None:
+        row = await DeliveryRow.filter(id=delivery_id).select_related("post").first()
+        if row is None:
+            return None
+        return MessagePost(post_from_json(row.post.payload), row.id, ChatTarget.parse(row.destination))
+
+    async def link_message(self, target: ChatTarget, message_id: str, delivery_id: int) -> None:
+        row = await DeliveryRow.get_or_none(id=delivery_id)
+        if row is None:
+            return
+        await ChatMessage.bulk_create(
+            [
+                ChatMessage(
+                    platform=target.platform,
+                    chat_id=target.chat_id,
+                    message_id=message_id,
+                    post_id=row.post_id,
+                    delivery_id=row.id,
+                )
+            ],
+            ignore_conflicts=True,
+        )
+
+    # --- outbound actions ------------------------------------------------------------------
+
+    async def record_action(self, **fields: Any) -> None:
+        await OutboundAction.create(**fields)
+
+    async def actions(self, limit: int = 100) -> list[dict[str, Any]]:
+        return list(await OutboundAction.all().order_by("-id").limit(limit).values())
+
+    # --- status -------------------------------------------------------------------------------
+
+    async def status_rows(self, destination: ChatTarget | None = None) -> list[dict[str, Any]]:
+        """Per subscription: last post seen, last delivery, failures and the last reason."""
+        subs = await self.subscriptions(destination)
+        out = []
+        for s in subs:
+            base = DeliveryRow.filter(subscription_id=s.id)
+            stats = await base.annotate(n=Count("id"), last=Max("sent_at")).group_by("status").values("status", "n", "last")
+            by_status = {r["status"]: r for r in stats}
+            last_failure = await base.filter(status="failed").order_by("-id").first().values("last_error", "updated_at")
+            last_post = await base.order_by("-id").first().values("post__posted_at")
+            out.append(
+                {
+                    "subscription": s,
+                    "sent": by_status.get("sent", {}).get("n", 0),
+                    "pending": by_status.get("pending", {}).get("n", 0),
+                    "failed": by_status.get("failed", {}).get("n", 0),
+                    "last_delivery": by_status.get("sent", {}).get("last"),
+                    "last_post": last_post["post__posted_at"] if last_post else None,
+                    "last_error": last_failure["last_error"] if last_failure else "",
+                }
+            )
+        return out
+
+    async def delivered_posts(self, destination: str) -> list[str]:
+        """Native ids of the posts sent to ``destination``, oldest first (for tests and audits)."""
+        return list(
+            await DeliveryRow.filter(destination=destination, status="sent")
+            .order_by("id")
+            .values_list("post__native_id", flat=True)
+        )

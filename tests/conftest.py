@@ -1,0 +1,91 @@
+"""Shared fixtures: databases (SQLite and Postgres from one parametrized fixture, as the
+storage contract must hold on both) and a bridge built from fake adapters."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bridge.app import Bridge
+from bridge.config import config_from_dict
+from tests.fakes import FakeChat, FakeNetwork
+
+POSTGRES = os.environ.get("BRIDGE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
+FAKES = {"fakenet": FakeNetwork, "fakechat": FakeChat}
+
+
+async def _admin_conn() -> asyncpg.Connection:
+    return await asyncpg.connect(POSTGRES.replace("postgres://", "postgresql://", 1), timeout=5)
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres() -> AsyncIterator[str]:
+    """A fresh, empty Postgres database, dropped afterwards."""
+    name = f"bridge_test_{uuid.uuid4().hex[:12]}"
+    conn = await _admin_conn()
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield f"{POSTGRES.rsplit('/', 1)[0]}/{name}"
+    finally:
+        conn = await _admin_conn()
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    async with fresh_postgres() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
+    """The same test on SQLite and on Postgres."""
+    if request.param == "sqlite":
+        yield f"sqlite://{tmp_path}/bridge.sqlite3"
+    else:
+        async with fresh_postgres() as url:
+            yield url
+
+
+def fake_config(db: str, **bridge: Any) -> dict[str, Any]:
+    return {
+        "database": {"url": db},
+        "bridge": {"admins": ["fakechat:boss"], "senders": ["fakechat:sender"], **bridge},
+        "fakenet": {},
+        "fakechat": {},
+    }
+
+
+BridgeFactory = Callable[..., Awaitable[Bridge]]
+
+
+@pytest.fixture
+async def make_bridge(tmp_path: Any) -> AsyncIterator[BridgeFactory]:
+    """Start a bridge on fake adapters; every bridge started is stopped at the end."""
+    running: list[Bridge] = []
+
+    async def make(db: str | None = None, **bridge_settings: Any) -> Bridge:
+        for b in running:  # tortoise's connections are process-wide: one bridge at a time
+            await b.stop()
+        running.clear()
+        cfg = config_from_dict(fake_config(db or f"sqlite://{tmp_path}/bridge.sqlite3", **bridge_settings), adapter_classes=FAKES)
+        b = Bridge(cfg, adapter_classes=FAKES)
+        await b.start()
+        running.append(b)
+        return b
+
+    yield make
+    for b in running:
+        await b.stop()

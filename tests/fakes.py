@@ -1,0 +1,236 @@
+"""Fake adapters at the adapter boundary, for tests of the core and of the other side.
+
+``FakeNetwork`` is a network whose posts a test publishes by hand; ``FakeChat`` is a chat
+whose people a test plays. Both honour the protocol contracts, so the core cannot tell
+them from real adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from bridge.configschema import Key
+from bridge.errors import NotFound
+from bridge.model import (
+    Answer,
+    Author,
+    Batch,
+    ChatEvent,
+    ChatTarget,
+    ChatUser,
+    Delivery,
+    EventKind,
+    Item,
+    Post,
+    Posted,
+    Ref,
+    Sent,
+    Source,
+    SourceKind,
+)
+from bridge.protocols import Host
+
+
+class FakeNetwork:
+    """Accounts are handles ending in ``.fake``; ``missing.fake`` does not exist."""
+
+    name: ClassVar[str] = "fakenet"
+    CONFIG: ClassVar[Mapping[str, Key]] = {
+        "max_length": Key(int, 300, help="longest post allowed"),
+        "token": Key(str, "", secret=True),
+    }
+
+    def __init__(self, settings: Mapping[str, Any], host: Host) -> None:
+        self.settings = settings
+        self.host = host
+        self.actions: list[tuple[Any, ...]] = []
+        self.published: list[Post] = []
+        self.started = False
+        self._ids = itertools.count(1)
+        self.fail_next: list[Exception] = []
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+
+    async def check(self) -> str:
+        return "ok: @team.fake"
+
+    def owns_handle(self, handle: str) -> bool:
+        return handle.lstrip("@").endswith(".fake") and " " not in handle
+
+    async def resolve(self, handle: str) -> Author:
+        handle = handle.lstrip("@")
+        if not self.owns_handle(handle):
+            raise ValueError(f"{handle!r} is not a fakenet handle")
+        if handle.startswith("missing"):
+            raise NotFound(f"no fakenet account @{handle}")
+        return author(handle)
+
+    async def recent(self, source: Source, limit: int) -> list[Post]:
+        return [p for p in self.published if _wants(source, p)][-limit:]
+
+    def check_text(self, text: str) -> str | None:
+        limit = self.settings.get("max_length", 300)
+        if len(text) > limit:
+            return f"the text is {len(text)} characters; fakenet allows {limit}"
+        return None
+
+    async def _do(self, *action: Any) -> Posted:
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        self.actions.append(action)
+        n = next(self._ids)
+        return Posted(Ref(self.name, f"out{n}"), f"https://fake.example/out{n}")
+
+    async def post(self, text: str) -> Posted:
+        return await self._do("post", text)
+
+    async def reply(self, parent: Post, text: str) -> Posted:
+        return await self._do("reply", parent.ref.id, text)
+
+    async def like(self, post: Post) -> Posted:
+        return await self._do("like", post.ref.id)
+
+    async def repost(self, post: Post) -> Posted:
+        return await self._do("repost", post.ref.id)
+
+    async def follow(self, who: Author) -> Posted:
+        return await self._do("follow", who.id)
+
+    async def direct_message(self, handle: str, text: str) -> Posted:
+        return await self._do("dm", handle, text)
+
+    # --- test controls -------------------------------------------------------------------
+
+    def make_post(self, author_handle: str, text: str, **fields: Any) -> Post:
+        n = next(self._ids)
+        pid = fields.pop("id", f"p{n}")
+        return Post(
+            ref=Ref(self.name, pid),
+            author=author(author_handle),
+            text=text,
+            created_at=fields.pop("created_at", datetime.now(UTC)),
+            url=fields.pop("url", f"https://fake.example/{pid}"),
+            **fields,
+        )
+
+    async def publish(self, author_handle: str, text: str, **fields: Any) -> Post:
+        """Make a post and hand it to the core for every source that wants it."""
+        post = self.make_post(author_handle, text, **fields)
+        await self.deliver(post)
+        return post
+
+    async def deliver(self, *posts: Post, cursor: str | None = None) -> None:
+        self.published.extend(posts)
+        items = tuple(Item(s, p) for p in posts for s in self.host.sources() if _wants(s, p))
+        await self.host.ingest(Batch(items, {"stream": cursor or posts[-1].ref.id}))
+
+
+def author(handle: str) -> Author:
+    handle = handle.lstrip("@")
+    return Author(id=f"id:{handle}", handle=handle, display_name=handle.split(".")[0].title(), url=f"https://fake.example/@{handle}")
+
+
+def _wants(source: Source, post: Post) -> bool:
+    if source.kind is SourceKind.FOLLOW:
+        return source.value in (post.author.id, post.reposted_by.id if post.reposted_by else None)
+    if source.kind is SourceKind.QUERY:
+        return all(w in post.text.casefold() for w in source.value.casefold().split())
+    return bool(post.reason)
+
+
+class FakeChat:
+    """Chats are any id; a test plays the people in them."""
+
+    name: ClassVar[str] = "fakechat"
+    CONFIG: ClassVar[Mapping[str, Key]] = {"token": Key(str, "", secret=True)}
+
+    def __init__(self, settings: Mapping[str, Any], host: Host) -> None:
+        self.host = host
+        self.sent: list[Delivery] = []
+        self.notices: list[tuple[ChatTarget, str]] = []
+        self.messages: dict[str, Delivery] = {}
+        self.fail: dict[str, list[Exception]] = {}  # chat id -> errors raised by the next sends
+        self.send_delay = 0.0
+        self.in_flight = 0
+        self._ids = itertools.count(1000)
+        self._changed = asyncio.Condition()
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def check(self) -> str:
+        return "ok: @fakebot"
+
+    def parse_target(self, text: str) -> ChatTarget:
+        return ChatTarget.parse(f"{self.name}:{text}")
+
+    async def send(self, delivery: Delivery) -> Sent:
+        errors = self.fail.get(delivery.target.chat_id)
+        if errors:
+            raise errors.pop(0)
+        self.in_flight += 1
+        try:
+            if self.send_delay:
+                await asyncio.sleep(self.send_delay)
+        finally:
+            self.in_flight -= 1
+        mid = str(next(self._ids))
+        self.messages[mid] = delivery
+        async with self._changed:
+            self.sent.append(delivery)
+            self._changed.notify_all()
+        return Sent((mid,))
+
+    async def notify(self, target: ChatTarget, text: str) -> None:
+        self.notices.append((target, text))
+
+    # --- test controls -------------------------------------------------------------------
+
+    def sent_to(self, chat_id: str) -> list[str]:
+        """Native post ids delivered to ``chat_id``, in order."""
+        return [d.post.ref.id for d in self.sent if d.target.chat_id == chat_id]
+
+    def message_id_of(self, post_id: str, chat_id: str) -> str:
+        for mid, d in self.messages.items():
+            if d.post.ref.id == post_id and d.target.chat_id == chat_id:
+                return mid
+        raise KeyError(post_id)
+
+    async def wait_sent(self, n: int, timeout: float = 5.0) -> list[Delivery]:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: len(self.sent) >= n), timeout)
+        return self.sent
+
+    def target(self, chat_id: str, thread: str = "") -> ChatTarget:
+        return ChatTarget(self.name, chat_id, thread)
+
+    def user(self, user_id: str, admin: bool = False) -> ChatUser:
+        return ChatUser(self.name, user_id, f"user {user_id}", is_room_admin=admin)
+
+    async def command(self, chat_id: str, user_id: str, text: str, admin: bool = False) -> Answer:
+        verb, _, args = text.strip().removeprefix("/").partition(" ")
+        return await self.host.handle(
+            ChatEvent(EventKind.COMMAND, self.target(chat_id), self.user(user_id, admin), command=verb, args=args)
+        )
+
+    async def reply(self, chat_id: str, user_id: str, message_id: str, text: str) -> Answer:
+        return await self.host.handle(
+            ChatEvent(EventKind.REPLY, self.target(chat_id), self.user(user_id), text=text, reply_to_message=message_id)
+        )
+
+    async def press(self, chat_id: str, user_id: str, token: str) -> Answer:
+        return await self.host.handle(ChatEvent(EventKind.BUTTON, self.target(chat_id), self.user(user_id), token=token))
+
+    async def answer_prompt(self, chat_id: str, user_id: str, token: str, text: str) -> Answer:
+        return await self.host.handle(ChatEvent(EventKind.REPLY, self.target(chat_id), self.user(user_id), text=text, token=token))
