@@ -18,7 +18,7 @@ from adapters.telegram.pacing import Pacer
 from adapters.telegram.render import Piece, plan_notice, plan_post
 from adapters.telegram.updates import COMMANDS, PLATFORM, UpdateHandler
 from bridge.configschema import Key
-from bridge.errors import Transient
+from bridge.errors import RateLimited, Transient
 from bridge.model import ChatTarget, Delivery, Sent
 from bridge.protocols import Host
 
@@ -160,7 +160,7 @@ class TelegramAdapter:
     async def send(self, delivery: Delivery) -> Sent:
         """Send the post as planned by ``render.plan_post``; all created message ids come back."""
         pieces = plan_post(delivery.post, delivery.buttons)
-        ids = await self._deliver(delivery.target, pieces, patient=False)
+        ids = await self._deliver(delivery.target, pieces, patient=False, moved_is_pending=True)
         self._log.info(
             "telegram.sent delivery=%s post=%s target=%s messages=%s",
             delivery.id,
@@ -174,7 +174,10 @@ class TelegramAdapter:
         """A plain-text notice, escaped; same errors as ``send``."""
         await self._deliver(target, plan_notice(text), patient=False)
 
-    async def _deliver(self, target: ChatTarget, pieces: list[Piece], patient: bool) -> list[str]:
+    async def _deliver(self, target: ChatTarget, pieces: list[Piece], patient: bool, moved_is_pending: bool = False) -> list[str]:
+        """Send ``pieces`` to ``target`` and map failures. On a group → supergroup migration the
+        chat is moved; a notice is then sent to the new chat, while a delivery (``moved_is_pending``)
+        is handed back as RateLimited(0): it now belongs to the new chat, where the core sends it."""
         if self._outbox is None:
             raise Transient("telegram adapter is not started")
         chat_id = int(target.chat_id)
@@ -182,12 +185,16 @@ class TelegramAdapter:
         try:
             ids = await self._outbox.send(chat_id, pieces, thread_id=thread, patient=patient)
         except ChatMigrated as exc:
-            # Telegram: a group upgraded to a supergroup answers with its new id; move the chat's
-            # subscriptions there and send this one message to the new chat.
+            # Telegram: a group upgraded to a supergroup answers with its new id. The core moves
+            # the chat's subscriptions and pending deliveries there.
             new_id = int(exc.new_chat_id)
             new_target = ChatTarget(PLATFORM, str(new_id), target.thread_id)
             self._log.info("telegram.chat_migrated old=%s new=%s", target, new_target)
             await self._host.chat_moved(target.room, new_target.room)
+            if moved_is_pending:
+                # This delivery moved with the chat: the core sends it to the new chat and records
+                # its message ids there. Sending it here as well would show it twice.
+                raise RateLimited(0.0, scope=str(chat_id), message=f"telegram:{chat_id} moved to {new_id}") from exc
             try:
                 ids = await self._outbox.send(new_id, pieces, thread_id=thread, patient=patient)
             except TelegramError as retry_exc:

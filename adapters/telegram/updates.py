@@ -43,7 +43,7 @@ COMMANDS: dict[str, str] = {
 # Verbs the core knows besides those shown in the menu.
 EXTRA_VERBS = {"digest", "quiet"}
 WELCOME = "Welcome! This bot relays posts from microblog networks into this chat and lets you answer them."
-PROMPT_FALLBACK = "Write your reply as an answer to this message."
+PROMPT_FALLBACK = "Write it as a reply to this message."
 # Telegram: a command is "/" and up to 32 letters, digits and underscores, then "@botname" in groups.
 _COMMAND_RE = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]+))?(?:\s+(.*))?$", re.DOTALL)
 FAILED = "Something went wrong on our side; please try again later."
@@ -169,7 +169,7 @@ class UpdateHandler:
         """Telegram has no text-input dialog: a ForceReply message asks for the text, and the
         user's reply to it comes back as a REPLY to that message id."""
         thread = int(target.thread_id) if target.thread_id else None
-        text = html.escape(answer.text.strip() or PROMPT_FALLBACK)
+        text = html.escape(f"{answer.text.strip()}\n{PROMPT_FALLBACK}".strip())
         try:
             prompt_id = await self._outbox.prompt(int(target.chat_id), text, thread, "Your reply")
         except TelegramError as exc:

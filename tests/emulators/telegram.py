@@ -388,13 +388,16 @@ class TelegramEmulator:
         }
         return self._push({"callback_query": query})
 
-    def migrate(self, chat_id: int) -> int:
-        """Upgrade group ``chat_id`` to a supergroup: service messages in both chats, and sends to
-        the old id answer 400 with ``migrate_to_chat_id``. Returns the new chat id."""
+    def migrate(self, chat_id: int, announce: bool = True) -> int:
+        """Upgrade group ``chat_id`` to a supergroup: service messages in both chats (unless
+        ``announce`` is False, as when the bot missed them), and sends to the old id answer 400
+        with ``migrate_to_chat_id``. Returns the new chat id."""
         old = self.chats[chat_id]
         new_id = -(1000000000000 + abs(chat_id))
         self.chats[new_id] = Chat(id=new_id, type="supergroup", title=old.title, admins=set(old.admins))
         self._faults[chat_id].migrated_to = new_id
+        if not announce:
+            return new_id
         service = self._user_message(chat_id, None, "")
         del service["text"]
         service["from"] = next(iter(self.users.values()), self.bot)

@@ -15,6 +15,7 @@ if _ROOT not in sys.path:
 
 from adapters.telegram import TelegramAdapter  # noqa: E402
 from tests.adapters.telegram.tg_fakehost import FakeHost  # noqa: E402
+from tests.adapters.telegram.tg_world import World, start_world  # noqa: E402
 from tests.emulators.telegram import TelegramEmulator  # noqa: E402
 
 TOKEN = "123456:TEST-token-do-not-leak"
@@ -45,3 +46,13 @@ async def adapter(tg: TelegramEmulator, host: FakeHost) -> AsyncIterator[Telegra
         yield instance
     finally:
         await instance.stop()
+
+
+@pytest.fixture
+async def world(tg: TelegramEmulator, tmp_path: Path) -> AsyncIterator[World]:
+    """The real core with the Telegram adapter on the emulator; stopped after the test."""
+    started = await start_world(tg, f"sqlite://{tmp_path}/bridge.sqlite3")
+    try:
+        yield started
+    finally:
+        await started.bridge.stop()
