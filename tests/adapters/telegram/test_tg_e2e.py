@@ -4,6 +4,7 @@ emulator, and a FakeNetwork standing in for Bluesky."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -176,3 +177,14 @@ async def test_help_and_start(world: World) -> None:
     assert "/follow <handle>" in help_text and "/watch <query>" in help_text
     welcome = await world.command(world.boss_chat, world.boss, "/start")
     assert welcome.startswith("Welcome!") and "/follow <handle>" in welcome
+
+
+async def test_pacing_keeps_within_telegram_limits(world: World) -> None:
+    world.tg.enforce_rate_limits = True
+    await world.command(world.boss_chat, world.boss, "/follow alice.fake")
+    for n in range(3):
+        await world.net.publish("alice.fake", f"burst {n}")
+    messages = await world.tg.wait_messages(world.boss_chat.id, 4, timeout=8)
+    assert not world.tg.rejected  # no 429: the adapter paced itself to 1 message/s in a private chat
+    assert [m.text.split("\n\n")[1] for m in messages[1:]] == ["burst 0", "burst 1", "burst 2"]
+    assert all(b.at - a.at >= 0.95 for a, b in itertools.pairwise(messages))
