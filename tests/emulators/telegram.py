@@ -377,6 +377,13 @@ class TelegramEmulator:
         reply to message ``reply_to`` and in topic ``thread_id``. Returns the Update."""
         return self._push({"message": self._user_message(chat_id, user, text, reply_to, thread_id)})
 
+    def channel_post(self, chat_id: int, text: str) -> dict[str, Any]:
+        """An administrator posts ``text`` in channel ``chat_id`` (channel posts have no sender,
+        only ``sender_chat``). Returns the Update."""
+        message = self._user_message(chat_id, None, text)
+        message["sender_chat"] = self.chats[chat_id].to_json()
+        return self._push({"channel_post": message})
+
     def press(self, chat_id: int, user: dict[str, Any], message_id: int, data: str) -> dict[str, Any]:
         """A user presses the inline button with callback_data ``data`` under ``message_id``."""
         query = {

@@ -188,3 +188,27 @@ async def test_pacing_keeps_within_telegram_limits(world: World) -> None:
     assert not world.tg.rejected  # no 429: the adapter paced itself to 1 message/s in a private chat
     assert [m.text.split("\n\n")[1] for m in messages[1:]] == ["burst 0", "burst 1", "burst 2"]
     assert all(b.at - a.at >= 0.95 for a, b in itertools.pairwise(messages))
+
+
+async def test_bot_removed_from_a_group_pauses_it(world: World) -> None:
+    await world.command(world.group, world.boss, "/follow alice.fake")
+    world.tg.kick_bot(world.group.id, world.boss)
+    paused: dict[str, str] = {}
+    for _ in range(100):
+        paused = await world.bridge.store.paused_destinations()
+        if paused:
+            break
+        await asyncio.sleep(0.05)
+    assert paused == {f"telegram:{world.group.id}": "the bot was removed from the chat"}
+    await world.net.publish("alice.fake", "nobody hears this")
+    await asyncio.sleep(0.3)
+    assert not world.tg.rejected  # nothing is sent to a chat the bot has left
+
+
+async def test_follow_in_a_channel(world: World) -> None:
+    channel = world.tg.add_group("News", kind="channel")
+    update = world.tg.channel_post(channel.id, "/follow alice.fake")
+    answer = (await world.tg.wait_messages(channel.id, 1))[0]
+    assert "Following @alice.fake" in answer.text and answer.reply_to == update["channel_post"]["message_id"]
+    await world.net.publish("alice.fake", "on the channel")
+    assert "on the channel" in (await world.tg.wait_messages(channel.id, 2))[-1].text
