@@ -76,10 +76,18 @@ class Pacer:
             slot = max(slot, slots[0] + self._group_window)
         return slot
 
+    def _forget_idle(self, now: float) -> None:
+        """Drop the schedules of chats that are free again, so memory follows the active chats."""
+        self._next_private = {c: t for c, t in self._next_private.items() if t > now}
+        self._group_slots = {c: q for c, q in self._group_slots.items() if q and q[-1] + self._group_window > now}
+        self._blocked_until = {c: t for c, t in self._blocked_until.items() if t > now}
+
     async def acquire(self, chat_id: int, max_wait: float | None = None) -> None:
         """Wait for a slot to send one message to ``chat_id``; raise RateLimited when the chat's
         own wait is longer than ``max_wait`` (None: wait as long as needed)."""
         now = self._clock()
+        if len(self._next_private) + len(self._group_slots) > 10_000:
+            self._forget_idle(now)
         slot = self._chat_slot(chat_id, now)
         if max_wait is not None and slot - now > max_wait:
             raise RateLimited(slot - now, scope=str(chat_id), message=f"chat {chat_id} is paced for {slot - now:.1f}s")

@@ -15,7 +15,7 @@ import html
 import re
 from dataclasses import dataclass
 
-from telegram import CallbackQuery, ChatMemberUpdated, Message, Update
+from telegram import CallbackQuery, Chat, ChatMemberUpdated, Message, Update, User
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 
@@ -96,16 +96,14 @@ class UpdateHandler:
         except Exception:
             self._log.exception("telegram.update_failed update_id=%s", update.update_id)
 
-    async def _user(self, message: Message | None, query: CallbackQuery | None = None) -> ChatUser:
-        source = query.from_user if query is not None else (message.from_user if message else None)
-        chat = (query.message.chat if query and query.message else message.chat) if (query or message) else None
-        assert chat is not None
-        if source is None or (message is not None and message.sender_chat is not None and message.sender_chat.id == chat.id):
+    async def _user(self, chat: Chat, sender: User | None, sender_chat: Chat | None = None) -> ChatUser:
+        """Who acted in ``chat``, and whether they administer it."""
+        if sender is None or (sender_chat is not None and sender_chat.id == chat.id):
             # A channel post, or an anonymous group admin speaking as the chat: only admins can.
             return ChatUser(PLATFORM, str(chat.id), chat.title or "", is_room_admin=True)
-        is_admin = await self._admins.is_admin(chat.id, chat.type, source.id)
-        name = f"@{source.username}" if source.username else source.full_name
-        return ChatUser(PLATFORM, str(source.id), name, is_room_admin=is_admin)
+        is_admin = await self._admins.is_admin(chat.id, chat.type, sender.id)
+        name = f"@{sender.username}" if sender.username else sender.full_name
+        return ChatUser(PLATFORM, str(sender.id), name, is_room_admin=is_admin)
 
     async def _on_message(self, message: Message) -> None:
         chat = message.chat
@@ -125,7 +123,7 @@ class UpdateHandler:
             known = command.verb in COMMANDS or command.verb in EXTRA_VERBS or command.verb == "start"
             if not known and chat.type != ChatType.PRIVATE:
                 return  # probably another bot's command in a shared group
-            user = await self._user(message)
+            user = await self._user(message.chat, message.from_user, message.sender_chat)
             verb = "help" if command.verb == "start" else command.verb
             event = ChatEvent(EventKind.COMMAND, target, user, command=verb, args=command.args)
             answer = await self._ask(event)
@@ -136,7 +134,7 @@ class UpdateHandler:
         replied = message.reply_to_message
         if replied is None or replied.from_user is None or replied.from_user.id != self._bot_id:
             return  # ordinary conversation, not addressed to the bridge
-        user = await self._user(message)
+        user = await self._user(message.chat, message.from_user, message.sender_chat)
         event = ChatEvent(EventKind.REPLY, target, user, text=text, reply_to_message=str(replied.message_id))
         await self._answer(message, target, await self._ask(event))
 
@@ -183,7 +181,7 @@ class UpdateHandler:
             await query.answer()
             return
         target = target_of(message) if isinstance(message, Message) else ChatTarget(PLATFORM, str(message.chat.id))
-        user = await self._user(None, query)
+        user = await self._user(message.chat, query.from_user)
         answer = await self._ask(ChatEvent(EventKind.BUTTON, target, user, token=query.data))
         # Telegram: the callback answer text is 0-200 characters; refusals as an alert so they are read.
         toast = answer.text.strip()

@@ -24,7 +24,7 @@ import json
 import re
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -318,7 +318,7 @@ class TelegramEmulator:
             self.chats[chat.id] = chat
         return chat
 
-    def add_group(self, title: str, admins: list[dict[str, Any]] = (), kind: str = "group", forum: bool = False) -> Chat:  # type: ignore[assignment]
+    def add_group(self, title: str, admins: Sequence[dict[str, Any]] = (), kind: str = "group", forum: bool = False) -> Chat:
         """Create a group (``kind`` group, supergroup or channel); ``admins`` are its administrators."""
         n = next(self._group_ids)
         chat_id = -(100 + n) if kind == "group" else -(1001000000000 + n)
