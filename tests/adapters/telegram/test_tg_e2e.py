@@ -129,7 +129,7 @@ async def test_429_storm_in_one_chat_does_not_stall_another(world: World) -> Non
     assert "storm post" in calm.text
     stormy = (await world.tg.wait_messages(world.group.id, 2, timeout=10))[-1]
     assert "storm post" in stormy.text
-    assert stormy.at - calm.at >= 3.5  # waited retry_after twice, for that chat only
+    assert stormy.at - calm.at >= 3.0  # waited retry_after (2 s) twice, for that chat only
     assert len([r for r in world.tg.rejected if r[2].code == 429]) == 2
 
 
