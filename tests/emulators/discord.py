@@ -908,9 +908,18 @@ class DiscordEmulator:
         self.channels[thread.id] = thread
         self.messages[thread.id] = []
         starter["thread"] = thread.to_dict()
+        self._sent_changed.set()
         data = thread.to_dict()
         await self.dispatch("THREAD_CREATE", {**data, "newly_created": True})
         return self._json(data, status=201)
+
+    async def wait_channel(self, channel_id: int, timeout: float = 5) -> Channel:
+        """Wait until channel (or thread) ``channel_id`` exists."""
+        async with asyncio.timeout(timeout):
+            while channel_id not in self.channels:
+                self._sent_changed.clear()
+                await self._sent_changed.wait()
+        return self.channels[channel_id]
 
     async def thread_message(self, thread_id: int, user_id: int, content: str) -> dict[str, Any]:
         """A member writes in a thread (content visible: it mentions the bot)."""

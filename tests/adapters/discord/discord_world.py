@@ -46,6 +46,7 @@ class World:
     other: int
     admin: int
     member: int
+    outsider: int
 
 
 def build_world(emu: DiscordEmulator) -> World:
@@ -56,6 +57,7 @@ def build_world(emu: DiscordEmulator) -> World:
         other=emu.add_channel(guild, "other"),
         admin=emu.add_member(guild, "ann", manage_channels=True),
         member=emu.add_member(guild, "bob"),
+        outsider=emu.add_member(guild, "cat"),
     )
 
 
