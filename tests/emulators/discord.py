@@ -99,6 +99,7 @@ class Channel:
     deleted: bool = False
     forbidden_code: int = 0  # 50001 Missing Access / 50013 Missing Permissions when set
     rate_limits: list[tuple[float, bool]] = field(default_factory=list)  # (retry_after, global) queued 429s
+    failures: list[DiscordHTTPError] = field(default_factory=list)  # errors for the next message creates
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -309,6 +310,10 @@ class DiscordEmulator:
     def rate_limit(self, channel_id: int, retry_after: float, *, times: int = 1, is_global: bool = False) -> None:
         """The next ``times`` message creates in ``channel_id`` get a 429."""
         self.channels[channel_id].rate_limits.extend([(retry_after, is_global)] * times)
+
+    def fail_next(self, channel_id: int, status: int, message: str, code: int = 0) -> None:
+        """The next message create in ``channel_id`` fails with this Discord error."""
+        self.channels[channel_id].failures.append(DiscordHTTPError(status, message, code))
 
     def forbid(self, channel_id: int, code: int = 50001) -> None:
         """Close ``channel_id`` to the bot: 50001 Missing Access or 50013 Missing Permissions."""
@@ -848,6 +853,8 @@ class DiscordEmulator:
                 headers["X-RateLimit-Global"] = "true"
             body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": is_global}
             return self._json(body, status=429, headers=headers)
+        if channel.failures:
+            raise channel.failures.pop(0)
         payload = await self._payload(request)
         self._validate(payload)
         nonce = payload.get("nonce")
