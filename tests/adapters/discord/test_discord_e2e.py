@@ -4,6 +4,7 @@ against the emulator, and the fake network from tests.fakes."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,11 +26,11 @@ StartBridge = Callable[[], Awaitable[Bridge]]
 async def start_bridge(emulator: DiscordEmulator, world: World, tmp_path: Path) -> AsyncIterator[StartBridge]:
     """Start a bridge (stopping the previous one: tortoise's connection is process-wide) on one
     database, so a second start is a restart."""
-    running: list[Bridge] = []
+    running: list[tuple[Bridge, contextvars.Context]] = []
     # ann has Manage Channels (room admin); bob is a sender; cat is neither.
 
     async def start() -> Bridge:
-        for old in running:
+        for old, _ in running:
             await old.stop()
         running.clear()
         data = {
@@ -41,13 +42,15 @@ async def start_bridge(emulator: DiscordEmulator, world: World, tmp_path: Path) 
         classes = {"fakenet": FakeNetwork, "discord": DiscordAdapter}
         bridge = Bridge(config_from_dict(data, adapter_classes=classes), adapter_classes=classes)
         await bridge.start()
-        running.append(bridge)
+        # tortoise keeps its connection in a ContextVar of the test's context; the teardown
+        # below runs in the fixture's, so it stops the bridge in a copy of the test's context.
+        running.append((bridge, contextvars.copy_context()))
         await asyncio.wait_for(bridge.adapters["discord"].ready.wait(), 10)
         return bridge
 
     yield start
-    for bridge in running:
-        await bridge.stop()
+    for bridge, context in running:
+        await asyncio.create_task(bridge.stop(), context=context)
 
 
 async def eventually(read: Callable[[], Awaitable], ok: Callable[[object], bool], timeout: float = 5) -> None:
