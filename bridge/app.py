@@ -48,7 +48,7 @@ class Bridge:
             self.chats,
             concurrency=config.concurrency,
             open_thread=lambda sub: sub in self._thread_subs,
-            on_paused=lambda target, _reason: self._paused.add(str(target)),
+            on_paused=self._paused_by_dispatcher,
         )
         self._tasks: list[asyncio.Task[Any]] = []
         self._started: list[Any] = []
@@ -68,6 +68,7 @@ class Bridge:
                 self._started.append(adapter)
                 log.info("adapter started adapter=%s", adapter.name)
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+            self._tasks.append(asyncio.create_task(self._watch_subscriptions(), name="watch-subscriptions"))
             if self.config.subscriptions:
                 self._tasks.append(
                     asyncio.create_task(self._apply_static(self.config.subscriptions), name="static-subscriptions")
@@ -117,6 +118,20 @@ class Bridge:
                 self._thread_subs.add(s.id)
         self.matcher = fresh
         self._sources_changed()
+
+    async def _watch_subscriptions(self, every: float = 3.0) -> None:
+        """Pick up subscriptions changed by another process (the command line, another worker)."""
+        seen = await self.store.subscriptions_version()
+        while True:
+            await asyncio.sleep(every)
+            try:
+                now = await self.store.subscriptions_version()
+                if now != seen:
+                    seen = now
+                    await self.refresh_routes()
+                    log.info("subscriptions reloaded subscriptions=%d", len(self.matcher))
+            except Exception as exc:  # the database may be briefly away; try again next round
+                log.warning("could not check for subscription changes reason=%r", str(exc))
 
     def refresh_routes_later(self) -> None:
         if not self._refresh_pending:
@@ -212,6 +227,10 @@ class Bridge:
         if created:
             log.info("ingested network=%s items=%d deliveries=%d", network, len(batch.items), created)
             self.dispatcher.wake()
+
+    def _paused_by_dispatcher(self, target: ChatTarget, _reason: str) -> None:
+        self._paused.add(str(target))
+        self.refresh_routes_later()
 
     async def pause(self, target: ChatTarget, reason: str) -> None:
         n = await self.store.pause_destination(target, reason)

@@ -3,6 +3,7 @@ storage contract must hold on both) and a bridge built from fake adapters."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -89,3 +90,13 @@ async def make_bridge(tmp_path: Any) -> AsyncIterator[BridgeFactory]:
     yield make
     for b in running:
         await b.stop()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until ``condition()`` holds; fail the test after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.01)

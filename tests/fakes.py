@@ -63,7 +63,7 @@ class FakeNetwork:
         return "ok: @team.fake"
 
     def owns_handle(self, handle: str) -> bool:
-        return handle.lstrip("@").endswith(".fake") and " " not in handle
+        return handle.lstrip("@").endswith(".fake") and " " not in handle and ":" not in handle
 
     async def resolve(self, handle: str) -> Author:
         handle = handle.lstrip("@")
@@ -135,7 +135,9 @@ class FakeNetwork:
 
 def author(handle: str) -> Author:
     handle = handle.lstrip("@")
-    return Author(id=f"id:{handle}", handle=handle, display_name=handle.split(".")[0].title(), url=f"https://fake.example/@{handle}")
+    return Author(
+        id=f"id:{handle}", handle=handle, display_name=handle.split(".")[0].title(), url=f"https://fake.example/@{handle}"
+    )
 
 
 def _wants(source: Source, post: Post) -> bool:
@@ -233,4 +235,6 @@ class FakeChat:
         return await self.host.handle(ChatEvent(EventKind.BUTTON, self.target(chat_id), self.user(user_id), token=token))
 
     async def answer_prompt(self, chat_id: str, user_id: str, token: str, text: str) -> Answer:
-        return await self.host.handle(ChatEvent(EventKind.REPLY, self.target(chat_id), self.user(user_id), text=text, token=token))
+        return await self.host.handle(
+            ChatEvent(EventKind.REPLY, self.target(chat_id), self.user(user_id), text=text, token=token)
+        )

@@ -6,10 +6,14 @@ import logging
 from typing import Any
 
 from tortoise import Tortoise
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.migrations.api.migrate import migrate
 
 log = logging.getLogger("bridge.storage")
 MODELS = "bridge.storage.models"
+
+
+_open_clients: list[Any] = []
 
 
 class DatabaseUnavailable(Exception):
@@ -44,6 +48,7 @@ async def open_database(url: str) -> None:
         await migrate(config=config)
         await Tortoise.close_connections()
         await Tortoise.init(config=config)
+        _open_clients.append(Tortoise.get_connection("default"))
     except (OSError, ConnectionError) as exc:
         await Tortoise.close_connections()
         raise DatabaseUnavailable(f"cannot reach the database at {redact(url)}: {exc}") from exc
@@ -57,4 +62,16 @@ async def open_database(url: str) -> None:
 
 
 async def close_database() -> None:
+    # tortoise keeps connections in a ContextVar: closing from another context (a signal
+    # handler's task, a test fixture's teardown) would leave the SQLite worker thread alive,
+    # so close the clients we opened directly.
+    while _open_clients:
+        client = _open_clients.pop()
+        try:
+            await client.close()
+        except Exception:
+            log.debug("closing a database client failed", exc_info=True)
     await Tortoise.close_connections()
+    # tortoise caches prepared INSERTs per connection *name*; a later open of another backend
+    # under the same name (tests switch SQLite/Postgres in one process) must not reuse them.
+    EXECUTOR_CACHE.clear()

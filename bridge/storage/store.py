@@ -128,6 +128,11 @@ class Store:
         row = await Subscription.get_or_none(id=sub_id)
         return _sub_info(row) if row else None
 
+    async def subscriptions_version(self) -> tuple[int, str]:
+        """Changes whenever a subscription is added, changed or switched off, by any process."""
+        row = await Subscription.annotate(n=Count("id"), last=Max("updated_at")).first().values("n", "last")
+        return (row["n"], str(row["last"])) if row else (0, "")
+
     async def disable_subscription(self, sub_id: int) -> None:
         await Subscription.filter(id=sub_id).update(enabled=False)
 
