@@ -1,0 +1,172 @@
+"""The team account's login session, kept across restarts.
+
+Bluesky limits ``com.atproto.server.createSession`` to 30 per 5 minutes and 300 per day per
+account: a bridge that logs in on every start or every error locks its owner out. So:
+
+* the session (access and refresh tokens) is saved in the core's adapter state whenever it
+  changes and reused on the next start;
+* the access token is refreshed with the refresh token (``refreshSession``) shortly before it
+  expires, or when the server calls it expired or invalid;
+* the password is used only when there is no saved session or the refresh token itself is
+  refused (revoked, or expired after months): one ``createSession``;
+* when that is refused too, the keeper fails for good with one AuthFailed and makes no more
+  requests until the adapter is restarted: no retry loop against a revoked password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from atproto_client import AsyncClient
+from atproto_client import exceptions as sdk
+from atproto_client.client.session import Session, SessionEvent
+
+from adapters.bluesky.http import map_error, xrpc_error
+from bridge.errors import AuthFailed
+
+log = logging.getLogger("bridge.adapters.bluesky")
+
+STATE_KEY = "session"
+# Refresh this long before the access token expires (Bluesky's live for about 2 hours).
+REFRESH_MARGIN = 300.0
+
+
+class SessionClient(AsyncClient):
+    """The SDK client with its own refresh-before-each-call turned off: the SessionKeeper
+    decides when to refresh, so that a refused refresh token leads to one login, not to an
+    error on every call."""
+
+    def _should_refresh_session(self) -> bool:
+        return False
+
+
+class SessionKeeper:
+    def __init__(
+        self,
+        client: SessionClient,
+        identifier: str,
+        password: str,
+        load: Callable[[], Awaitable[str | None]],
+        save: Callable[[str | None], Awaitable[None]],
+    ) -> None:
+        self.client = client
+        self.identifier = identifier
+        self._password = password
+        self._load = load
+        self._save = save
+        self._lock = asyncio.Lock()
+        self._loaded = False
+        self.failed: AuthFailed | None = None
+        self.logins = 0  # createSession calls made by this process
+        client.on_session_change(self._on_change)
+
+    @property
+    def did(self) -> str:
+        session = self.client._session
+        return session.did if session else ""
+
+    @property
+    def handle(self) -> str:
+        session = self.client._session
+        return session.handle if session else ""
+
+    async def ensure(self) -> None:
+        """Have a usable session: the saved one, a refreshed one, or (only when neither works)
+        a new login. Raise AuthFailed when the credentials are refused."""
+        if self.failed:
+            raise self.failed
+        session = self.client._session
+        if session is not None and _expires_in(session) > REFRESH_MARGIN:
+            return
+        async with self._lock:
+            if self.failed:
+                raise self.failed
+            session = self.client._session
+            if session is None and not self._loaded:
+                self._loaded = True
+                await self._restore()
+                session = self.client._session
+            if session is None:
+                await self._login()
+            elif _expires_in(session) <= REFRESH_MARGIN:
+                await self._refresh_or_login()
+
+    async def reauth(self, failed_token: str) -> None:
+        """The server refused ``failed_token`` as expired or invalid: refresh (or, if the
+        refresh token is refused too, log in once), unless another task already did."""
+        async with self._lock:
+            if self.failed:
+                raise self.failed
+            session = self.client._session
+            if session is not None and session.access_jwt != failed_token:
+                return  # someone refreshed meanwhile
+            await self._refresh_or_login()
+
+    async def _restore(self) -> None:
+        raw = await self._load()
+        if not raw:
+            return
+        try:
+            saved = json.loads(raw)
+            if saved.get("identifier") != self.identifier:
+                log.info("saved session is for another account; logging in afresh")
+                return
+            await self.client._import_session_string(saved["session"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("saved session unreadable; logging in afresh")
+            return
+        log.info("session restored did=%s", self.did)
+
+    async def _refresh_or_login(self) -> None:
+        try:
+            await self.client._refresh_and_set_session()
+            log.info("session refreshed did=%s", self.did)
+            return
+        except Exception as exc:  # decide below whether it is the token
+            status, name, _ = xrpc_error(exc)
+            if status is None or (status >= 500 or status == 429):
+                raise map_error(exc, "com.atproto.server.refreshSession") from exc
+            log.warning("refresh token refused (%s); logging in with the app password", name or status)
+        await self._login()
+
+    async def _login(self) -> None:
+        self.logins += 1
+        log.info("logging in identifier=%s", self.identifier)
+        try:
+            await self.client._get_and_set_session(self.identifier, self._password)
+        except Exception as exc:
+            status, name, message = xrpc_error(exc)
+            if isinstance(exc, sdk.UnauthorizedError) or status == 401 or name in ("AuthenticationRequired", "AccountTakedown"):
+                self.failed = AuthFailed(
+                    f"Bluesky refused the login of {self.identifier} ({message or name or status}); "
+                    "check [bluesky] identifier and password (use an app password), then restart the bridge"
+                )
+                await self._forget()
+                log.error("login refused identifier=%s error=%s", self.identifier, name or status)
+                raise self.failed from None
+            raise map_error(exc, "com.atproto.server.createSession") from exc
+        log.info("logged in did=%s", self.did)
+
+    async def _forget(self) -> None:
+        self.client._session_dispatcher._session = None
+        try:
+            await self._save(None)
+        except Exception:  # the login failure is the error to report
+            log.exception("could not clear the saved session")
+
+    async def _on_change(self, event: SessionEvent, session: Session) -> None:
+        # Saved on every login and refresh: the refresh token rotates, so a stale copy would
+        # force a password login after the next restart.
+        await self._save(json.dumps({"identifier": self.identifier, "session": session.export()}))
+
+
+def _expires_in(session: Session) -> float:
+    try:
+        exp = session.access_jwt_payload.exp
+    except Exception:  # an unreadable token is as good as expired
+        return 0.0
+    return float(exp) - time.time() if exp else 0.0
