@@ -18,7 +18,7 @@ from bridge.buttons import buttons_for
 from bridge.errors import DestinationUnavailable, Permanent, RateLimited
 from bridge.model import ChatTarget, Delivery
 from bridge.protocols import ChatAdapter
-from bridge.storage.store import PendingDelivery, Store, utcnow
+from bridge.storage.store import Confirmed, PendingDelivery, Store, utcnow
 
 log = logging.getLogger("bridge.dispatcher")
 
@@ -53,6 +53,9 @@ class Dispatcher:
         self._active: dict[str, asyncio.Task[None]] = {}
         self._blocked_until: dict[str, datetime] = {}
         self._stopping = False
+        # Group commit: sends confirmed while the ledger is busy are recorded together.
+        self._confirmed: list[tuple[Confirmed, asyncio.Future[None]]] = []
+        self._recorder: asyncio.Task[None] | None = None
         self.sent = 0  # counters for status and benchmarks
         self.failed = 0
 
@@ -179,12 +182,38 @@ class Dispatcher:
                 reason,
             )
             return False
-        await self._store.mark_sent(pending, sent.message_ids, sent.thread_id)
+        await self._record_sent(Confirmed(pending, sent.message_ids, sent.thread_id))
         self.sent += 1
         log.info(
             "delivered delivery=%s post=%s destination=%s message=%s", pending.id, pending.post.ref, dest, sent.message_ids[:1]
         )
         return True
+
+    async def _record_sent(self, confirmed: Confirmed) -> None:
+        """Return once the send is in the ledger. The worker waits for it before its next send,
+        as with a commit of its own, but workers that finish together share one transaction:
+        one commit per round instead of one per delivery."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._confirmed.append((confirmed, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_confirmed(), name="record sent")
+        # Shielded: the message is out, so it is recorded even if this worker is cancelled.
+        await asyncio.shield(done)
+
+    async def _record_confirmed(self) -> None:
+        while self._confirmed:
+            batch, self._confirmed = self._confirmed, []
+            try:
+                await self._store.mark_sent_many([c for c, _ in batch])
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                        done.exception()  # its worker may be gone (cancelled); it logs its own failure
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     async def _tell_room(self, target: ChatTarget, text: str) -> None:
         now = utcnow()
@@ -211,4 +240,6 @@ class Dispatcher:
             t.cancel()
         if still:
             await asyncio.wait(still, timeout=1.0)
+        if self._recorder is not None and not self._recorder.done():
+            await asyncio.wait([self._recorder], timeout=max(timeout, 1.0))  # sends already out are recorded
         return len(still)

@@ -58,6 +58,12 @@ class Pacer:
         self._group_slots: dict[int, deque[float]] = {}
         self._blocked_until: dict[int, float] = {}
 
+    @classmethod
+    def unlimited(cls) -> Pacer:
+        """A pacer that never waits on its own (a 429 still holds its chat): for a Bot API
+        server without Telegram's limits, such as a benchmark's emulator."""
+        return cls(per_second=float("inf"), private_interval=0.0, group_per_minute=2**31, group_window=0.0)
+
     def penalize(self, chat_id: int, retry_after: float) -> None:
         """The server answered 429 for ``chat_id``: hold that chat (only) for ``retry_after`` s."""
         until = self._clock() + retry_after

@@ -30,6 +30,12 @@ from bridge.storage.models import (
     Subscription,
 )
 
+# Per dialect (sqlite, postgres): the columns ``mark_sent_many`` sets, by delivery id.
+_MARK_SENT = (
+    'UPDATE "deliveries" SET "status"=?,"sent_at"=?,"chat_message_id"=?,"thread_id"=?,"last_error"=\'\' WHERE "id"=?',
+    'UPDATE "deliveries" SET "status"=$1,"sent_at"=$2,"chat_message_id"=$3,"thread_id"=$4,"last_error"=\'\' WHERE "id"=$5',
+)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -55,6 +61,15 @@ class PendingDelivery:
     destination: ChatTarget
     subscription_id: int | None
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """A delivery the chat platform accepted, as ``mark_sent_many`` records it."""
+
+    delivery: PendingDelivery
+    message_ids: Sequence[str]
+    thread_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,29 +323,41 @@ class Store:
         ]
 
     async def mark_sent(self, delivery: PendingDelivery, message_ids: Sequence[str], thread_id: str = "") -> None:
+        await self.mark_sent_many([Confirmed(delivery, message_ids, thread_id)])
+
+    async def mark_sent_many(self, confirmed: Sequence[Confirmed]) -> None:
+        """Record sends the chat platform accepted, in one transaction (a group commit: the
+        dispatcher's workers that finish together share one commit instead of one each).
+        A delivery whose row is gone meanwhile (its chat moved) is skipped."""
+        if not confirmed:
+            return
         now = utcnow()
-        async with in_transaction():
-            row = await DeliveryRow.get(id=delivery.id)
-            await DeliveryRow.filter(id=delivery.id).update(
-                status="sent",
-                sent_at=now,
-                chat_message_id=message_ids[0] if message_ids else None,
-                thread_id=thread_id or None,
-                last_error="",
-            )
-            target = delivery.destination
-            await ChatMessage.bulk_create(
-                [
+        async with in_transaction() as conn:
+            ids = [c.delivery.id for c in confirmed]
+            post_ids = dict(await DeliveryRow.filter(id__in=ids).values_list("id", "post_id"))
+            rows, messages = [], []
+            for c in confirmed:
+                d = c.delivery
+                if d.id not in post_ids:
+                    continue
+                rows.append(["sent", now, c.message_ids[0] if c.message_ids else None, c.thread_id or None, d.id])
+                target = d.destination
+                messages += [
                     ChatMessage(
-                        platform=target.platform, chat_id=target.chat_id, message_id=m, post_id=row.post_id, delivery_id=row.id
+                        platform=target.platform, chat_id=target.chat_id, message_id=m, post_id=post_ids[d.id], delivery_id=d.id
                     )
-                    for m in message_ids
-                ],
-                ignore_conflicts=True,
-            )
-            updated = await Destination.filter(target=str(target)).update(last_delivery_at=now)
-            if not updated:
-                await Destination.create(target=str(target), last_delivery_at=now)
+                    for m in c.message_ids
+                ]
+            if rows:
+                # One prepared statement for the whole group: building an ORM query per row
+                # cost more than the database's own work.
+                await conn.execute_many(_MARK_SENT[conn.capabilities.dialect == "postgres"], rows)
+            if messages:
+                await ChatMessage.bulk_create(messages, ignore_conflicts=True)
+            for dest in dict.fromkeys(str(c.delivery.destination) for c in confirmed):
+                updated = await Destination.filter(target=dest).update(last_delivery_at=now)
+                if not updated:
+                    await Destination.create(target=dest, last_delivery_at=now)
 
     async def mark_retry(self, delivery_id: int, next_at: datetime, error: str, *, count_attempt: bool = True) -> None:
         q = DeliveryRow.filter(id=delivery_id)
