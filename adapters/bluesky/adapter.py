@@ -18,20 +18,16 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from atproto_client.client.base import InvokeType
-
 from adapters.bluesky.convert import NETWORK, author_from, dm_ref, post_url, profile_url
 from adapters.bluesky.feeds import Cursors, Inbox, Search, Timeline, hydrate, iso
 from adapters.bluesky.firehose import Firehose
-from adapters.bluesky.http import Api, PacedRequest, RateState, map_error, xrpc_error
+from adapters.bluesky.http import Api, PacedRequest, RateState
 from adapters.bluesky.richtext import build_facets, check_text
 from adapters.bluesky.session import SessionClient, SessionKeeper
 from bridge.configschema import Key
 from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited
 from bridge.model import Author, Item, Post, Posted, Ref, Source, SourceKind
 from bridge.protocols import Host
-
-CHAT_PROXY = "did:web:api.bsky.chat#bsky_chat"
 
 # A handle is a domain name (at least two labels); a DID is did:plc:… or did:web:….
 _HANDLE = re.compile(r"^(?=.{3,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", re.I)
@@ -77,7 +73,7 @@ class BlueskyAdapter:
             load=lambda: host.load_state("session"),
             save=lambda value: host.save_state("session", value),
         )
-        self.api = Api(self.client, self.session.ensure, self.session.reauth)
+        self.api = Api(self.client, self.session.ensure, self.session.reauth, chat_base=self.chat_service)
         self.cursors = Cursors(host)
         self.timeline = Timeline(self.api, host, self.cursors, lambda: self.session.did)
         self.search = Search(self.api, self.cursors)
@@ -152,7 +148,7 @@ class BlueskyAdapter:
         sources = self._refresh_follow_sources()
         jobs: list[tuple[str, Callable[[], Awaitable[int]]]] = []
         follows = {s for s in sources if s.kind is SourceKind.FOLLOW}
-        if self.realtime == "poll" and follows:
+        if self.realtime == "poll":
             jobs.append(("timeline", lambda: self.timeline.poll(follows)))
         for source in sorted((s for s in sources if s.kind is SourceKind.QUERY), key=lambda s: s.value):
             jobs.append((source.key, lambda source=source: self.search.poll(source)))
@@ -365,44 +361,11 @@ class BlueskyAdapter:
     # --- the chat API ------------------------------------------------------------------------------
 
     async def chat(self, nsid: str, data: Mapping[str, Any] | None = None, **params: Any) -> dict[str, Any]:
-        """A chat.bsky.* call: through the PDS with ``atproto-proxy: did:web:api.bsky.chat
-        #bsky_chat`` (the PDS forwards it with a service token), or straight to
-        ``chat_service`` when configured (tests: the emulator)."""
-        from atproto_client.models.dot_dict import DotDict
-
-        headers = {"atproto-proxy": CHAT_PROXY}
-        base = self.chat_service or None
-        reauthed = False
-        while True:
-            await self.session.ensure()
-            token = self.client._session.access_jwt if self.client._session else ""
-            url = f"{base}/xrpc/{nsid}" if base else self.client._build_url(nsid)
-            try:
-                if data is None:
-                    clean = {k: v for k, v in params.items() if v is not None}
-                    response = await self.client._invoke(
-                        InvokeType.QUERY, url=url, params=DotDict(clean) if clean else None, headers=headers
-                    )
-                else:
-                    response = await self.client._invoke(
-                        InvokeType.PROCEDURE,
-                        url=url,
-                        data=DotDict(dict(data)),
-                        headers={**headers, "Content-Type": "application/json"},
-                    )
-            except Exception as exc:  # mapped below
-                status, name, message = xrpc_error(exc)
-                if "scope" in message.lower():
-                    raise Permanent(
-                        "the app password has no access to direct messages; create one with "
-                        "'Allow access to your direct messages' checked"
-                    ) from exc
-                if not reauthed and (name in ("ExpiredToken", "InvalidToken") or status == 401):
-                    reauthed = True
-                    await self.session.reauth(token)
-                    continue
-                raise map_error(exc, nsid) from exc
-            return response.content if isinstance(response.content, dict) else {}
+        """A chat.bsky.* call (through the PDS with the atproto-proxy header, or to
+        ``chat_service``)."""
+        if data is not None:
+            return await self.api.procedure(nsid, data, chat=True)
+        return await self.api.query(nsid, chat=True, **params)
 
     def _blob_url(self, did: str, cid: str) -> str:
         base = self.client._base_url.removesuffix("/xrpc")

@@ -204,10 +204,10 @@ class Timeline:
 
     async def poll(self, follows: set[Source]) -> int:
         """One cycle; returns the number of items handed to the core."""
+        by_did = {s.value: s for s in follows}
+        await self.sync_follows(set(by_did))  # also when the last source went: unfollow
         if not follows:
             return 0
-        by_did = {s.value: s for s in follows}
-        await self.sync_follows(set(by_did))
         marks = {s: mark_of(await self.cursors.get(s.key)) for s in follows}
         known = [m for m in marks.values() if m is not None]
         floor = min(known) if known else None

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import httpx
 from atproto_client import AsyncClient
 from atproto_client import exceptions as sdk
+from atproto_client.client.base import InvokeType
 from atproto_client.models.common import XrpcError
 from atproto_client.models.dot_dict import DotDict
 from atproto_client.request import AsyncRequest
@@ -169,11 +170,17 @@ def map_error(exc: BaseException, what: str) -> BridgeError:
     return Permanent(f"{what}: Bluesky answered {status} ({detail})")
 
 
+# chat.bsky.* goes through the PDS, which forwards it to Bluesky's chat service when asked to.
+CHAT_PROXY = "did:web:api.bsky.chat#bsky_chat"
+
+
 class Api:
     """Queries and procedures by NSID, as plain JSON, through the SDK client.
 
     ``ensure_session`` is awaited before every call (it logs in or refreshes when needed) and
-    ``reauth`` once when the server says the token is expired or invalid.
+    ``reauth`` once when the server says the token is expired or invalid. ``chat=True`` sends
+    a chat.bsky.* call with the ``atproto-proxy`` header, to the PDS or to ``chat_base`` when
+    set (tests: an emulator of the chat service).
     """
 
     def __init__(
@@ -182,11 +189,11 @@ class Api:
         ensure_session: Callable[[], Awaitable[None]],
         reauth: Reauth,
         *,
-        chat_client: AsyncClient | None = None,
+        chat_base: str = "",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.client = client
-        self.chat_client = chat_client or client
+        self.chat_base = chat_base.rstrip("/")
         self._ensure = ensure_session
         self._reauth = reauth
         self._sleep = sleep
@@ -194,29 +201,43 @@ class Api:
     async def query(self, nsid: str, *, chat: bool = False, **params: Any) -> dict[str, Any]:
         """A GET (idempotent: retried on transient failures)."""
         clean = {k: v for k, v in params.items() if v is not None}
-        return await self._call(nsid, chat, read=True, params=DotDict(clean) if clean else None)
+        return await self._call(nsid, chat, InvokeType.QUERY, params=DotDict(clean) if clean else None)
 
     async def procedure(self, nsid: str, data: Mapping[str, Any] | None = None, *, chat: bool = False) -> dict[str, Any]:
         """A POST (not retried: a write that timed out may have happened)."""
-        return await self._call(nsid, chat, read=False, data=DotDict(dict(data)) if data is not None else None)
+        return await self._call(
+            nsid,
+            chat,
+            InvokeType.PROCEDURE,
+            data=DotDict(dict(data)) if data is not None else None,
+            headers={"Content-Type": "application/json"},
+        )
 
-    async def _call(self, nsid: str, chat: bool, *, read: bool, **kwargs: Any) -> dict[str, Any]:
-        client = self.chat_client if chat else self.client
+    def _url(self, nsid: str, chat: bool) -> str:
+        if chat and self.chat_base:
+            return f"{self.chat_base}/xrpc/{nsid}"
+        return self.client._build_url(nsid)  # the account's PDS, once logged in
+
+    async def _call(self, nsid: str, chat: bool, kind: InvokeType, **kwargs: Any) -> dict[str, Any]:
+        if chat:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "atproto-proxy": CHAT_PROXY}
+        read = kind is InvokeType.QUERY
         reauthed = False
         attempt = 0
         while True:
             attempt += 1
             await self._ensure()
-            token = _access_token(client)
+            token = _access_token(self.client)
             try:
-                if read:
-                    response = await client.invoke_query(nsid, output_encoding="application/json", **kwargs)
-                else:
-                    response = await client.invoke_procedure(
-                        nsid, input_encoding="application/json", output_encoding="application/json", **kwargs
-                    )
+                response = await self.client._invoke(kind, url=self._url(nsid, chat), **kwargs)
             except Exception as exc:  # every SDK failure is mapped below
-                status, name, _ = xrpc_error(exc)
+                status, name, message = xrpc_error(exc)
+                if chat and "scope" in message.lower():
+                    # An app password made without DM access: refreshing will not help.
+                    raise Permanent(
+                        "the app password has no access to direct messages; create one with "
+                        "'Allow access to your direct messages' ticked"
+                    ) from exc
                 if not reauthed and (name in TOKEN_ERRORS or (status == 401 and name != "AuthenticationRequired")):
                     reauthed = True
                     log.info("token refused, refreshing method=%s error=%s", nsid, name or status)

@@ -117,3 +117,31 @@ async def test_mention_of_the_team_arrives_in_the_inbox_even_when_chat_is_down(
     await atproto.process_all()
     items = await host.wait_items(lambda items: len(items) >= 1)
     assert [(it.post.ref.id, it.post.reason) for it in items] == [(mention.uri, "mention")]
+
+
+async def test_follows_made_for_a_subscription_are_undone_with_it_others_are_kept(
+    atproto: AtprotoStack, make_adapter: AdapterFactory, team: Team
+) -> None:
+    gail = await atproto.create_account("gail")
+    hank = await atproto.create_account("hank")
+    await atproto.follow(team.account, hank)  # the team follows hank on its own
+    await atproto.process_all()
+    adapter, host = await make_adapter(FakeHost({follow(gail.did), follow(hank.did)}))
+    await adapter.poll_once()
+    assert set(json.loads(host.state["managed_follows"])) == {gail.did}, "hank was followed already"
+
+    host.set_sources()  # both subscriptions removed
+    await adapter.poll_once()
+    await atproto.process_all()
+    follows = await atproto.query_appview("app.bsky.graph.getFollows", actor=team.account.did)
+    assert [f["did"] for f in follows["follows"]] == [hank.did]
+    assert json.loads(host.state["managed_follows"]) == {}
+
+
+async def test_recent_gives_the_newest_posts_newest_last(atproto: AtprotoStack, make_adapter: AdapterFactory) -> None:
+    ivy = await atproto.create_account("ivy")
+    uris = [(await atproto.post(ivy, f"post {i}")).uri for i in range(3)]
+    await atproto.process_all()
+    adapter, _ = await make_adapter()
+    posts = await adapter.recent(follow(ivy.did), 2)
+    assert [p.ref.id for p in posts] == uris[1:]
