@@ -112,5 +112,9 @@ class Pacer:
         now = self._clock()
         global_slot = max(now, self._next_global)
         self._next_global = global_slot + self._interval
+        if is_private(chat_id):
+            # The chat's next slot counts from when this message really goes out: waiting for
+            # the overall spacing must not shorten the gap Telegram measures in that chat.
+            self._next_private[chat_id] = max(self._next_private.get(chat_id, 0.0), global_slot + self._private_interval)
         if global_slot > now:
             await self._sleep(global_slot - now)

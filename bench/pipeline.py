@@ -1,0 +1,291 @@
+"""Benchmark 1, pipeline overhead: the whole bridge against a bare python-telegram-bot loop.
+
+Both send the same messages (rendered by the Telegram adapter's own ``plan_post``, with the
+same buttons) to the same chats of the same Bot API emulator (its own process, rate limits
+off), in the same run, one after the other, ``--runs`` times; the figure is the median.
+
+* bare: one ``telegram.Bot`` (the connection pool the adapter's Application gets), one task
+  per chat sending that chat's messages in order: what a hand-written relay script does.
+* bridge: ``Bridge`` with the real Telegram adapter and a FakeNetwork as the source; each
+  chat follows the author, posts are handed over in batches of 50 as a network adapter does,
+  and the clock stops when the dispatcher has confirmed every delivery. That includes the
+  matcher, the ledger (posts, deliveries, chat message map, in SQLite or Postgres), the
+  rendering, the dispatcher and the pacer. The pacer's limits are lifted (``Pacer.unlimited``)
+  since the emulator enforces none here.
+
+Warm-up (connections, caches, the first transaction) is excluded: each side sends a few
+posts before the clock starts. Logs are written at the production level (info) to a file.
+
+    python -m bench.pipeline [--posts 200] [--chats 10] [--runs 3] [--db sqlite,postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import itertools
+import logging
+import tempfile
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from telegram import Bot, LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.request import HTTPXRequest
+
+from adapters.telegram import TelegramAdapter
+from adapters.telegram.outbox import markup_of
+from adapters.telegram.pacing import Pacer
+from adapters.telegram.render import plan_post
+from bench.databases import throwaway
+from bench.emulator import EmulatorProcess, start_emulator
+from bench.report import median, publish
+from bridge import logs
+from bridge.app import Bridge
+from bridge.buttons import buttons_for
+from bridge.config import config_from_dict
+from bridge.model import Link, Post, Ref, Source, SourceKind
+from tests.fakes import FakeNetwork, author
+
+CLASSES = {"fakenet": FakeNetwork, "telegram": TelegramAdapter}
+AUTHOR = "alice.fake"
+BATCH = 50
+WARMUP_POSTS = 3
+# The Application's bot uses a pool this size (python-telegram-bot's ApplicationBuilder default).
+POOL = 256
+
+_ids = itertools.count(1)
+
+
+def make_posts(n: int, tag: str) -> list[Post]:
+    """``n`` posts by the followed author: a sentence, a link, like a typical post."""
+    posts = []
+    for _ in range(n):
+        i = next(_ids)
+        text = f"Post {i} ({tag}): our Q3 numbers are out, pricing update and outage report at example.com/r/{i}"
+        start = text.index("example.com")
+        posts.append(
+            Post(
+                ref=Ref("fakenet", f"{tag}-{i}"),
+                author=author(AUTHOR),
+                text=text,
+                created_at=datetime.now(UTC),
+                url=f"https://fake.example/{tag}-{i}",
+                links=(Link(start, len(text), f"https://example.com/r/{i}"),),
+            )
+        )
+    return posts
+
+
+# --- bare client -----------------------------------------------------------------------------
+
+
+async def bare_send(bot: Bot, chats: Sequence[int], posts: Sequence[Post]) -> int:
+    """Send every post to every chat, one task per chat; returns the messages sent."""
+
+    async def one_chat(chat_id: int) -> int:
+        sent = 0
+        for n, post in enumerate(posts):
+            for piece in plan_post(post, buttons_for(post, n + 1)):
+                await bot.send_message(
+                    chat_id,
+                    piece.text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=markup_of(piece),
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+                sent += 1
+        return sent
+
+    return sum(await asyncio.gather(*(one_chat(c) for c in chats)))
+
+
+@dataclass
+class Side:
+    """A side of the comparison: its throughputs, one per run."""
+
+    name: str
+    rates: list[float]
+    cpu_ms: list[float]  # CPU time of this process (all threads) per message
+
+    @property
+    def median(self) -> float:
+        return median(self.rates)
+
+
+class BareClient:
+    def __init__(self, emu: EmulatorProcess) -> None:
+        self.emu = emu
+        self.bot = Bot(
+            emu.token,
+            base_url=f"{emu.url}/bot",
+            request=HTTPXRequest(connection_pool_size=POOL),
+        )
+
+    async def __aenter__(self) -> BareClient:
+        await self.bot.initialize()
+        await bare_send(self.bot, self.emu.chats, make_posts(WARMUP_POSTS, "bare-warm"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.bot.shutdown()
+
+    async def run(self, posts: int) -> float:
+        batch = make_posts(posts, "bare")
+        t0 = time.perf_counter()
+        sent = await bare_send(self.bot, self.emu.chats, batch)
+        elapsed = time.perf_counter() - t0
+        assert sent == posts * len(self.emu.chats), sent
+        return sent / elapsed
+
+
+# --- the bridge -----------------------------------------------------------------------------
+
+
+def bridge_config(emu: EmulatorProcess, db_url: str, telegram: dict[str, object] | None = None, **bridge: object) -> object:
+    return config_from_dict(
+        {
+            "database": {"url": db_url},
+            "bridge": {"shutdown_timeout": 5, **bridge},
+            "telegram": {"token": emu.token, "api_url": emu.url, "poll_timeout": 1, **(telegram or {})},
+            "fakenet": {},
+        },
+        adapter_classes=CLASSES,
+    )
+
+
+async def start_bridge(
+    emu: EmulatorProcess,
+    db_url: str,
+    pacer: Pacer | None = None,
+    telegram: dict[str, object] | None = None,
+    **bridge: object,
+) -> Bridge:
+    """A running bridge on ``db_url`` whose chats all follow AUTHOR."""
+    b = Bridge(bridge_config(emu, db_url, telegram, **bridge), adapter_classes=CLASSES)  # type: ignore[arg-type]
+    if pacer is not None:
+        # The adapter builds its Pacer with Telegram's limits and has no setting for them; the
+        # outbox takes it at start, so swapping it before start changes every send.
+        b.chats["telegram"]._pacer = pacer  # type: ignore[attr-defined]
+    await b.start()
+    source = Source("fakenet", SourceKind.FOLLOW, author(AUTHOR).id)
+    telegram = b.chats["telegram"]
+    for chat in emu.chats:
+        await b.subscribe(source, AUTHOR, telegram.parse_target(str(chat)), "bench")
+    return b
+
+
+async def relay(b: Bridge, posts: Sequence[Post], expected: int, timeout: float = 600) -> float:
+    """Hand ``posts`` to the bridge as a network adapter does; seconds until ``expected`` more
+    deliveries were confirmed by the chat platform."""
+    net: FakeNetwork = b.networks["fakenet"]  # type: ignore[assignment]
+    target = b.dispatcher.sent + expected
+    t0 = time.perf_counter()
+    for i in range(0, len(posts), BATCH):
+        await net.deliver(*posts[i : i + BATCH])
+    while b.dispatcher.sent < target:
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError(f"only {b.dispatcher.sent - target + expected} of {expected} deliveries in {timeout}s")
+        if b.dispatcher.failed:
+            raise RuntimeError(f"{b.dispatcher.failed} deliveries failed; see the log")
+        await asyncio.sleep(0.002)
+    return time.perf_counter() - t0
+
+
+class BridgeClient:
+    def __init__(self, emu: EmulatorProcess, db_url: str) -> None:
+        self.emu = emu
+        self.db_url = db_url
+        self.bridge: Bridge | None = None
+
+    async def __aenter__(self) -> BridgeClient:
+        self.bridge = await start_bridge(self.emu, self.db_url, Pacer.unlimited())
+        await relay(self.bridge, make_posts(WARMUP_POSTS, "bridge-warm"), WARMUP_POSTS * len(self.emu.chats))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.bridge is not None
+        await self.bridge.stop()
+
+    async def run(self, posts: int) -> float:
+        assert self.bridge is not None
+        expected = posts * len(self.emu.chats)
+        return expected / await relay(self.bridge, make_posts(posts, "bridge"), expected)
+
+
+async def measure(side: Side, run: Awaitable[float], messages: int) -> None:
+    cpu = time.process_time()
+    side.rates.append(await run)
+    side.cpu_ms.append((time.process_time() - cpu) * 1000 / messages)
+
+
+async def compare(emu: EmulatorProcess, db: str, posts: int, runs: int, profile: str = "") -> tuple[Side, Side]:
+    bare, bridge = Side("bare", [], []), Side("bridge", [], [])
+    profiler = cProfile.Profile() if profile else None
+    async with throwaway(db) as url, BareClient(emu) as b, BridgeClient(emu, url) as br:
+        for _ in range(runs):  # alternate, so that drift of the machine hits both sides alike
+            await measure(bare, b.run(posts), posts * len(emu.chats))
+            if profiler is not None:
+                profiler.enable()
+            await measure(bridge, br.run(posts), posts * len(emu.chats))
+            if profiler is not None:
+                profiler.disable()
+            await emu.reset()
+    if profiler is not None:
+        profiler.dump_stats(f"{profile}.{db}")
+    return bare, bridge
+
+
+def lines_for(db: str, posts: int, chats: int, bare: Side, bridge: Side) -> list[str]:
+    ratio = bridge.median / bare.median
+    runs = ", ".join(f"{x:.0f}" for x in bridge.rates)
+    bare_runs = ", ".join(f"{x:.0f}" for x in bare.rates)
+    verdict = "meets" if ratio >= 0.8 else "MISSES"
+    return [
+        f"| {db} | {posts} × {chats} | {bare.median:.0f} msg/s ({bare_runs}) | {bridge.median:.0f} msg/s ({runs}) "
+        f"| {ratio:.2f} ({verdict} ≥ 0.8) | {median(bare.cpu_ms):.2f} / {median(bridge.cpu_ms):.2f} |"
+    ]
+
+
+async def main_async(args: argparse.Namespace) -> list[str]:
+    logfile = Path(tempfile.gettempdir()) / "bridge-bench-pipeline.log"
+    logs.setup("info")
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(logfile.open("a"))
+    emu = await start_emulator(private=args.chats // 2, groups=args.chats - args.chats // 2)
+    lines = [
+        "| database | posts × chats | bare PTB loop | bridge | ratio | CPU ms/msg bare / bridge |",
+        "|---|---|---|---|---|---|",
+    ]
+    try:
+        for db in args.db.split(","):
+            bare, bridge = await compare(emu, db, args.posts, args.runs, args.profile)
+            lines += lines_for(db, args.posts, args.chats, bare, bridge)
+            print(lines[-1], flush=True)
+    finally:
+        await emu.stop()
+    lines.append("")
+    lines.append(f"Median of {args.runs} runs (each run's figure in brackets); warm-up excluded; log at info to {logfile}.")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--posts", type=int, default=200, help="posts per run")
+    parser.add_argument("--chats", type=int, default=10, help="chats following the author (half private, half groups)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--db", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
+    parser.add_argument("--profile", default="", help="write a cProfile of the bridge's runs to FILE.<db>")
+    parser.add_argument("--no-save", action="store_true", help="print only; do not append to RESULTS.md")
+    args = parser.parse_args(argv)
+    lines = asyncio.run(main_async(args))
+    publish("Pipeline overhead (bridge vs bare python-telegram-bot)", lines, save=not args.no_save)
+
+
+if __name__ == "__main__":
+    main()
