@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from adapters.bluesky.convert import NETWORK, author_from, dm_ref, post_url, profile_url
+from adapters.bluesky.convert import (
+    NETWORK,
+    author_from,
+    dm_ref,
+    post_from_feed_item,
+    post_from_view,
+    post_url,
+    profile_url,
+)
 from adapters.bluesky.feeds import Cursors, Inbox, Search, Timeline, hydrate, iso
 from adapters.bluesky.firehose import Firehose
 from adapters.bluesky.http import Api, PacedRequest, RateState
@@ -26,7 +34,7 @@ from adapters.bluesky.richtext import build_facets, check_text
 from adapters.bluesky.session import SessionClient, SessionKeeper
 from bridge.configschema import Key
 from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited
-from bridge.model import Author, Item, Post, Posted, Ref, Source, SourceKind
+from bridge.model import Author, Post, Posted, Ref, Source, SourceKind
 from bridge.protocols import Host
 
 # A handle is a domain name (at least two labels); a DID is did:plc:… or did:web:….
@@ -113,17 +121,10 @@ class BlueskyAdapter:
         return f"ok: @{self.session.handle}"
 
     async def _verify(self) -> None:
-        """One cheap authenticated call (getSession): refreshes or logs in when needed."""
-        try:
-            res = await self.api.query("com.atproto.server.getSession")
-        except AuthFailed:
-            raise
-        except BridgeError as exc:
-            if self.session.failed:
-                raise self.session.failed from exc
-            raise
-        if not self.session.did and isinstance(res.get("did"), str):
-            return
+        """One cheap authenticated call (getSession): restores the saved session, refreshes
+        it or, only when neither works, logs in. AuthFailed when the credentials are refused,
+        Transient when Bluesky does not answer."""
+        await self.api.query("com.atproto.server.getSession")
 
     # --- watching ------------------------------------------------------------------------------
 
@@ -239,8 +240,6 @@ class BlueskyAdapter:
         return did if isinstance(did, str) else None
 
     async def recent(self, source: Source, limit: int) -> list[Post]:
-        from adapters.bluesky.convert import post_from_feed_item, post_from_view
-
         limit = max(1, min(limit, 100))
         if source.kind is SourceKind.FOLLOW:
             res = await self.api.query("app.bsky.feed.getAuthorFeed", actor=source.value, limit=limit)
@@ -370,6 +369,3 @@ class BlueskyAdapter:
     def _blob_url(self, did: str, cid: str) -> str:
         base = self.client._base_url.removesuffix("/xrpc")
         return f"{base}/xrpc/com.atproto.sync.getBlob?did={quote(did)}&cid={quote(cid)}"
-
-
-__all__ = ["BlueskyAdapter", "Item"]

@@ -185,3 +185,25 @@ async def test_bad_input_gets_a_clear_answer_and_sends_nothing(
     feed = await atproto.query_appview("app.bsky.feed.getAuthorFeed", actor=team.account.did)
     assert feed["feed"] == [], "nothing was posted"
     await asyncio.sleep(0)
+
+
+async def test_revoked_app_password_mid_run_gives_a_clear_message_and_sends_nothing(
+    atproto: AtprotoStack, bluesky_bridge: BridgeFactory, team: Team
+) -> None:
+    b = await bluesky_bridge()
+    chat: FakeChat = b.chats["fakechat"]  # type: ignore[assignment]
+    adapter = b.networks["bluesky"]
+    await atproto.revoke_app_password(team.account)
+    # the access token the bridge holds expires: the refresh is refused, then the one login
+    session = adapter.client._session  # type: ignore[attr-defined]
+    session.access_jwt = await atproto.expired_access_token(team.account)
+
+    answer = await chat.command(ROOM, "sender", "/post hello from the team")
+    assert not answer.ok
+    assert "login was refused" in answer.text and "[bluesky]" in answer.text
+    answer = await chat.command(ROOM, "sender", "/post second try")
+    assert not answer.ok and "login was refused" in answer.text
+    assert await atproto.login_count(team.handle) == 2, "one login at start, one attempt after the refusal: no loop"
+    await atproto.process_all()
+    feed = await atproto.query_appview("app.bsky.feed.getAuthorFeed", actor=team.account.did)
+    assert feed["feed"] == [], "nothing was posted"
