@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from bridge.commands import Commands
+from bridge.commands import Commands, _what
 from bridge.config import Config, StaticSubscription
+from bridge.digest import Digester, hold_until
 from bridge.dispatcher import Dispatcher
 from bridge.errors import BridgeError
 from bridge.filters import Filters
@@ -17,9 +19,11 @@ from bridge.host import AdapterHost
 from bridge.matcher import Matcher, Route
 from bridge.model import Batch, ChatTarget, Item, Source, SourceKind
 from bridge.protocols import ChatAdapter, NetworkAdapter
+from bridge.quiet import QuietHours
 from bridge.registry import kind_of
+from bridge.storage import holds
 from bridge.storage.db import close_database, open_database
-from bridge.storage.store import Store, SubscriptionInfo
+from bridge.storage.store import Store, SubscriptionInfo, utcnow
 
 log = logging.getLogger("bridge")
 
@@ -50,6 +54,9 @@ class Bridge:
             open_thread=lambda sub: sub in self._thread_subs,
             on_paused=self._paused_by_dispatcher,
         )
+        self.quiet: dict[str, QuietHours] = {}
+        self.digester = Digester(self.chats, lambda: self.quiet, self.pause, self._describe_sub)
+        self._sub_labels: dict[int, str] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._started: list[Any] = []
         self._refresh_pending = False
@@ -69,6 +76,7 @@ class Bridge:
                 log.info("adapter started adapter=%s", adapter.name)
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
             self._tasks.append(asyncio.create_task(self._watch_subscriptions(), name="watch-subscriptions"))
+            self._tasks.append(asyncio.create_task(self.digester.run(), name="digests"))
             if self.config.subscriptions:
                 self._tasks.append(
                     asyncio.create_task(self._apply_static(self.config.subscriptions), name="static-subscriptions")
@@ -109,9 +117,11 @@ class Bridge:
         self._refresh_pending = False
         paused = await self.store.paused_destinations()
         self._paused = set(paused)
+        self.quiet = await holds.quiet_hours()
         fresh = Matcher()
         self._thread_subs = set()
         for s in await self.store.subscriptions():
+            self._sub_labels[s.id] = f"#{s.id} {_what(s)}"
             if str(s.destination) not in paused:
                 fresh.put(_route(s))
             if s.filters.thread:
@@ -146,6 +156,7 @@ class Bridge:
         self, source: Source, label: str, target: ChatTarget, created_by: str, filters: Filters | None = None
     ) -> tuple[SubscriptionInfo, bool]:
         sub, created = await self.store.add_subscription(source, label, target, created_by, filters)
+        self._sub_labels[sub.id] = f"#{sub.id} {_what(sub)}"
         if created:
             self.matcher.put(_route(sub))
             self._sources_changed()
@@ -160,6 +171,13 @@ class Bridge:
         self._thread_subs.discard(sub_id)
         self._sources_changed()
         log.info("unsubscribed subscription=%d", sub_id)
+
+    def _describe_sub(self, sub_id: int | None) -> str:
+        return self._sub_labels.get(sub_id or 0, "a subscription since removed")
+
+    async def set_quiet(self, target: ChatTarget, quiet: QuietHours | None) -> None:
+        await holds.set_quiet(target, quiet)
+        self.quiet = await holds.quiet_hours()
 
     async def set_filters(self, sub: SubscriptionInfo, filters: Filters) -> None:
         await self.store.set_filters(sub.id, filters)
@@ -219,11 +237,18 @@ class Bridge:
 
     async def ingest(self, network: str, batch: Batch) -> None:
         matched = []
+        held: dict[tuple[int, str], datetime] = {}
+        now = utcnow()
         for item in batch.items:
             routes = [r for r in self.matcher.match(item) if str(r.destination) not in self._paused]
             if routes:
                 matched.append((item.post, [(r.subscription_id, r.destination) for r in routes]))
-        created = await self.store.ingest(network, matched, batch.cursors)
+                for r in routes:
+                    dest = str(r.destination)
+                    until = hold_until(r.filters.digest, self.quiet.get(dest), now)
+                    if until is not None:
+                        held[(r.subscription_id, dest)] = until
+        created = await self.store.ingest(network, matched, batch.cursors, held)
         if created:
             log.info("ingested network=%s items=%d deliveries=%d", network, len(batch.items), created)
             self.dispatcher.wake()

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from bridge.buttons import parse_token
 from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited, Transient
-from bridge.filters import FILTER_HELP, Filters, parse_rules
+from bridge.filters import DIGEST_MODES, FILTER_HELP, Filters, parse_rules
 from bridge.model import Answer, ButtonAction, ChatEvent, ChatUser, EventKind, Post, Posted, Source, SourceKind
 from bridge.protocols import NetworkAdapter
+from bridge.quiet import QUIET_HELP, parse_quiet
 from bridge.storage.store import MessagePost, SubscriptionInfo
 
 if TYPE_CHECKING:
@@ -33,6 +35,8 @@ HELP = """Commands:
 /unwatch <query or id> – stop
 /subs – this room's subscriptions, with ids and filters
 /filter <id> include:a,b exclude:c replies:off reposts:off media:only – filter a subscription
+/digest <id> off|hourly|daily – collect a subscription's posts into one message
+/quiet 22:00-07:00 Europe/Berlin – hold posts at night and summarise them after (/quiet off)
 /inbox on|off – relay the team account's mentions, replies and DMs here
 /post <text> – post from the team account
 /dm <handle> <text> – send a direct message from the team account
@@ -70,6 +74,8 @@ class Commands:
             "subs": self.subs,
             "filter": self.filter,
             "inbox": self.inbox,
+            "digest": self.digest,
+            "quiet": self.quiet,
             "post": self.post,
             "dm": self.dm,
             "status": self.status,
@@ -247,6 +253,37 @@ class Commands:
             return Answer(str(exc), ok=False)
         await self.b.set_filters(sub, new)
         return Answer(f"#{sub.id} now: {new.describe() or 'everything'}.", public=True)
+
+    async def digest(self, e: ChatEvent) -> Answer:
+        if not self.is_admin(e.user):
+            return self._not_admin()
+        words = e.args.split()
+        if len(words) != 2 or not words[0].removeprefix("#").isdigit() or words[1].lower() not in DIGEST_MODES:
+            return Answer("Usage: /digest <id> off|hourly|daily; /subs lists the ids.", ok=False)
+        sub = await self.b.store.subscription(int(words[0].removeprefix("#")))
+        if sub is None or sub.destination != e.target or not sub.enabled:
+            return Answer(f"No subscription #{words[0].removeprefix('#')} in this room; /subs lists them.", ok=False)
+        mode = words[1].lower()
+        await self.b.set_filters(sub, replace(sub.filters, digest=mode))
+        if mode == "off":
+            return Answer(f"#{sub.id}: posts arrive one by one again.", public=True)
+        when = "at the top of every hour" if mode == "hourly" else "every day at 09:00 (the room's /quiet time zone, else UTC)"
+        return Answer(f"#{sub.id}: posts are collected and sent as one message {when}.", public=True)
+
+    async def quiet(self, e: ChatEvent) -> Answer:
+        if not self.is_admin(e.user):
+            return self._not_admin()
+        if not e.args.strip():
+            current = self.b.quiet.get(str(e.target))
+            return Answer(f"Quiet hours: {current.describe() if current else 'none'}. {QUIET_HELP[0].upper()}{QUIET_HELP[1:]}.")
+        try:
+            hours = parse_quiet(e.args)
+        except ValueError as exc:
+            return Answer(str(exc)[0].upper() + str(exc)[1:] + ".", ok=False)
+        await self.b.set_quiet(e.target, hours)
+        if hours is None:
+            return Answer("Quiet hours off: posts arrive as they come.", public=True)
+        return Answer(f"Quiet hours {hours.describe()}: posts are held then and summarised in one message after.", public=True)
 
     async def inbox(self, e: ChatEvent) -> Answer:
         if not self.is_admin(e.user):

@@ -24,6 +24,7 @@ class Filters:
     reposts: bool = True
     media_only: bool = False
     thread: bool = False  # open a chat thread under each relayed post (where the chat platform can)
+    digest: str = "off"  # "off", "hourly" or "daily": collect posts into one message
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -33,6 +34,7 @@ class Filters:
             "reposts": self.reposts,
             "media_only": self.media_only,
             "thread": self.thread,
+            "digest": self.digest,
         }
 
     @classmethod
@@ -45,6 +47,7 @@ class Filters:
             reposts=bool(data.get("reposts", True)),
             media_only=bool(data.get("media_only", False)),
             thread=bool(data.get("thread", False)),
+            digest=str(data.get("digest", "off")),
         )
 
     @cached_property
@@ -87,6 +90,8 @@ class Filters:
             parts.append("media:only")
         if self.thread:
             parts.append("thread:on")
+        if self.digest != "off":
+            parts.append(f"digest:{self.digest}")
         return " ".join(parts)
 
 
@@ -102,6 +107,7 @@ def _words_pattern(words: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.IGNORECASE)
 
 
+DIGEST_MODES = ("off", "hourly", "daily")
 _SWITCH = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
 
 
@@ -116,7 +122,7 @@ def parse_rules(current: Filters, text: str) -> Filters:
     result = current
     for token in tokens:
         if token.lower() in ("reset", "clear", "none"):
-            result = replace(Filters(), thread=result.thread)
+            result = replace(Filters(), thread=result.thread, digest=result.digest)
             continue
         name, sep, value = token.partition(":")
         name = name.lower()
@@ -131,6 +137,10 @@ def parse_rules(current: Filters, text: str) -> Filters:
             if value.lower() not in _SWITCH:
                 raise ValueError(f"{name}: takes on or off, not {value!r}")
             result = replace(result, **{name: _SWITCH[value.lower()]})
+        elif name == "digest":
+            if value.lower() not in DIGEST_MODES:
+                raise ValueError(f"digest: takes off, hourly or daily, not {value!r}")
+            result = replace(result, digest=value.lower())
         elif name == "media":
             if value.lower() not in ("only", "all", "any"):
                 raise ValueError(f"media: takes only or all, not {value!r}")

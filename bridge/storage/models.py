@@ -39,6 +39,9 @@ class Destination(Timestamped):
     reason = fields.TextField(default="", description="why it is paused, or the last permanent failure")
     last_delivery_at = fields.DatetimeField(null=True, description="when a post was last delivered here")
     last_notice_at = fields.DatetimeField(null=True, description="when the room was last told of a failure")
+    # quiet hours {start, end, tz}: posts are held then and summarised after. No description:
+    # tortoise writes it as an SQL comment that SQLite's ALTER TABLE ADD COLUMN rejects.
+    quiet = fields.JSONField(null=True)
 
     class Meta:
         table = "destinations"
@@ -73,6 +76,7 @@ class DeliveryRow(Timestamped):
     destination = fields.CharField(max_length=255, db_index=True, description="chat target")
     subscription_id = fields.IntField(null=True, description="the subscription that produced it (may since be gone)")
     key = fields.CharField(max_length=32, description="idempotency key, stable across retries (Discord nonce)")
+    # pending, held (digest or quiet hours: released as a summary at next_attempt_at), sent or failed
     status = fields.CharField(max_length=16, default="pending", description="pending, sent or failed")
     attempts = fields.IntField(default=0, description="failed attempts so far")
     next_attempt_at = fields.DatetimeField(description="not sent before this time")

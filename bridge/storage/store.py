@@ -7,7 +7,7 @@ dataclasses below, so the engine's logic stays independent of the ORM.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -229,10 +229,16 @@ class Store:
     # --- the ledger --------------------------------------------------------------------
 
     async def ingest(
-        self, network: str, matched: Sequence[tuple[Post, Sequence[tuple[int, ChatTarget]]]], cursors: dict[str, str]
+        self,
+        network: str,
+        matched: Sequence[tuple[Post, Sequence[tuple[int, ChatTarget]]]],
+        cursors: dict[str, str],
+        held: Mapping[tuple[int, str], datetime] | None = None,
     ) -> int:
         """In one transaction: remember the posts, add one delivery per (post, destination)
-        that does not exist yet, and move the cursors. Returns the number of new deliveries."""
+        that does not exist yet, and move the cursors. Returns the number of new deliveries.
+        ``held`` maps (subscription id, destination) to the time its deliveries are released as
+        a summary (digests, quiet hours)."""
         now = utcnow()
         created = 0
         async with in_transaction():
@@ -254,7 +260,8 @@ class Store:
                                 destination=str(dest),
                                 subscription_id=sub_id,
                                 key=delivery_key(network, post.ref.id, str(dest)),
-                                next_attempt_at=now,
+                                status="held" if held and (sub_id, str(dest)) in held else "pending",
+                                next_attempt_at=held[(sub_id, str(dest))] if held and (sub_id, str(dest)) in held else now,
                             )
                         )
                 existing = {
