@@ -37,11 +37,11 @@ COMMANDS: dict[str, str] = {
     "post": "Post from the team account: /post <text>",
     "dm": "Direct message: /dm <handle> <text>",
     "inbox": "Relay the team's mentions and DMs here: /inbox on|off",
+    "digest": "Batch a subscription: /digest <id> off|hourly|daily",
+    "quiet": "Quiet hours: /quiet 22:00-07:00 Europe/Berlin, or /quiet off",
     "status": "Health of this chat's feeds",
     "help": "How to use the bridge",
 }
-# Verbs the core knows besides those shown in the menu.
-EXTRA_VERBS = {"digest", "quiet"}
 WELCOME = "Welcome! This bot relays posts from microblog networks into this chat and lets you answer them."
 PROMPT_FALLBACK = "Write it as a reply to this message."
 # Telegram: a command is "/" and up to 32 letters, digits and underscores, then "@botname" in groups.
@@ -120,7 +120,7 @@ class UpdateHandler:
         target = target_of(message)
         command = parse_command(text, self._bot_username)
         if command is not None:
-            known = command.verb in COMMANDS or command.verb in EXTRA_VERBS or command.verb == "start"
+            known = command.verb in COMMANDS or command.verb == "start"
             if not known and chat.type != ChatType.PRIVATE:
                 return  # probably another bot's command in a shared group
             user = await self._user(message.chat, message.from_user, message.sender_chat)
