@@ -11,6 +11,7 @@ from bridge.app import Bridge
 from bridge.model import ButtonAction, Delivery
 from tests.adapters.bluesky.conftest import BridgeFactory, Team
 from tests.atproto.harness import AtprotoStack
+from tests.emulators.bsky_chat import BskyChatEmulator
 from tests.fakes import FakeChat
 
 ROOM = "room1"
@@ -139,10 +140,10 @@ async def test_reply_like_repost_and_follow_from_chat_reach_the_network(
 
 
 async def test_mention_of_the_team_arrives_in_the_inbox_room(
-    atproto: AtprotoStack, bluesky_bridge: BridgeFactory, team: Team
+    atproto: AtprotoStack, bluesky_bridge: BridgeFactory, team: Team, chat_emulator: BskyChatEmulator
 ) -> None:
     erin = await atproto.create_account("erin", "Erin")
-    b = await bluesky_bridge(chat_service="http://127.0.0.1:9")  # no DMs in this test
+    b = await bluesky_bridge(chat_service=chat_emulator.url)  # DMs: tests/emulators/bsky_chat.py
     chat: FakeChat = b.chats["fakechat"]  # type: ignore[assignment]
     answer = await chat.command("inbox", "boss", "/inbox on", admin=True)
     assert answer.ok, answer.text
