@@ -1,0 +1,213 @@
+"""The crash run: the real ``bridge run`` relays a stream of Bluesky posts from the reference
+AT Protocol stack into Telegram and Discord rooms while it is killed with SIGKILL at random
+moments and restarted each time; then what the rooms received is compared with what was posted.
+
+Lost must be 0. A duplicate is allowed only in the window between a send and the commit of
+its ledger row: its first copy was accepted before a kill and the second after it. Discord
+sends carry a nonce with enforce_nonce, so Discord must show no duplicate at all.
+
+Used by tests/faults/test_crash.py (short, in the suite) and tests/faults/long_crash.py (the
+long run whose figures are in RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import re
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.atproto.harness import Account, AtprotoStack
+from tests.faults.bridge_process import BridgeProcess, run_cli
+from tests.faults.chat_world import ChatWorld
+from tests.faults.toml_file import write_config
+
+MARK = re.compile(r"crash-run post #(\d+)\b")
+READY_LINE = "bridge running"
+SUBSCRIBED_LINE = "subscribed subscription="
+FIREHOSE_LINE = "firehose connected"
+
+
+@dataclass
+class CrashReport:
+    posts: int
+    destinations: int
+    kills: int
+    lost: int
+    duplicated: int
+    duplicated_by_platform: dict[str, int]
+    duplicated_outside_window: int
+    seconds: float
+    sigterm_exit: int | None
+    sigterm_seconds: float
+    missing: dict[str, list[int]] = field(default_factory=dict)
+    logs: list[Path] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [
+            f"posts: {self.posts}",
+            f"destinations: {self.destinations} (Telegram and Discord)",
+            f"kills (SIGKILL): {self.kills}",
+            f"lost: {self.lost}",
+            f"duplicated: {self.duplicated} "
+            + "("
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.duplicated_by_platform.items()))
+            + f"; outside the send-commit window: {self.duplicated_outside_window})",
+            f"final SIGTERM: exit {self.sigterm_exit} after {self.sigterm_seconds:.1f} s",
+            f"wall time: {self.seconds:.0f} s",
+        ]
+
+
+@dataclass
+class Team:
+    account: Account
+    app_password: str
+
+
+async def make_accounts(stack: AtprotoStack) -> tuple[Team, Account]:
+    team = await stack.create_account("team", "The Team")
+    author = await stack.create_account("alice", "Alice Prospect")
+    return Team(team, await stack.app_password(team)), author
+
+
+def crash_config(path: Path, db_url: str, stack: AtprotoStack, world: ChatWorld, team: Team, author: Account) -> Path:
+    return write_config(
+        path,
+        {
+            "database": {"url": db_url},
+            "bridge": {"admins": [], "senders": [], "shutdown_timeout": 5, "log_level": "info"},
+            **world.config_sections(),
+            "bluesky": {
+                "service": stack.pds,
+                "identifier": team.account.handle,
+                "password": team.app_password,
+                # The firehose reads the PDS's own subscribeRepos from the saved seq: it does not
+                # depend on the AppView's indexing order, and a restart resumes exactly there.
+                "realtime": "firehose",
+                "firehose_url": stack.firehose_url,
+                "poll_interval": 60,
+            },
+        },
+        [{"network": "bluesky", "follow": author.handle, "to": world.destinations}],
+    )
+
+
+async def run_crash(
+    stack: AtprotoStack,
+    workdir: Path,
+    *,
+    posts: int,
+    kills: int,
+    post_every: float,
+    seed: int | None = None,
+    drain_timeout: float = 120.0,
+    say: Callable[[str], None] = lambda _: None,
+) -> CrashReport:
+    """Post ``posts`` posts (one every ``post_every`` s) while killing the bridge ``kills`` times
+    at random moments spread over the posting period; wait until every room has every post (or
+    ``drain_timeout``), stop the last bridge with SIGTERM and count."""
+    rng = random.Random(seed)
+    t0 = time.monotonic()
+    world = await ChatWorld.start()
+    procs: list[BridgeProcess] = []
+    kill_times: list[float] = []
+    try:
+        team, author = await make_accounts(stack)
+        config = crash_config(workdir / "config.toml", f"sqlite://{workdir}/bridge.sqlite3", stack, world, team, author)
+
+        def spawn() -> BridgeProcess:
+            p = BridgeProcess(config, workdir / f"bridge-{len(procs) + 1}.log")
+            procs.append(p)
+            return p
+
+        first = spawn()
+        await first.wait_log(SUBSCRIBED_LINE, timeout=60, count=len(world.destinations))
+        await first.wait_log(FIREHOSE_LINE, timeout=30)
+        say(f"bridge up, subscribed {len(world.destinations)} destinations; posting {posts} posts, {kills} kills")
+
+        posted: list[int] = []
+
+        async def poster() -> None:
+            for n in range(posts):
+                await stack.post(author, f"crash-run post #{n} of {posts}: pricing question from a prospect")
+                posted.append(n)
+                await asyncio.sleep(post_every)
+
+        posting = asyncio.create_task(poster())
+        period = posts * post_every
+        # Kill moments: random, spread over the posting period (and a little after it), each
+        # at least 0.3 s after the previous restart so that some kills land mid-startup,
+        # others mid-delivery.
+        moments = sorted(rng.uniform(0.5, period + 3.0) for _ in range(kills))
+        start = time.monotonic()
+        for at in moments:
+            now = time.monotonic() - start
+            await asyncio.sleep(max(0.3, at - now))
+            procs[-1].kill()
+            kill_times.append(time.monotonic())
+            spawn()
+            say(f"kill {len(kill_times)}/{kills} at {time.monotonic() - start:.1f}s")
+        await posting
+
+        counts: dict[str, dict[int, int]] = {}
+        deadline = time.monotonic() + drain_timeout
+        while time.monotonic() < deadline:
+            counts = world.counts(MARK)
+            if all(all(counts[d][n] for n in posted) for d in world.destinations):
+                break
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(2.0)  # a late duplicate would show up now
+        stop_started = time.monotonic()
+        sigterm_exit = await procs[-1].terminate(timeout=30)
+        sigterm_seconds = time.monotonic() - stop_started
+
+        counts = world.counts(MARK)
+        missing = {d: [n for n in posted if not counts[d][n]] for d in world.destinations}
+        dup_by_platform: dict[str, int] = {"telegram": 0, "discord": 0}
+        for d in world.destinations:
+            dup_by_platform[d.partition(":")[0]] += sum(c - 1 for c in counts[d].values() if c > 1)
+        outside = 0
+        for d in world.destinations:
+            if not d.startswith("telegram:"):
+                continue  # Discord must have none at all
+            for times in world.telegram_times(d, MARK).values():
+                for first_at, again_at in itertools.pairwise(times):
+                    if not any(first_at <= k <= again_at for k in kill_times):
+                        outside += 1
+        return CrashReport(
+            posts=len(posted),
+            destinations=len(world.destinations),
+            kills=len(kill_times),
+            lost=sum(len(v) for v in missing.values()),
+            duplicated=sum(dup_by_platform.values()),
+            duplicated_by_platform=dup_by_platform,
+            duplicated_outside_window=outside,
+            seconds=time.monotonic() - t0,
+            sigterm_exit=sigterm_exit,
+            sigterm_seconds=sigterm_seconds,
+            missing={d: v for d, v in missing.items() if v},
+            logs=[p.log_path for p in procs],
+        )
+    finally:
+        for p in procs:
+            p.close()
+        await world.stop()
+
+
+def session_secrets(db_path: Path) -> list[str]:
+    """The Bluesky session tokens the bridge saved (adapter_state), to check that no log shows them."""
+    found: list[str] = []
+    with sqlite3.connect(db_path) as db:
+        for (value,) in db.execute("SELECT value FROM adapter_state"):
+            found += re.findall(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", value or "")
+    return found
+
+
+def status_output(config: Path) -> str:
+    proc = run_cli(config, "status")
+    return proc.stdout + proc.stderr
