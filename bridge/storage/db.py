@@ -6,7 +6,9 @@ import logging
 from typing import Any
 
 from tortoise import Tortoise
+from tortoise.backends.base.client import TransactionContextPooled
 from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.connection import get_connections
 from tortoise.migrations.api.migrate import migrate
 
 log = logging.getLogger("bridge.storage")
@@ -40,9 +42,53 @@ def redact(url: str) -> str:
     return f"{scheme}{sep}{rest}"
 
 
+def _harden_pooled_transactions() -> None:
+    """Make a transaction on a dead connection leave the task able to reconnect.
+
+    tortoise-orm (1.1.9) points the task's connection at the transaction's wrapper before
+    BEGIN and points it back only in ``__aexit__``, after releasing the connection. When
+    Postgres restarts (or a backend is terminated), BEGIN, ROLLBACK or the release fails, the
+    pointer is never reset, and every later query of that task (the firehose consumer, a
+    dispatcher worker) goes to the dead connection forever: "connection is closed".
+    """
+    if getattr(TransactionContextPooled, "_bridge_hardened", False):
+        return
+    enter, leave = TransactionContextPooled.__aenter__, TransactionContextPooled.__aexit__
+
+    async def __aenter__(self: TransactionContextPooled) -> Any:
+        try:
+            return await enter(self)
+        except BaseException:
+            token = getattr(self, "token", None)
+            if token is not None:  # BEGIN failed after the task was pointed at the wrapper
+                get_connections().reset(token)
+                conn = getattr(self.client, "_connection", None)
+                pool = self.client._parent._pool
+                if conn is not None and pool is not None:
+                    try:
+                        await pool.release(conn)
+                    except Exception:
+                        log.debug("releasing a dead connection failed", exc_info=True)
+            raise
+
+    async def __aexit__(self: TransactionContextPooled, *exc: Any) -> None:
+        try:
+            await leave(self, *exc)
+        except BaseException:
+            token = getattr(self, "token", None)
+            if token is not None and not token._used:  # the release failed before the reset
+                get_connections().reset(token)
+            raise
+
+    TransactionContextPooled.__aenter__ = __aenter__  # type: ignore[method-assign]
+    TransactionContextPooled.__aexit__ = __aexit__  # type: ignore[method-assign]
+    TransactionContextPooled._bridge_hardened = True  # type: ignore[attr-defined]
+
+
 async def open_database(url: str) -> None:
     """Connect and bring the schema up to date. Raises DatabaseUnavailable when the server
     does not answer."""
+    _harden_pooled_transactions()
     config = tortoise_config(url)
     try:
         await migrate(config=config)

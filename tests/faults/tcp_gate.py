@@ -1,0 +1,77 @@
+"""A TCP forwarder on 127.0.0.1 that a test can open, close and freeze: the database or a
+platform "unreachable" (nothing listens), "hanging" (connections accepted, nothing answered)
+or up again (bytes forwarded both ways)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TcpGate:
+    def __init__(self, target_host: str, target_port: int, port: int | None = None) -> None:
+        self.target = (target_host, target_port)
+        self.port = port or free_port()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        """Start listening (again) on the gate's port and forward."""
+        if self._server is None:
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+
+    async def close(self) -> None:
+        """Stop listening and cut every connection: the target is unreachable."""
+        for w in list(self._writers):
+            with contextlib.suppress(Exception):
+                w.transport.abort()
+        self._writers.clear()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def hang(self, on: bool = True) -> None:
+        """While on, bytes in either direction are held back (open connections and new ones):
+        the peer stops answering without closing anything."""
+        if on:
+            self._flowing.clear()
+        else:
+            self._flowing.set()
+
+    @property
+    def hanging(self) -> bool:
+        return not self._flowing.is_set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    await self._flowing.wait()
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    dst.transport.abort()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
