@@ -99,9 +99,11 @@ async def open_database(url: str) -> None:
         await Tortoise.close_connections()
         raise DatabaseUnavailable(f"cannot reach the database at {redact(url)}: {exc}") from exc
     except Exception as exc:
+        # Whatever failed (a migration, a refused login), close what was opened: a live SQLite
+        # worker thread would keep the process from exiting.
+        await Tortoise.close_connections()
         # asyncpg raises its own classes for refused logins and missing databases
         if type(exc).__module__.startswith("asyncpg"):
-            await Tortoise.close_connections()
             raise DatabaseUnavailable(f"cannot open the database at {redact(url)}: {exc}") from exc
         raise
     log.info("database ready url=%s", redact(url))
