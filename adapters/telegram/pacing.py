@@ -100,7 +100,7 @@ class Pacer:
         # Reserve the chat's slot before sleeping so concurrent sends to one chat queue up.
         if is_private(chat_id):
             self._next_private[chat_id] = slot + self._private_interval
-        else:
+        elif self._group_window > 0:  # no window (unlimited): nothing to remember
             slots = self._group_slots.setdefault(chat_id, deque())
             slots.append(slot)
             while len(slots) > self._group_per_minute:
