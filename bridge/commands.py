@@ -436,6 +436,19 @@ class Commands:
         action, delivery_id = parsed
         found = await self.b.store.delivery_post(delivery_id)
         if found is None or found.destination.room != e.target.room:
+            # A button pressed on a forwarded copy (or a forged token) tries to act as the team
+            # account too: refused, and recorded like any other refusal.
+            await self.b.store.record_action(
+                actor=e.user.key,
+                actor_name=e.user.name[:255],
+                room=str(e.target),
+                network=found.post.ref.network if found else "",
+                action=action.value,
+                subject=str(found.post.ref)[:512] if found else f"delivery {delivery_id}",
+                status="refused",
+                error="button from another chat",
+            )
+            log.warning("refused action=%s actor=%s room=%s reason=button-from-another-chat", action.value, e.user.key, e.target)
             return Answer("That button belongs to a message in another chat.", ok=False)
         post = found.post
         net = self.b.networks.get(post.ref.network)
