@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.functions import Count, Max
 from tortoise.transactions import in_transaction
@@ -61,6 +62,7 @@ class PendingDelivery:
     destination: ChatTarget
     subscription_id: int | None
     attempts: int
+    post_id: int | None = None  # its posts row, so that recording the send needs no lookup
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,9 @@ def _sub_info(row: Subscription) -> SubscriptionInfo:
 
 
 class Store:
+    def __init__(self) -> None:
+        self._known_destinations: set[str] = set()  # targets that have a destinations row
+
     # --- subscriptions --------------------------------------------------------------
 
     async def add_subscription(
@@ -321,11 +326,13 @@ class Store:
             await DeliveryRow.filter(destination=destination, status="pending", next_attempt_at__lte=now)
             .order_by("id")
             .limit(limit)
-            .values("id", "key", "subscription_id", "attempts", "post__payload")
+            .values("id", "key", "subscription_id", "attempts", "post_id", "post__payload")
         )
         target = ChatTarget.parse(destination)
         return [
-            PendingDelivery(r["id"], r["key"], post_from_json(r["post__payload"]), target, r["subscription_id"], r["attempts"])
+            PendingDelivery(
+                r["id"], r["key"], post_from_json(r["post__payload"]), target, r["subscription_id"], r["attempts"], r["post_id"]
+            )
             for r in rows
         ]
 
@@ -339,9 +346,20 @@ class Store:
         if not confirmed:
             return
         now = utcnow()
+        try:
+            await self._record_sent(confirmed, now, look_up=any(c.delivery.post_id is None for c in confirmed))
+        except IntegrityError:
+            # A row went away while its message was out (its chat moved): the chat message
+            # could not point at it. Record the others; the lookup leaves the missing one out.
+            await self._record_sent(confirmed, now, look_up=True)
+
+    async def _record_sent(self, confirmed: Sequence[Confirmed], now: datetime, *, look_up: bool) -> None:
         async with in_transaction() as conn:
-            ids = [c.delivery.id for c in confirmed]
-            post_ids = dict(await DeliveryRow.filter(id__in=ids).values_list("id", "post_id"))
+            if look_up:
+                ids = [c.delivery.id for c in confirmed]
+                post_ids = dict(await DeliveryRow.filter(id__in=ids).values_list("id", "post_id"))
+            else:
+                post_ids = {c.delivery.id: c.delivery.post_id for c in confirmed}
             rows, messages = [], []
             for c in confirmed:
                 d = c.delivery
@@ -361,10 +379,22 @@ class Store:
                 await conn.execute_many(_MARK_SENT[conn.capabilities.dialect == "postgres"], rows)
             if messages:
                 await ChatMessage.bulk_create(messages, ignore_conflicts=True)
-            for dest in dict.fromkeys(str(c.delivery.destination) for c in confirmed):
-                updated = await Destination.filter(target=dest).update(last_delivery_at=now)
-                if not updated:
-                    await Destination.create(target=dest, last_delivery_at=now)
+            touched = await self._touch_destinations(list(dict.fromkeys(str(c.delivery.destination) for c in confirmed)), now)
+        self._known_destinations.update(touched)  # only once committed
+
+    async def _touch_destinations(self, targets: Sequence[str], now: datetime) -> list[str]:
+        """Set last_delivery_at: one statement for the rooms known to have a row (rows are
+        never deleted), an upsert for the others. Returns the targets it made sure of."""
+        known = [t for t in targets if t in self._known_destinations]
+        if known:
+            await Destination.filter(target__in=known).update(last_delivery_at=now)
+        for target in targets:
+            if target in self._known_destinations:
+                continue
+            updated = await Destination.filter(target=target).update(last_delivery_at=now)
+            if not updated:
+                await Destination.create(target=target, last_delivery_at=now)
+        return list(targets)
 
     async def mark_retry(self, delivery_id: int, next_at: datetime, error: str, *, count_attempt: bool = True) -> None:
         q = DeliveryRow.filter(id=delivery_id)
