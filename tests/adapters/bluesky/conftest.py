@@ -9,7 +9,6 @@ the adapter and tests.fakes.FakeChat as the chat side.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -20,9 +19,9 @@ import pytest
 from adapters.bluesky import BlueskyAdapter
 from bridge.app import Bridge
 from bridge.config import config_from_dict
-from bridge.model import Batch, Item, Source
 from tests.atproto.harness import Account, AtprotoStack, provision
 from tests.emulators.bsky_chat import BskyChatEmulator
+from tests.fakehost import FakeHost
 from tests.fakes import FakeChat
 
 
@@ -35,60 +34,6 @@ def atproto() -> Iterator[AtprotoStack]:
         yield stack
     finally:
         stack.close()
-
-
-class FakeHost:
-    """The core as an adapter sees it: state and cursors in dicts, ingested batches kept."""
-
-    def __init__(self, sources: set[Source] | None = None) -> None:
-        self.log = logging.getLogger("tests.bluesky.host")
-        self.state: dict[str, str] = {}
-        self.cursors: dict[str, str] = {}
-        self.batches: list[Batch] = []
-        self._sources = set(sources or ())
-        self._changed = asyncio.Event()
-        self._ingested = asyncio.Condition()
-
-    async def load_state(self, key: str) -> str | None:
-        return self.state.get(key)
-
-    async def save_state(self, key: str, value: str | None) -> None:
-        if value is None:
-            self.state.pop(key, None)
-        else:
-            self.state[key] = value
-
-    def sources(self) -> frozenset[Source]:
-        return frozenset(self._sources)
-
-    def set_sources(self, *sources: Source) -> None:
-        self._sources = set(sources)
-        self._changed.set()
-
-    async def sources_changed(self) -> None:
-        await self._changed.wait()
-        self._changed.clear()
-
-    async def load_cursor(self, key: str) -> str | None:
-        return self.cursors.get(key)
-
-    async def ingest(self, batch: Batch) -> None:
-        async with self._ingested:
-            self.batches.append(batch)
-            self.cursors.update(batch.cursors)
-            self._ingested.notify_all()
-
-    @property
-    def items(self) -> list[Item]:
-        return [it for b in self.batches for it in b.items]
-
-    async def wait_items(self, pred: Callable[[list[Item]], bool], timeout: float = 15.0) -> list[Item]:
-        async with self._ingested:
-            await asyncio.wait_for(self._ingested.wait_for(lambda: pred(self.items)), timeout)
-        return self.items
-
-    async def handle(self, event: Any) -> Any:  # pragma: no cover - network adapters never call it
-        raise NotImplementedError
 
 
 @dataclass

@@ -14,11 +14,11 @@ for _path in (str(Path(__file__).resolve().parents[3]), str(Path(__file__).resol
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from discord_fakehost import FakeHost  # noqa: E402
 from discord_world import World, build_world  # noqa: E402
 
 from adapters.discord import DiscordAdapter  # noqa: E402
 from tests.emulators.discord import DiscordEmulator  # noqa: E402
+from tests.fakehost import FakeHost  # noqa: E402
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ import time
 
 import discord
 import pytest
-from discord_fakehost import FakeHost
 from discord_world import World, make_delivery, make_post
 
 from adapters.discord import DiscordAdapter
 from bridge.errors import AuthFailed, DestinationUnavailable, RateLimited
 from bridge.model import Answer, ChatTarget, EventKind, Media
 from tests.emulators.discord import DiscordEmulator
+from tests.fakehost import FakeHost
 
 
 async def test_relay_is_one_embed_with_image_buttons_and_no_mentions(
@@ -110,7 +110,7 @@ async def test_slow_core_answer_is_deferred_then_shown(
     record = await emulator.slash(world.feed, world.admin, "status")
     shown = await emulator.wait_shown(record)
     assert record.responses[0]["type"] == 5  # deferred within Discord's 3 seconds
-    assert shown["content"] == "ok status"
+    assert shown["content"] == "did status"
 
 
 async def test_buttons_reply_modal_and_refusal(

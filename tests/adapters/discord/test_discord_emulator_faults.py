@@ -6,13 +6,13 @@ import logging
 
 import aiohttp
 import pytest
-from discord_fakehost import FakeHost
 from discord_world import World, make_delivery
 
 from adapters.discord import DiscordAdapter
 from bridge.errors import DestinationUnavailable, Permanent, Transient
 from bridge.model import ChatTarget
 from tests.emulators.discord import DiscordEmulator
+from tests.fakehost import FakeHost
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ async def test_reconnect_op_resumes(emulator: DiscordEmulator, adapter: DiscordA
     record = await emulator.slash(world.feed, world.member, "help")  # sent while away: replayed
     await emulator.wait_connected()
     shown = await emulator.wait_shown(record)
-    assert shown["content"] == "ok help"
+    assert shown["content"] == "did help"
     assert (emulator.identifies, emulator.resumes) == (1, 1)
 
 

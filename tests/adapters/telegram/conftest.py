@@ -14,9 +14,9 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from adapters.telegram import TelegramAdapter  # noqa: E402
-from tests.adapters.telegram.tg_fakehost import FakeHost  # noqa: E402
 from tests.adapters.telegram.tg_world import World, start_world  # noqa: E402
 from tests.emulators.telegram import TelegramEmulator  # noqa: E402
+from tests.fakehost import FakeHost  # noqa: E402
 
 TOKEN = "123456:TEST-token-do-not-leak"
 

@@ -22,8 +22,8 @@ from bridge.model import (
     Ref,
 )
 from tests.adapters.telegram.conftest import settings_for
-from tests.adapters.telegram.tg_fakehost import FakeHost
 from tests.emulators.telegram import ApiError, TelegramEmulator
+from tests.fakehost import FakeHost
 
 AUTHOR = Author("did:alice", "alice.test", "Alice", url="https://bsky.app/profile/alice.test")
 BUTTONS = (
@@ -65,7 +65,21 @@ async def test_wrong_token_is_auth_failed_with_the_fix(tg: TelegramEmulator, hos
 
 async def test_start_registers_the_commands(adapter: TelegramAdapter, tg: TelegramEmulator) -> None:
     verbs = {c["command"] for c in tg.commands}
-    assert verbs == {"follow", "unfollow", "watch", "unwatch", "subs", "filter", "post", "dm", "inbox", "digest", "quiet", "status", "help"}
+    assert verbs == {
+        "follow",
+        "unfollow",
+        "watch",
+        "unwatch",
+        "subs",
+        "filter",
+        "post",
+        "dm",
+        "inbox",
+        "digest",
+        "quiet",
+        "status",
+        "help",
+    }
 
 
 async def test_set_commands_failure_is_not_fatal(tg: TelegramEmulator, host: FakeHost) -> None:

@@ -1,0 +1,98 @@
+"""One fake Host for adapter-level tests: the core as an adapter sees it.
+
+It keeps state and cursors in dicts, records every batch an adapter ingests and every call a
+chat adapter makes (events, links, moves, unavailable destinations), and answers events with
+``answer`` (default: ``did <command> <args>``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from bridge.model import Answer, Batch, ChatEvent, ChatTarget, Item, Source
+
+
+def _echo(event: ChatEvent) -> Answer:
+    return Answer(f"did {event.command or event.kind} {event.args}".strip())
+
+
+class FakeHost:
+    def __init__(self, sources: Iterable[Source] = (), answer: Callable[[ChatEvent], Answer] | None = None) -> None:
+        self.log = logging.getLogger("tests.host")
+        self.state: dict[str, str] = {}
+        self.cursors: dict[str, str] = {}
+        self.batches: list[Batch] = []
+        self.events: list[ChatEvent] = []
+        self.links: list[tuple[ChatTarget, str, str]] = []
+        self.moves: list[tuple[ChatTarget, ChatTarget]] = []
+        self.unavailable: list[tuple[ChatTarget, str]] = []
+        self.answer: Callable[[ChatEvent], Answer] = answer or _echo
+        self._sources = set(sources)
+        self._sources_changed = asyncio.Event()
+        self._changed = asyncio.Condition()
+
+    async def _record(self, bucket: list, value: object) -> None:
+        async with self._changed:
+            bucket.append(value)
+            self._changed.notify_all()
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait until ``condition()`` holds (checked after each recorded call)."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(condition), timeout)
+
+    # --- state ----------------------------------------------------------------------------
+
+    async def load_state(self, key: str) -> str | None:
+        return self.state.get(key)
+
+    async def save_state(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.state.pop(key, None)
+        else:
+            self.state[key] = value
+
+    # --- network side ---------------------------------------------------------------------
+
+    def sources(self) -> frozenset[Source]:
+        return frozenset(self._sources)
+
+    def set_sources(self, *sources: Source) -> None:
+        self._sources = set(sources)
+        self._sources_changed.set()
+
+    async def sources_changed(self) -> None:
+        await self._sources_changed.wait()
+        self._sources_changed.clear()
+
+    async def load_cursor(self, key: str) -> str | None:
+        return self.cursors.get(key)
+
+    async def ingest(self, batch: Batch) -> None:
+        self.cursors.update(batch.cursors)
+        await self._record(self.batches, batch)
+
+    @property
+    def items(self) -> list[Item]:
+        return [it for b in self.batches for it in b.items]
+
+    async def wait_items(self, pred: Callable[[list[Item]], bool], timeout: float = 15.0) -> list[Item]:
+        await self.wait_for(lambda: pred(self.items), timeout)
+        return self.items
+
+    # --- chat side ------------------------------------------------------------------------
+
+    async def handle(self, event: ChatEvent) -> Answer:
+        await self._record(self.events, event)
+        return self.answer(event)
+
+    async def link_message(self, target: ChatTarget, message_id: str, token: str) -> None:
+        await self._record(self.links, (target, message_id, token))
+
+    async def chat_moved(self, old: ChatTarget, new: ChatTarget) -> None:
+        await self._record(self.moves, (old, new))
+
+    async def destination_unavailable(self, target: ChatTarget, reason: str) -> None:
+        await self._record(self.unavailable, (target, reason))
