@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from bridge.commands import Commands, _what
+from bridge.commands import Commands, _what, well_formed
 from bridge.config import Config, StaticSubscription
 from bridge.digest import Digester, hold_until
 from bridge.dispatcher import Dispatcher
@@ -196,7 +196,9 @@ class Bridge:
             log.warning("backfill failed subscription=%d reason=%r", sub.id, str(exc))
             return
         route = _route(sub)
-        matched = [(p, [(sub.id, sub.destination)]) for p in posts[-self.config.backfill :] if route.filters.accepts(p)]
+        matched = [
+            (well_formed(p), [(sub.id, sub.destination)]) for p in posts[-self.config.backfill :] if route.filters.accepts(p)
+        ]
         n = await self.store.ingest(sub.source.network, matched, {})
         log.info("backfill subscription=%d posts=%d deliveries=%d", sub.id, len(posts), n)
         self.dispatcher.wake()
@@ -242,7 +244,7 @@ class Bridge:
         for item in batch.items:
             routes = [r for r in self.matcher.match(item) if str(r.destination) not in self._paused]
             if routes:
-                matched.append((item.post, [(r.subscription_id, r.destination) for r in routes]))
+                matched.append((well_formed(item.post), [(r.subscription_id, r.destination) for r in routes]))
                 for r in routes:
                     dest = str(r.destination)
                     until = hold_until(r.filters.digest, self.quiet.get(dest), now)

@@ -19,7 +19,7 @@ from tests.emulators.telegram import TelegramEmulator
 TELEGRAM_TOKEN = "987654:FAULTS-telegram-token-never-logged"
 DISCORD_TOKEN = "faults-discord-token-never-logged"
 # Discord shows "\\#" as "#": the bridge escapes markdown in relayed text, a reader sees it plain.
-_MARKDOWN_ESCAPE = re.compile(r"\\([^\w\s])")
+_MARKDOWN_ESCAPE = re.compile(r"\\([^\sA-Za-z0-9])")
 
 
 @dataclass
