@@ -33,6 +33,12 @@ class EmulatorProcess:
         async with aiohttp.ClientSession() as s, s.get(f"{self.control}/stats") as r:
             return await r.json()
 
+    async def messages(self) -> list[dict[str, Any]]:
+        """Every message accepted: chat id, ``at`` (time.monotonic(), comparable across processes
+        on one machine) and text."""
+        async with aiohttp.ClientSession() as s, s.get(f"{self.control}/messages") as r:
+            return await r.json()
+
     async def reset(self) -> None:
         async with aiohttp.ClientSession() as s, s.post(f"{self.control}/reset") as r:
             await r.json()

@@ -6,7 +6,8 @@ groups, prints one JSON line (API root, token, chat ids, control URL) and serves
 standard input closes, so it never outlives the benchmark that started it.
 
 Control (plain HTTP on a second port): ``GET /stats`` gives the accepted and refused sends
-and the times the emulator accepted them; ``POST /reset`` forgets them and the rate windows.
+and the times the emulator accepted them; ``GET /messages`` every accepted message (chat,
+``time.monotonic()`` when accepted, text); ``POST /reset`` forgets them and the rate windows.
 """
 
 from __future__ import annotations
@@ -55,12 +56,17 @@ async def serve(private: int, groups: int, limits: bool) -> None:
     async def get_stats(_request: web.Request) -> web.Response:
         return web.json_response(stats(tg))
 
+    async def get_messages(_request: web.Request) -> web.Response:
+        messages = [{"chat": m.chat_id, "at": m.at, "text": m.text} for ms in tg.sent.values() for m in ms]
+        return web.json_response(messages)
+
     async def post_reset(_request: web.Request) -> web.Response:
         reset(tg)
         return web.json_response({"ok": True})
 
     app = web.Application()
     app.router.add_get("/stats", get_stats)
+    app.router.add_get("/messages", get_messages)
     app.router.add_post("/reset", post_reset)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

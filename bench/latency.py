@@ -1,0 +1,214 @@
+"""Benchmark 3, latency: from a post's creation on the local AT Protocol stack to the
+Telegram emulator receiving it, in firehose mode.
+
+The reference stack (tests/atproto: PLC + PDS + AppView from @atproto/dev-env, installed
+once by tests/atproto/provision.sh) runs the network; the bridge (real core on SQLite, real
+Bluesky adapter reading the PDS's ``subscribeRepos`` firehose, real Telegram adapter) relays
+posts of ``--authors`` followed accounts to one group of the Bot API emulator (its own
+process, limits off; the adapter's pacer is lifted as in bench.pipeline, since 20 messages
+per minute in a group would otherwise be the whole story). Posts are created at a steady
+``--rates`` (posts per second) for ``--seconds`` each; a post's clock starts when the PDS has
+acknowledged its creation (the post exists and is on the firehose from then on) and stops
+when the emulator accepts the message carrying it (``time.monotonic()``, one clock for both
+processes). Reported: p50, p95, p99 and the largest, and apart, how long the PDS itself took
+to take a post (its median) and the rate it took them at: on a small machine the local stack,
+not the bridge, may be what cannot keep up. A few posts first warm everything up.
+
+    python -m bench.latency [--rates 10,100] [--seconds 10] [--authors 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from adapters.bluesky import BlueskyAdapter
+from adapters.telegram import TelegramAdapter
+from adapters.telegram.pacing import Pacer
+from bench.databases import throwaway
+from bench.emulator import EmulatorProcess, start_emulator
+from bench.report import percentile, publish
+from bridge import logs
+from bridge.app import Bridge
+from bridge.config import config_from_dict
+from bridge.model import Source, SourceKind
+from tests.atproto.harness import Account, AtprotoStack, provision
+
+CLASSES = {"bluesky": BlueskyAdapter, "telegram": TelegramAdapter}
+TOKEN = re.compile(r"\blat-(\d+)\b")
+
+
+async def start_bridge(stack: AtprotoStack, team: Account, password: str, emu: EmulatorProcess, db_url: str) -> Bridge:
+    config = config_from_dict(
+        {
+            "database": {"url": db_url},
+            "bridge": {"shutdown_timeout": 5},
+            "bluesky": {
+                "service": stack.pds,
+                "identifier": team.handle,
+                "password": password,
+                "realtime": "firehose",
+                "firehose_url": stack.firehose_url,
+                "poll_interval": 30,
+            },
+            "telegram": {"token": emu.token, "api_url": emu.url, "poll_timeout": 1},
+        },
+        adapter_classes=CLASSES,
+    )
+    bridge = Bridge(config, adapter_classes=CLASSES)
+    bridge.chats["telegram"]._pacer = Pacer.unlimited()  # type: ignore[attr-defined]
+    await bridge.start()
+    return bridge
+
+
+def spy_on_firehose(bridge: Bridge) -> dict[int, float]:
+    """Post number → when the adapter's firehose reader queued its record: splits the latency
+    into the stack's part (PDS → firehose frame read) and the bridge's part (→ chat)."""
+    seen: dict[int, float] = {}
+    firehose = bridge.networks["bluesky"].firehose  # type: ignore[attr-defined]
+    put = firehose.queue.put_nowait
+
+    def put_and_note(event: Any) -> None:
+        found = TOKEN.search(str(event.record.get("text", "")))
+        if found:
+            seen.setdefault(int(found.group(1)), time.monotonic())
+        put(event)
+
+    firehose.queue.put_nowait = put_and_note
+    return seen
+
+
+async def arrivals(emu: EmulatorProcess) -> dict[int, float]:
+    """Post number → when the emulator accepted the message carrying it."""
+    out: dict[int, float] = {}
+    for m in await emu.messages():
+        found = TOKEN.search(m["text"])
+        if found:
+            out.setdefault(int(found.group(1)), m["at"])
+    return out
+
+
+class Poster:
+    """Creates numbered posts on the stack and remembers when each was asked for."""
+
+    def __init__(self, stack: AtprotoStack, authors: Sequence[Account]) -> None:
+        self.stack = stack
+        self.authors = authors
+        self.created: dict[int, float] = {}  # when the PDS acknowledged the write
+        self.write_seconds: dict[int, float] = {}  # how long the PDS took to take it
+        self.failed = 0
+        self._n = 0
+
+    async def one(self) -> int:
+        self._n += 1
+        n = self._n
+        asked = time.monotonic()
+        try:
+            await self.stack.post(self.authors[n % len(self.authors)], f"lat-{n} pricing update, outage report {n}")
+        except Exception:
+            self.failed += 1
+            return n
+        self.created[n] = time.monotonic()
+        self.write_seconds[n] = self.created[n] - asked
+        return n
+
+    async def at_rate(self, rate: float, seconds: float) -> tuple[list[int], float]:
+        """Posts at ``rate`` per second for ``seconds``; returns their numbers and the rate the
+        stack actually took them at."""
+        count = max(1, int(rate * seconds))
+        start = time.monotonic()
+        tasks = []
+        for i in range(count):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(self.one()))
+        numbers = await asyncio.gather(*tasks)
+        took = time.monotonic() - start
+        return [n for n in numbers if n in self.created], count / took
+
+
+async def wait_for(emu: EmulatorProcess, numbers: Sequence[int], timeout: float) -> dict[int, float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = await arrivals(emu)
+        if all(n in got for n in numbers) or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.25)
+
+
+async def main_async(args: argparse.Namespace) -> list[str]:
+    logfile = Path(tempfile.gettempdir()) / "bridge-bench-latency.log"
+    logs.setup("info")
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(logfile.open("a"))
+    stack = await asyncio.to_thread(AtprotoStack.start, await asyncio.to_thread(provision))
+    emu = await start_emulator(private=0, groups=1)
+    rows: list[str] = []
+    try:
+        team = await stack.create_account("team", "The Team")
+        password = await stack.app_password(team)
+        authors = [await stack.create_account(f"lat{i}", f"Author {i}") for i in range(args.authors)]
+        async with throwaway("sqlite") as url:
+            bridge = await start_bridge(stack, team, password, emu, url)
+            try:
+                target = bridge.chats["telegram"].parse_target(str(emu.groups[0]))
+                for a in authors:
+                    await bridge.subscribe(Source("bluesky", SourceKind.FOLLOW, a.did), a.handle, target, "bench")
+                read = spy_on_firehose(bridge)
+                poster = Poster(stack, authors)
+                warm, _ = await poster.at_rate(2, 2)  # warm-up: connections, sessions, caches
+                await wait_for(emu, warm, 60)
+                for rate in (float(r) for r in args.rates.split(",")):
+                    numbers, achieved = await poster.at_rate(rate, args.seconds)
+                    got = await wait_for(emu, numbers, 120)
+                    lat = [got[n] - poster.created[n] for n in numbers if n in got]
+                    missing = len(numbers) - len(lat)
+                    write = percentile([poster.write_seconds[n] for n in numbers], 50)
+                    stack_part = [read[n] - poster.created[n] for n in numbers if n in read]
+                    bridge_part = [got[n] - read[n] for n in numbers if n in got and n in read]
+                    row = (
+                        f"| {rate:g} ({achieved:.0f} taken) | {len(numbers)} | {write:.2f} s | {percentile(lat, 50):.2f} s "
+                        f"| {percentile(lat, 95):.2f} s | {percentile(lat, 99):.2f} s | {max(lat):.2f} s | {missing} "
+                        f"| {percentile(stack_part, 50):.2f} / {percentile(stack_part, 99):.2f} s "
+                        f"| {percentile(bridge_part, 50):.2f} / {percentile(bridge_part, 99):.2f} s |"
+                    )
+                    rows.append(row)
+                    print(row, flush=True)
+            finally:
+                await bridge.stop()
+    finally:
+        await emu.stop()
+        await asyncio.to_thread(stack.close)
+    return [
+        "| posts/s asked (taken by the PDS) | posts | PDS write (p50) | p50 | p95 | p99 | max | not arrived in 120 s "
+        "| of which PDS → firehose read (p50 / p99) | firehose read → chat (p50 / p99) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"{args.authors} followed authors, one Telegram group, firehose mode, SQLite. Target: p99 under 1 s at 100 "
+        f"posts/s. Log at info in {logfile}.",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="10,100", help="posts per second, comma-separated")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of posting per rate")
+    parser.add_argument("--authors", type=int, default=10)
+    parser.add_argument("--no-save", action="store_true", help="print only; do not append to RESULTS.md")
+    args = parser.parse_args(argv)
+    lines = asyncio.run(main_async(args))
+    publish("Latency (post created on the AT Protocol stack → Telegram emulator, firehose mode)", lines, save=not args.no_save)
+
+
+if __name__ == "__main__":
+    main()
