@@ -29,5 +29,11 @@ class LoopRunner:
         return self.loop.run_until_complete(self.loop.create_task(bounded(), context=self.context))
 
     def close(self) -> None:
+        """Cancel what is left (server handlers of closed connections), then close the loop."""
+        left = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()

@@ -19,8 +19,7 @@ class TcpGate:
     def __init__(self, target_host: str, target_port: int, port: int | None = None) -> None:
         self.target = (target_host, target_port)
         self.port = port or free_port()
-        self._flowing = asyncio.Event()
-        self._flowing.set()
+        self.hanging = False
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -42,16 +41,10 @@ class TcpGate:
             self._server = None
 
     def hang(self, on: bool = True) -> None:
-        """While on, bytes in either direction are held back (open connections and new ones):
-        the peer stops answering without closing anything."""
-        if on:
-            self._flowing.clear()
-        else:
-            self._flowing.set()
-
-    @property
-    def hanging(self) -> bool:
-        return not self._flowing.is_set()
+        """While on, bytes in either direction are dropped (open connections and new ones): the
+        peer stops answering without closing anything, and a request sent meanwhile never
+        arrives (it is not delivered late, when the client has long given up on it)."""
+        self.hanging = on
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -65,7 +58,8 @@ class TcpGate:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
-                    await self._flowing.wait()
+                    if self.hanging:
+                        continue
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.IncompleteReadError):
