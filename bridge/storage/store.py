@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -36,6 +36,11 @@ _MARK_SENT = (
     'UPDATE "deliveries" SET "status"=?,"sent_at"=?,"chat_message_id"=?,"thread_id"=?,"last_error"=\'\' WHERE "id"=?',
     'UPDATE "deliveries" SET "status"=$1,"sent_at"=$2,"chat_message_id"=$3,"thread_id"=$4,"last_error"=\'\' WHERE "id"=$5',
 )
+
+
+# A room's last_delivery_at (for operators reading the table) is refreshed at most this often,
+# which keeps a statement out of most sends' transactions.
+TOUCH_EVERY = timedelta(seconds=1)
 
 
 def utcnow() -> datetime:
@@ -104,7 +109,8 @@ def _sub_info(row: Subscription) -> SubscriptionInfo:
 
 class Store:
     def __init__(self) -> None:
-        self._known_destinations: set[str] = set()  # targets that have a destinations row
+        # Targets that have a destinations row, and when their last_delivery_at was last set.
+        self._known_destinations: dict[str, datetime] = {}
 
     # --- subscriptions --------------------------------------------------------------
 
@@ -380,11 +386,13 @@ class Store:
             if messages:
                 await ChatMessage.bulk_create(messages, ignore_conflicts=True)
             touched = await self._touch_destinations(list(dict.fromkeys(str(c.delivery.destination) for c in confirmed)), now)
-        self._known_destinations.update(touched)  # only once committed
+        self._known_destinations.update(dict.fromkeys(touched, now))  # only once committed
 
     async def _touch_destinations(self, targets: Sequence[str], now: datetime) -> list[str]:
         """Set last_delivery_at: one statement for the rooms known to have a row (rows are
         never deleted), an upsert for the others. Returns the targets it made sure of."""
+        fresh = now - TOUCH_EVERY
+        targets = [t for t in targets if self._known_destinations.get(t, fresh) <= fresh]
         known = [t for t in targets if t in self._known_destinations]
         if known:
             await Destination.filter(target__in=known).update(last_delivery_at=now)
