@@ -5,7 +5,8 @@ same buttons) to the same chats of the same Bot API emulator (its own process, r
 off), in the same run, one after the other, ``--runs`` times; the figure is the median.
 
 * bare: one ``telegram.Bot`` (the connection pool the adapter's Application gets), one task
-  per chat sending that chat's messages in order: what a hand-written relay script does.
+  per chat sending that chat's messages in order: a well-written relay script, and the
+  baseline of the target. Also measured: the simplest script, one message after the other.
 * bridge: ``Bridge`` with the real Telegram adapter and a FakeNetwork as the source; each
   chat follows the author, posts are handed over in batches of 50 as a network adapter does,
   and the clock stops when the dispatcher has confirmed every delivery. That includes the
@@ -104,6 +105,23 @@ async def bare_send(bot: Bot, chats: Sequence[int], posts: Sequence[Post]) -> in
     return sum(await asyncio.gather(*(one_chat(c) for c in chats)))
 
 
+async def bare_send_sequential(bot: Bot, chats: Sequence[int], posts: Sequence[Post]) -> int:
+    """The simplest relay script: every post to every chat, one message after the other."""
+    sent = 0
+    for n, post in enumerate(posts):
+        for chat_id in chats:
+            for piece in plan_post(post, buttons_for(post, n + 1)):
+                await bot.send_message(
+                    chat_id,
+                    piece.text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=markup_of(piece),
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+                sent += 1
+    return sent
+
+
 @dataclass
 class Side:
     """A side of the comparison: its throughputs, one per run."""
@@ -134,10 +152,10 @@ class BareClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.bot.shutdown()
 
-    async def run(self, posts: int) -> float:
+    async def run(self, posts: int, sequential: bool = False) -> float:
         batch = make_posts(posts, "bare")
         t0 = time.perf_counter()
-        sent = await bare_send(self.bot, self.emu.chats, batch)
+        sent = await (bare_send_sequential if sequential else bare_send)(self.bot, self.emu.chats, batch)
         elapsed = time.perf_counter() - t0
         assert sent == posts * len(self.emu.chats), sent
         return sent / elapsed
@@ -223,12 +241,14 @@ async def measure(side: Side, run: Awaitable[float], messages: int) -> None:
     side.cpu_ms.append((time.process_time() - cpu) * 1000 / messages)
 
 
-async def compare(emu: EmulatorProcess, db: str, posts: int, runs: int, profile: str = "") -> tuple[Side, Side]:
-    bare, bridge = Side("bare", [], []), Side("bridge", [], [])
+async def compare(emu: EmulatorProcess, db: str, posts: int, runs: int, profile: str = "") -> tuple[Side, Side, Side]:
+    """(bare, one task per chat), (bare, sequential loop), (bridge), alternating within each run."""
+    bare, sequential, bridge = Side("bare", [], []), Side("sequential", [], []), Side("bridge", [], [])
     profiler = cProfile.Profile() if profile else None
     async with throwaway(db) as url, BareClient(emu) as b, BridgeClient(emu, url) as br:
         for _ in range(runs):  # alternate, so that drift of the machine hits both sides alike
             await measure(bare, b.run(posts), posts * len(emu.chats))
+            await measure(sequential, b.run(posts, sequential=True), posts * len(emu.chats))
             if profiler is not None:
                 profiler.enable()
             await measure(bridge, br.run(posts), posts * len(emu.chats))
@@ -237,17 +257,20 @@ async def compare(emu: EmulatorProcess, db: str, posts: int, runs: int, profile:
             await emu.reset()
     if profiler is not None:
         profiler.dump_stats(f"{profile}.{db}")
-    return bare, bridge
+    return bare, sequential, bridge
 
 
-def lines_for(db: str, posts: int, chats: int, bare: Side, bridge: Side) -> list[str]:
+def _rates(side: Side) -> str:
+    return f"{side.median:.0f} msg/s ({', '.join(f'{x:.0f}' for x in side.rates)})"
+
+
+def lines_for(db: str, posts: int, chats: int, bare: Side, sequential: Side, bridge: Side) -> list[str]:
     ratio = bridge.median / bare.median
-    runs = ", ".join(f"{x:.0f}" for x in bridge.rates)
-    bare_runs = ", ".join(f"{x:.0f}" for x in bare.rates)
     verdict = "meets" if ratio >= 0.8 else "MISSES"
     return [
-        f"| {db} | {posts} × {chats} | {bare.median:.0f} msg/s ({bare_runs}) | {bridge.median:.0f} msg/s ({runs}) "
-        f"| {ratio:.2f} ({verdict} ≥ 0.8) | {median(bare.cpu_ms):.2f} / {median(bridge.cpu_ms):.2f} |"
+        f"| {db} | {posts} × {chats} | {_rates(bare)} | {_rates(sequential)} | {_rates(bridge)} "
+        f"| {ratio:.2f} ({verdict} ≥ 0.8) | {bridge.median / sequential.median:.2f} "
+        f"| {median(bare.cpu_ms):.2f} / {median(bridge.cpu_ms):.2f} |"
     ]
 
 
@@ -259,13 +282,14 @@ async def main_async(args: argparse.Namespace) -> list[str]:
     handler.setStream(logfile.open("a"))
     emu = await start_emulator(private=args.chats // 2, groups=args.chats - args.chats // 2)
     lines = [
-        "| database | posts × chats | bare PTB loop | bridge | ratio | CPU ms/msg bare / bridge |",
-        "|---|---|---|---|---|---|",
+        "| database | posts × chats | bare PTB, a task per chat | bare PTB, sequential loop | bridge "
+        "| bridge / bare (per chat) | bridge / sequential | CPU ms/msg bare / bridge |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     try:
         for db in args.db.split(","):
-            bare, bridge = await compare(emu, db, args.posts, args.runs, args.profile)
-            lines += lines_for(db, args.posts, args.chats, bare, bridge)
+            bare, sequential, bridge = await compare(emu, db, args.posts, args.runs, args.profile)
+            lines += lines_for(db, args.posts, args.chats, bare, sequential, bridge)
             print(lines[-1], flush=True)
     finally:
         await emu.stop()
