@@ -94,7 +94,7 @@ async def main_async(args: argparse.Namespace) -> list[str]:
     fraction = median([r.fraction for r in runs])
     worst_429 = max(r.rejected_429 for r in runs)
     verdict = "meets" if fraction >= 0.95 and worst_429 == 0 else "MISSES"
-    concurrency = args.concurrency or "16 (default)"
+    concurrency = args.concurrency or "64 (default)"
     wait = "5 (default)" if args.max_pacing_wait is None else f"{args.max_pacing_wait:g}"
     return [
         "| deliveries | chats (private + groups) | achieved | best schedule | fraction of best | 429s "

@@ -51,6 +51,7 @@ class Bridge:
             self.store,
             self.chats,
             concurrency=config.concurrency,
+            send_timeout=config.send_timeout,
             open_thread=lambda sub: sub in self._thread_subs,
             on_paused=self._paused_by_dispatcher,
         )

@@ -45,7 +45,8 @@ CORE_SECTIONS: dict[str, dict[str, Key]] = {
         "admins": Key(list, [], help='a list like ["telegram:123456789", "discord:112233445566778899"]'),
         "senders": Key(list, [], help='a list like ["telegram:123456789"]'),
         "backfill": Key(int, 0, min=0, help="a whole number of posts, 0 or more"),
-        "concurrency": Key(int, 16, min=1, help="how many destinations are sent to at once"),
+        "concurrency": Key(int, 64, min=1, help="how many destinations are sent to at once"),
+        "send_timeout": Key((int, float), 30, min=1, help="seconds one send may take before it is retried"),
         "log_level": Key(str, "info", choices=("debug", "info", "warning", "error")),
         "shutdown_timeout": Key((int, float), 10, min=0, help="seconds in-flight sends get at shutdown"),
     },
@@ -85,7 +86,8 @@ class Config:
     admins: frozenset[str]
     senders: frozenset[str]
     backfill: int = 0
-    concurrency: int = 16
+    concurrency: int = 64
+    send_timeout: float = 30.0
     log_level: str = "info"
     shutdown_timeout: float = 10.0
     adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -170,6 +172,7 @@ def config_from_dict(
         senders=senders,
         backfill=b["backfill"],
         concurrency=b["concurrency"],
+        send_timeout=float(b["send_timeout"]),
         log_level=b["log_level"],
         shutdown_timeout=float(b["shutdown_timeout"]),
         adapters=adapters,

@@ -41,12 +41,14 @@ class Dispatcher:
         chats: Mapping[str, ChatAdapter],
         *,
         concurrency: int = 16,
+        send_timeout: float = 30.0,
         open_thread: Callable[[int | None], bool] = lambda _sub: False,
         on_paused: Callable[[ChatTarget, str], None] = lambda _t, _r: None,
     ) -> None:
         self._store = store
         self._chats = chats
         self._concurrency = concurrency
+        self._send_timeout = send_timeout
         self._open_thread = open_thread
         self._on_paused = on_paused
         self._wake = asyncio.Event()
@@ -133,7 +135,11 @@ class Dispatcher:
             open_thread=self._open_thread(pending.subscription_id),
         )
         try:
-            sent = await chat.send(delivery)
+            # A platform that stops answering must not hold its rooms forever (client libraries
+            # default to minutes): give up on this attempt and retry it with backoff.
+            sent = await asyncio.wait_for(chat.send(delivery), self._send_timeout)
+        except TimeoutError:
+            return await self._retry(pending, f"no answer within {self._send_timeout:g} s")
         except RateLimited as exc:
             until = utcnow() + timedelta(seconds=max(exc.retry_after, 0.05))
             self._blocked_until[dest] = until
@@ -163,31 +169,31 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Transient, or an adapter bug: both are retried, then given up
-            attempts = pending.attempts + 1
-            reason = str(exc) or type(exc).__name__
-            if attempts >= MAX_ATTEMPTS:
-                await self._store.mark_failed(pending.id, f"gave up after {attempts} attempts: {reason}")
-                self.failed += 1
-                log.warning("delivery given up delivery=%s destination=%s reason=%r", pending.id, dest, reason)
-                return True
-            delay = backoff(attempts)
-            await self._store.mark_retry(pending.id, utcnow() + timedelta(seconds=delay), reason)
-            self._blocked_until[dest] = utcnow() + timedelta(seconds=delay)
-            log.info(
-                "delivery retry delivery=%s destination=%s attempt=%d in=%.1fs reason=%r",
-                pending.id,
-                dest,
-                attempts,
-                delay,
-                reason,
-            )
-            return False
+            return await self._retry(pending, str(exc) or type(exc).__name__)
         await self._record_sent(Confirmed(pending, sent.message_ids, sent.thread_id))
         self.sent += 1
         log.info(
             "delivered delivery=%s post=%s destination=%s message=%s", pending.id, pending.post.ref, dest, sent.message_ids[:1]
         )
         return True
+
+    async def _retry(self, pending: PendingDelivery, reason: str) -> bool:
+        """Schedule another attempt with backoff, or give up after MAX_ATTEMPTS. False: the
+        destination waits."""
+        dest = str(pending.destination)
+        attempts = pending.attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            await self._store.mark_failed(pending.id, f"gave up after {attempts} attempts: {reason}")
+            self.failed += 1
+            log.warning("delivery given up delivery=%s destination=%s reason=%r", pending.id, dest, reason)
+            return True
+        delay = backoff(attempts)
+        await self._store.mark_retry(pending.id, utcnow() + timedelta(seconds=delay), reason)
+        self._blocked_until[dest] = utcnow() + timedelta(seconds=delay)
+        log.info(
+            "delivery retry delivery=%s destination=%s attempt=%d in=%.1fs reason=%r", pending.id, dest, attempts, delay, reason
+        )
+        return False
 
     async def _record_sent(self, confirmed: Confirmed) -> None:
         """Return once the send is in the ledger. The worker waits for it before its next send,

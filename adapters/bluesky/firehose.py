@@ -39,6 +39,7 @@ CURSOR_KEY = "firehose"
 DEFAULT_RELAY = "wss://bsky.network"
 WANTED_PREFIXES = ("app.bsky.feed.post/", "app.bsky.feed.repost/")
 BATCH = 50
+PIPELINE = 8  # batches hydrated at once
 IDLE_COMMIT_SECONDS = 5.0
 # The AppView indexes a post shortly after the firehose carries it: ask again for this long
 # before falling back to the raw record.
@@ -185,31 +186,68 @@ class Firehose:
                 self.queue.put_nowait(Event(seq, source, str(body.get("repo")), op["path"], record))
 
     async def _consume(self) -> None:
-        while True:
-            first = await self.queue.get()
-            self._busy = True
-            try:
+        """Batches go through a pipeline: up to PIPELINE batches are hydrated at once (each may
+        wait seconds for the AppView to index its posts), and they are committed strictly in
+        order, so the saved seq never passes a batch that is not in the ledger."""
+        in_flight: asyncio.Queue[tuple[asyncio.Task[list[Item]], int]] = asyncio.Queue(maxsize=PIPELINE)
+        committer = asyncio.create_task(self._commit_in_order(in_flight), name="bluesky-firehose-commit")
+        try:
+            while True:
+                first = await self.queue.get()
+                self._busy = True
                 events = [first]
                 while not self.queue.empty() and len(events) < BATCH:
                     events.append(self.queue.get_nowait())
-                await self._deliver_retrying(events)
-            finally:
+                task = asyncio.create_task(self._prepare_retrying(events))
+                await in_flight.put((task, events[-1].seq))
+                if committer.done():
+                    committer.result()  # re-raise what stopped it (AuthFailed)
+        finally:
+            committer.cancel()
+            while not in_flight.empty():
+                in_flight.get_nowait()[0].cancel()
+            await asyncio.gather(committer, return_exceptions=True)
+
+    async def _commit_in_order(self, in_flight: asyncio.Queue[tuple[asyncio.Task[list[Item]], int]]) -> None:
+        while True:
+            task, last = await in_flight.get()
+            items = await task
+            delay = 1.0
+            while True:
+                try:
+                    await self.cursors.commit(items, {CURSOR_KEY: str(last)})
+                    break
+                except (AuthFailed, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # the core's database: wait and commit the same batch again
+                    log.warning(
+                        "firehose batch not committed yet, retrying in %.0fs reason=%r", delay, str(exc) or type(exc).__name__
+                    )
+                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 60.0)
+            self.committed = last
+            if items:
+                log.info("firehose relayed items=%d seq=%d", len(items), last)
+            if in_flight.empty() and self.queue.empty():
                 self._busy = False
 
-    async def _deliver_retrying(self, events: list[Event]) -> None:
+    async def _prepare_retrying(self, events: list[Event]) -> list[Item]:
         delay = 1.0
         while True:
             try:
-                await self._deliver(events)
-                return
-            except AuthFailed:
+                return await self._prepare(events)
+            except (AuthFailed, asyncio.CancelledError):
                 raise
-            except BridgeError as exc:
-                log.warning("firehose batch not delivered yet, retrying in %.0fs reason=%r", delay, str(exc))
+            except Exception as exc:  # the network, or the core's database: wait and try the same batch again
+                log.warning(
+                    "firehose batch not delivered yet, retrying in %.0fs reason=%r", delay, str(exc) or type(exc).__name__
+                )
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 60.0)
 
-    async def _deliver(self, events: list[Event]) -> None:
+    async def _prepare(self, events: list[Event]) -> list[Item]:
+        """The batch's posts as Items, hydrated from the AppView (or from the raw record when the
+        AppView has not indexed a post after HYDRATE_WAIT)."""
         posts = {f"at://{e.repo}/{e.path}": e for e in events if e.path.startswith("app.bsky.feed.post/")}
         subjects = {}
         for e in events:
@@ -244,11 +282,7 @@ class Firehose:
                 post = post_from_view(view, reposted_by=self._author(e.repo), repost_time=_created(e.record))
             if post is not None:
                 items.append(Item(e.source, post))
-        last = events[-1].seq
-        await self.cursors.commit(items, {CURSOR_KEY: str(last)})
-        self.committed = last
-        if items:
-            log.info("firehose relayed items=%d seq=%d", len(items), last)
+        return items
 
     async def _load_profiles(self, dids: set[str]) -> None:
         todo = sorted(d for d in dids if d not in self._profiles)

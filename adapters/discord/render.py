@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import discord
 
@@ -23,6 +24,7 @@ THREAD_NAME_LIMIT = 100
 
 NO_MENTIONS = discord.AllowedMentions.none()
 ELLIPSIS = "…"
+_BARE_BRACKET = re.compile(r"(?<!\\)([\[\]])")  # a bracket escape_markdown left unescaped
 
 _NETWORK_NAMES = {"bluesky": "Bluesky", "mastodon": "Mastodon", "x": "X"}
 
@@ -40,13 +42,15 @@ def delivery_nonce(delivery: Delivery) -> str:
 
 def _escape(text: str) -> str:
     # Network text is not Discord markdown: a post with *stars* or `ticks` must read as written.
-    return discord.utils.escape_markdown(text, ignore_links=False)
+    # Brackets are escaped too: escape_markdown catches a masked link only inside one word, and
+    # "[click me](https://evil.example)" spread over words would otherwise become a link.
+    return _BARE_BRACKET.sub(r"\\\1", discord.utils.escape_markdown(text, ignore_links=False))
 
 
 def _link_markdown(label: str, url: str) -> str:
     if label.strip() == url or not label.strip():
         return f"<{url}>"
-    safe_label = _escape(label).replace("[", "\\[").replace("]", "\\]")
+    safe_label = _escape(label)
     safe_url = url.replace(")", "%29").replace(" ", "%20")
     return f"[{safe_label}]({safe_url})"
 
@@ -93,8 +97,12 @@ def description(post: Post, limit: int = DESCRIPTION_LIMIT) -> str:
     out = ""
     for piece in pieces:
         if len(out) + len(piece) > budget:
-            if not out:  # one enormous word: cut it
-                out = piece[:budget]
+            if not piece.startswith(("[", "<")):  # a word, not a link: cut it rather than drop it
+                cut = piece[: budget - len(out)]
+                # never end on a lone escaping backslash, which would escape the ellipsis
+                while cut.endswith("\\") and (len(cut) - len(cut.rstrip("\\"))) % 2:
+                    cut = cut[:-1]
+                out += cut
             break
         out += piece
     return out.rstrip() + tail

@@ -179,3 +179,18 @@ async def test_unfollow_stops_and_refollow_starts_from_now(make_bridge: BridgeFa
     post = await net.publish("alice.fake", "seen")
     await chat.wait_sent(1)
     assert chat.sent_to("r") == [post.ref.id]
+
+
+async def test_a_send_that_never_answers_is_retried(make_bridge: BridgeFactory, monkeypatch) -> None:
+    monkeypatch.setattr("bridge.dispatcher.backoff", lambda attempts: 0.1)
+    b = await make_bridge(send_timeout=1)
+    net, chat = b.networks["fakenet"], b.chats["fakechat"]
+    await chat.command("stuck", "boss", "/follow alice.fake")
+    await chat.command("fine", "boss", "/follow alice.fake")
+    chat.send_delay = 3.0  # the platform stops answering
+    post = await net.publish("alice.fake", "into the void")
+    await until(lambda: chat.in_flight == 2)
+    chat.send_delay = 0.0  # and comes back
+    await chat.wait_sent(2, timeout=5)
+    await asyncio.sleep(0.3)
+    assert chat.sent_to("stuck") == [post.ref.id] and chat.sent_to("fine") == [post.ref.id]

@@ -183,11 +183,6 @@ def test_hostile_posts_render_verbatim_and_safely(wire: tuple[LoopRunner, Wire],
     runner.run(_through_discord(w, post))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapters/discord/render.py shortens by whole words: a long word after the first one is dropped "
-    "whole, so 'see ' + 10,000 characters shows 'see…' and the link (reported; adapters are not ours to edit)",
-)
 def test_a_long_word_is_cut_not_dropped_on_discord(wire: tuple[LoopRunner, Wire]) -> None:
     runner, w = wire
     post = Post(
@@ -203,11 +198,6 @@ def test_a_long_word_is_cut_not_dropped_on_discord(wire: tuple[LoopRunner, Wire]
     assert "x" * 1000 in (sent.embeds[0].get("description") or "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapters/discord/render.py escapes word by word; discord.utils.escape_markdown escapes a masked "
-    "link only when [label](url) is inside one word, so a label with a space becomes a clickable link (reported)",
-)
 def test_a_masked_link_with_spaces_is_not_a_link(wire: tuple[LoopRunner, Wire]) -> None:
     runner, w = wire
     post = Post(
