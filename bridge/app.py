@@ -114,20 +114,22 @@ class Bridge:
     # --- subscriptions -----------------------------------------------------------------
 
     async def refresh_routes(self) -> None:
-        """Rebuild the matcher from the database (at start, and after a room is resumed)."""
+        """Rebuild the matcher from the database (at start, after a room is resumed, and when
+        another process changed subscriptions). Everything is read first and swapped in at
+        once: deliveries running meanwhile must never see a half-built state."""
         self._refresh_pending = False
         paused = await self.store.paused_destinations()
-        self._paused = set(paused)
-        self.quiet = await holds.quiet_hours()
+        quiet = await holds.quiet_hours()
+        subs = await self.store.subscriptions()
         fresh = Matcher()
-        self._thread_subs = set()
-        for s in await self.store.subscriptions():
+        thread_subs = set()
+        for s in subs:
             self._sub_labels[s.id] = f"#{s.id} {_what(s)}"
             if str(s.destination) not in paused:
                 fresh.put(_route(s))
             if s.filters.thread:
-                self._thread_subs.add(s.id)
-        self.matcher = fresh
+                thread_subs.add(s.id)
+        self._paused, self.quiet, self.matcher, self._thread_subs = set(paused), quiet, fresh, thread_subs
         self._sources_changed()
 
     async def _watch_subscriptions(self, every: float = 3.0) -> None:

@@ -7,6 +7,7 @@ nothing.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -29,6 +30,7 @@ log = logging.getLogger("bridge.commands")
 
 MAX_ARGS = 10_000
 MAX_QUERY = 256
+REPLY_LOOKUP_TRIES = 10
 
 HELP = """Commands:
 /follow <handle> – relay an account's posts here (prefix bluesky: to pick the network)
@@ -408,6 +410,13 @@ class Commands:
             found = await self.b.store.delivery_post(parsed[1])
         elif e.reply_to_message:
             found = await self.b.store.message_post(e.target, e.reply_to_message)
+            for _ in range(REPLY_LOOKUP_TRIES):
+                if found is not None:
+                    break
+                # A reply can race the send it answers: the message is out (a person may answer
+                # it at once) a moment before the ledger records which post it carries.
+                await asyncio.sleep(0.1)
+                found = await self.b.store.message_post(e.target, e.reply_to_message)
             if found is None:
                 return Answer("")  # a reply to someone else's message: none of our business
         if found is None or found.destination.room != e.target.room:
