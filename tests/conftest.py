@@ -5,43 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import pytest
 
+from bench.databases import throwaway
 from bridge.app import Bridge
 from bridge.config import config_from_dict
 from tests.fakes import FakeChat, FakeNetwork
 
-POSTGRES = os.environ.get("BRIDGE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
 FAKES = {"fakenet": FakeNetwork, "fakechat": FakeChat}
 
 
-async def _admin_conn() -> asyncpg.Connection:
-    return await asyncpg.connect(POSTGRES.replace("postgres://", "postgresql://", 1), timeout=5)
-
-
-@contextlib.asynccontextmanager
-async def fresh_postgres() -> AsyncIterator[str]:
+def fresh_postgres() -> contextlib.AbstractAsyncContextManager[str]:
     """A fresh, empty Postgres database, dropped afterwards."""
-    name = f"bridge_test_{uuid.uuid4().hex[:12]}"
-    conn = await _admin_conn()
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield f"{POSTGRES.rsplit('/', 1)[0]}/{name}"
-    finally:
-        conn = await _admin_conn()
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    return throwaway("postgres")
 
 
 @pytest.fixture
