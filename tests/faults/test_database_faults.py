@@ -13,9 +13,9 @@ from urllib.parse import urlparse
 import asyncpg
 
 from adapters.telegram import TelegramAdapter
+from bench.databases import POSTGRES
 from bridge.app import Bridge
 from bridge.config import config_from_dict
-from tests.conftest import POSTGRES
 from tests.emulators.telegram import TelegramEmulator
 from tests.fakes import FakeNetwork
 from tests.faults.bridge_process import BridgeProcess
