@@ -194,3 +194,19 @@ async def test_a_send_that_never_answers_is_retried(make_bridge: BridgeFactory, 
     await chat.wait_sent(2, timeout=5)
     await asyncio.sleep(0.3)
     assert chat.sent_to("stuck") == [post.ref.id] and chat.sent_to("fine") == [post.ref.id]
+
+
+async def test_subscription_added_by_another_process_is_picked_up(make_bridge: BridgeFactory) -> None:
+    """`bridge follow` on the command line writes the subscription while `bridge run` runs
+    elsewhere; the running bridge reloads it within a few seconds."""
+    from bridge.model import ChatTarget, Source, SourceKind
+
+    b = await make_bridge()
+    net, chat = b.networks["fakenet"], b.chats["fakechat"]
+    await Store().add_subscription(
+        Source("fakenet", SourceKind.FOLLOW, "id:alice.fake"), "alice.fake", ChatTarget("fakechat", "r"), "cli:operator"
+    )
+    await until(lambda: len(b.matcher) == 1, timeout=6)
+    post = await net.publish("alice.fake", "seen by the running bridge")
+    await chat.wait_sent(1)
+    assert chat.sent_to("r") == [post.ref.id]
