@@ -31,7 +31,8 @@ from typing import Any
 from adapters.bluesky.adapter import BlueskyAdapter
 from bench.frames import did
 from bench.report import publish
-from bridge.model import Batch, Source, SourceKind
+from bridge.model import Source, SourceKind
+from tests.fakehost import FakeHost
 
 TEAM = "did:plc:teamteamteamteamteamteam"
 ONE_TIME = {"app.bsky.graph.getRelationships", "com.atproto.repo.createRecord"}
@@ -89,42 +90,9 @@ def _feed_item(t: datetime, author: str, i: int) -> dict[str, Any]:
     }
 
 
-class CountingHost:
-    """The core as the adapter sees it: sources, cursors and state in memory."""
-
-    def __init__(self, sources: set[Source]) -> None:
-        self.log = logging.getLogger("bench.apicost")
-        self._sources = frozenset(sources)
-        self.state: dict[str, str] = {}
-        self.cursors: dict[str, str] = {}
-        self.items = 0
-
-    async def load_state(self, key: str) -> str | None:
-        return self.state.get(key)
-
-    async def save_state(self, key: str, value: str | None) -> None:
-        if value is None:
-            self.state.pop(key, None)
-        else:
-            self.state[key] = value
-
-    def sources(self) -> frozenset[Source]:
-        return self._sources
-
-    async def sources_changed(self) -> None:
-        await asyncio.Event().wait()
-
-    async def load_cursor(self, key: str) -> str | None:
-        return self.cursors.get(key)
-
-    async def ingest(self, batch: Batch) -> None:
-        self.items += len(batch.items)
-        self.cursors.update(batch.cursors)
-
-
 async def one_hour(accounts: int, posts_per_day: float, interval: float) -> dict[str, float]:
     dids = [did(i) for i in range(accounts)]
-    host = CountingHost({Source("bluesky", SourceKind.FOLLOW, d) for d in dids})
+    host = FakeHost({Source("bluesky", SourceKind.FOLLOW, d) for d in dids})
     adapter = BlueskyAdapter({"identifier": "team.test", "password": "unused", "poll_interval": interval}, host)
     start = datetime.now(UTC)
     net = SimulatedNetwork(dids, posts_per_day, start, hours=2)
@@ -149,7 +117,7 @@ async def one_hour(accounts: int, posts_per_day: float, interval: float) -> dict
         net.now += timedelta(seconds=interval)
     setup = sum(net.requests[n] for n in ONE_TIME)
     net.requests.clear()
-    items_before = host.items
+    items_before = len(host.items)
     for _ in range(cycles):
         await adapter.poll_once()
         net.now += timedelta(seconds=interval)
@@ -158,7 +126,7 @@ async def one_hour(accounts: int, posts_per_day: float, interval: float) -> dict
         "accounts": accounts,
         "per_hour": steady,
         "one_time": setup,
-        "posts": host.items - items_before,
+        "posts": len(host.items) - items_before,
         "timeline": net.requests["app.bsky.feed.getTimeline"],
         "per_account_feeds": accounts * cycles,
     }
