@@ -20,13 +20,13 @@ from tests.emulators.telegram import TelegramEmulator
 from tests.fakes import FakeNetwork
 from tests.faults.bridge_process import BridgeProcess
 from tests.faults.chat_world import TELEGRAM_TOKEN
-from tests.faults.tcp_gate import TcpGate
 from tests.faults.toml_file import write_config
+from tests.tcp_proxy import TcpProxy
 
 
 async def test_database_unreachable_at_start_is_one_line_per_retry_then_starts(postgres_url: str, tmp_path: Path) -> None:
     pg = urlparse(postgres_url)
-    gate = TcpGate(pg.hostname or "127.0.0.1", pg.port or 5432)  # closed: nothing listens on its port yet
+    gate = TcpProxy(pg.hostname or "127.0.0.1", pg.port or 5432)  # closed: nothing listens on its port yet
     url = postgres_url.replace(f"{pg.hostname}:{pg.port}", f"127.0.0.1:{gate.port}")
     url = url.replace("postgres@", "postgres:hunter2-db-password@")  # a password, to check it is not printed
     async with TelegramEmulator(token=TELEGRAM_TOKEN) as tg:

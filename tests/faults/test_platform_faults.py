@@ -23,7 +23,7 @@ from tests.emulators.discord import DiscordEmulator
 from tests.emulators.telegram import ApiError, TelegramEmulator
 from tests.fakes import FakeNetwork
 from tests.faults.chat_world import DISCORD_TOKEN, TELEGRAM_TOKEN
-from tests.faults.tcp_gate import TcpGate
+from tests.tcp_proxy import TcpProxy
 
 CLASSES = {"fakenet": FakeNetwork, "telegram": TelegramAdapter, "discord": DiscordAdapter}
 
@@ -32,8 +32,8 @@ CLASSES = {"fakenet": FakeNetwork, "telegram": TelegramAdapter, "discord": Disco
 class Rooms:
     tg: TelegramEmulator
     dc: DiscordEmulator
-    tg_gate: TcpGate
-    dc_gate: TcpGate
+    tg_gate: TcpProxy
+    dc_gate: TcpProxy
     tg_a: int
     tg_b: int
     dc_a: int
@@ -55,7 +55,7 @@ async def rooms(tmp_path: Path) -> AsyncIterator[Rooms]:
     async with TelegramEmulator(token=TELEGRAM_TOKEN) as tg:
         dc = DiscordEmulator(token=DISCORD_TOKEN)
         await dc.start()
-        tg_gate, dc_gate = TcpGate("127.0.0.1", int(tg.url.rsplit(":", 1)[1])), TcpGate("127.0.0.1", dc.port)
+        tg_gate, dc_gate = TcpProxy("127.0.0.1", int(tg.url.rsplit(":", 1)[1])), TcpProxy("127.0.0.1", dc.port)
         await tg_gate.open()
         await dc_gate.open()
         guild = dc.add_guild("Acme")

@@ -14,9 +14,9 @@ import pytest
 from adapters.bluesky.firehose import CURSOR_KEY
 from bridge.model import Source, SourceKind
 from tests.adapters.bluesky.conftest import AdapterFactory, BridgeFactory, FakeHost, Team
-from tests.adapters.bluesky.tcp_proxy import TcpProxy
 from tests.atproto.harness import AtprotoStack
 from tests.fakes import FakeChat
+from tests.tcp_proxy import TcpProxy
 
 ROOM = "room1"
 
@@ -25,9 +25,9 @@ ROOM = "room1"
 async def pds_proxy(atproto: AtprotoStack) -> AsyncIterator[TcpProxy]:
     url = urlparse(atproto.pds)
     proxy = TcpProxy(url.hostname or "localhost", url.port or 80)
-    await proxy.start()
+    await proxy.open()
     yield proxy
-    await proxy.stop()
+    await proxy.close()
 
 
 async def wait_for(pred, timeout: float = 10.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
@@ -75,7 +75,7 @@ async def test_killed_connection_resumes_from_seq_with_nothing_lost_or_doubled(
     for i in range(4):
         posted.append((await atproto.post(carol, f"burst {i}")).uri)
     await host.wait_items(lambda items: len(items) >= 1)
-    pds_proxy.kill()  # mid-stream: the rest of the burst has not all been read yet
+    pds_proxy.cut()  # mid-stream: the rest of the burst has not all been read yet
     for i in range(4, 8):  # written while the bridge is cut off
         posted.append((await atproto.post(carol, f"burst {i}")).uri)
     await host.wait_items(lambda items: len(items) >= 8, timeout=20)

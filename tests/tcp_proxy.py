@@ -1,6 +1,10 @@
-"""A TCP forwarder on 127.0.0.1 that a test can open, close and freeze: the database or a
-platform "unreachable" (nothing listens), "hanging" (connections accepted, nothing answered)
-or up again (bytes forwarded both ways)."""
+"""A TCP forwarder on 127.0.0.1 for fault tests, between the bridge and a server it talks to.
+
+A test can open and close it (the server unreachable: nothing listens), ``cut()`` every open
+connection at once (a network failure), ``hang()`` it (connections accepted, nothing answered),
+and read ``request_lines``: the first line of each connection (the HTTP request line, e.g.
+which cursor a firehose client asked for).
+"""
 
 from __future__ import annotations
 
@@ -15,30 +19,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class TcpGate:
+class TcpProxy:
     def __init__(self, target_host: str, target_port: int, port: int | None = None) -> None:
         self.target = (target_host, target_port)
         self.port = port or free_port()
         self.hanging = False
         self.connections = 0
+        self.request_lines: list[str] = []
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def open(self) -> None:
-        """Start listening (again) on the gate's port and forward."""
+        """Start listening (again) on the proxy's port and forward."""
         if self._server is None:
             self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
 
     async def close(self) -> None:
         """Stop listening and cut every connection: the target is unreachable."""
-        for w in list(self._writers):
-            with contextlib.suppress(Exception):
-                w.transport.abort()
-        self._writers.clear()
+        self.cut()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+    def cut(self) -> None:
+        """Abort every open connection at once, as a network failure would."""
+        for writer in list(self._writers):
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
+        self._writers.clear()
 
     def hang(self, on: bool = True) -> None:
         """While on, bytes in either direction are dropped (open connections and new ones): the
@@ -54,10 +63,15 @@ class TcpGate:
             writer.transport.abort()
             return
         self._writers.update((writer, up_writer))
+        first = True
 
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, upstream: bool) -> None:
+            nonlocal first
             try:
                 while data := await src.read(65536):
+                    if upstream and first:
+                        first = False
+                        self.request_lines.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
                     if self.hanging:
                         continue
                     dst.write(data)
@@ -68,4 +82,6 @@ class TcpGate:
                 with contextlib.suppress(Exception):
                     dst.transport.abort()
 
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
+        self._writers.discard(writer)
+        self._writers.discard(up_writer)
