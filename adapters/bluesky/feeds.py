@@ -95,6 +95,17 @@ class Cursors:
         await self._host.ingest(batch)
         self._cache.update(cursors)
 
+    async def advance(self, key: str, items: list[Item], mark: datetime | None, newest: datetime | None) -> int:
+        """Hand over ``items`` oldest first and move ``key`` to the newest time seen (a source
+        without a mark starts from now). Returns how many items were handed over."""
+        if mark is None:
+            position = iso(newest) if newest else now_mark()
+        else:
+            position = iso(max(mark, newest)) if newest else iso(mark)
+        items.sort(key=lambda it: it.post.created_at)
+        await self.commit(items, {key: position})
+        return len(items)
+
 
 async def hydrate(api: Api, uris: list[str]) -> dict[str, Mapping[str, Any]]:
     """Post views by uri, from app.bsky.feed.getPosts in batches of 25 (missing uris are
@@ -272,13 +283,7 @@ class Search:
             cursor = res.get("cursor") if isinstance(res.get("cursor"), str) else None
             if mark is None or not views or not cursor or (oldest is not None and oldest < mark):
                 break
-        if mark is None:
-            position = iso(newest) if newest else now_mark()
-        else:
-            position = iso(max(mark, newest)) if newest else iso(mark)
-        items.sort(key=lambda it: it.post.created_at)
-        await self.cursors.commit(items, {source.key: position})
-        return len(items)
+        return await self.cursors.advance(source.key, items, mark, newest)
 
 
 class Inbox:
@@ -339,13 +344,7 @@ class Inbox:
                 post = post_from_view(views[uri], reason=reason)
                 if post is not None:
                     items.append(Item(source, post))
-        if mark is None:
-            position = iso(newest) if newest else now_mark()
-        else:
-            position = iso(max(mark, newest)) if newest else iso(mark)
-        items.sort(key=lambda it: it.post.created_at)
-        await self.cursors.commit(items, {source.key: position})
-        return len(items)
+        return await self.cursors.advance(source.key, items, mark, newest)
 
     async def _messages(self, source: Source) -> int:
         key = f"{source.key}#dm"
