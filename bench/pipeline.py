@@ -85,21 +85,28 @@ def make_posts(n: int, tag: str) -> list[Post]:
 # --- bare client -----------------------------------------------------------------------------
 
 
+async def send_post(bot: Bot, chat_id: int, post: Post, delivery_id: int) -> int:
+    """Send one post the way the bridge renders it (same pieces, same buttons); returns the
+    messages sent."""
+    pieces = plan_post(post, buttons_for(post, delivery_id))
+    for piece in pieces:
+        await bot.send_message(
+            chat_id,
+            piece.text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup_of(piece),
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+        )
+    return len(pieces)
+
+
 async def bare_send(bot: Bot, chats: Sequence[int], posts: Sequence[Post]) -> int:
     """Send every post to every chat, one task per chat; returns the messages sent."""
 
     async def one_chat(chat_id: int) -> int:
         sent = 0
         for n, post in enumerate(posts):
-            for piece in plan_post(post, buttons_for(post, n + 1)):
-                await bot.send_message(
-                    chat_id,
-                    piece.text,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=markup_of(piece),
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                )
-                sent += 1
+            sent += await send_post(bot, chat_id, post, n + 1)
         return sent
 
     return sum(await asyncio.gather(*(one_chat(c) for c in chats)))
@@ -110,15 +117,7 @@ async def bare_send_sequential(bot: Bot, chats: Sequence[int], posts: Sequence[P
     sent = 0
     for n, post in enumerate(posts):
         for chat_id in chats:
-            for piece in plan_post(post, buttons_for(post, n + 1)):
-                await bot.send_message(
-                    chat_id,
-                    piece.text,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=markup_of(piece),
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                )
-                sent += 1
+            sent += await send_post(bot, chat_id, post, n + 1)
     return sent
 
 
