@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from adapters.telegram.logredact import protect_token
 from adapters.telegram.outbox import Outbox
 from adapters.telegram.pacing import Pacer
 from adapters.telegram.render import Piece, plan_notice, plan_post
+from adapters.telegram.transport import AiohttpRequest
 from adapters.telegram.updates import COMMANDS, PLATFORM, UpdateHandler
 from bridge.configschema import Key
 from bridge.errors import RateLimited, Transient
@@ -57,12 +59,18 @@ class TelegramAdapter:
         self._app: Application | None = None
         self._outbox: Outbox | None = None
         self._handler: UpdateHandler | None = None
+        self._chat_turns: dict[int, tuple[asyncio.Lock, int]] = {}  # per chat: its lock, tasks using it
         protect_token(self._token)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def _bot(self) -> Bot:
-        return Bot(self._token, base_url=f"{self._api_url}/bot", base_file_url=f"{self._api_url}/file/bot")
+        return Bot(
+            self._token,
+            base_url=f"{self._api_url}/bot",
+            base_file_url=f"{self._api_url}/file/bot",
+            request=AiohttpRequest(pool_size=1),
+        )
 
     async def start(self) -> None:
         """Log in (getMe), register the commands and start long polling in this event loop."""
@@ -73,7 +81,10 @@ class TelegramAdapter:
             .base_file_url(f"{self._api_url}/file/bot")
             # Updates of different chats are independent; a slow answer must not hold the rest.
             .concurrent_updates(16)
-            .get_updates_read_timeout(self._poll_timeout + 10)
+            # aiohttp instead of httpx: half the CPU per message (see transport.py). Pool sizes
+            # as python-telegram-bot's defaults: 256 for sends, one for the long poll.
+            .request(AiohttpRequest(pool_size=256))
+            .get_updates_request(AiohttpRequest(pool_size=1, read_timeout=self._poll_timeout + 10))
             .build()
         )
         try:
@@ -103,8 +114,25 @@ class TelegramAdapter:
         self._log.warning("telegram.poll_error error=%s", error)
 
     async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if isinstance(update, Update) and self._handler is not None:
+        if not isinstance(update, Update) or self._handler is None:
+            return
+        chat = update.effective_chat
+        if chat is None:
             await self._handler.handle(update)
+            return
+        # Updates run concurrently (a slow answer must not hold other chats), but one chat's
+        # are handled in the order they were sent: "/follow x" then "/unfollow x" must not swap.
+        lock, users = self._chat_turns.get(chat.id, (asyncio.Lock(), 0))
+        self._chat_turns[chat.id] = (lock, users + 1)
+        try:
+            async with lock:
+                await self._handler.handle(update)
+        finally:
+            lock, users = self._chat_turns[chat.id]
+            if users == 1:
+                del self._chat_turns[chat.id]
+            else:
+                self._chat_turns[chat.id] = (lock, users - 1)
 
     async def stop(self) -> None:
         """Stop polling, let running handlers finish, close the HTTP clients. Never raises."""
@@ -161,7 +189,8 @@ class TelegramAdapter:
         """Send the post as planned by ``render.plan_post``; all created message ids come back."""
         pieces = plan_post(delivery.post, delivery.buttons)
         ids = await self._deliver(delivery.target, pieces, patient=False, moved_is_pending=True)
-        self._log.info(
+        # The core logs every delivery at info with its message ids; this line adds the parts.
+        self._log.debug(
             "telegram.sent delivery=%s post=%s target=%s messages=%s",
             delivery.id,
             delivery.post.ref,

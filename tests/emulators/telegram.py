@@ -255,7 +255,8 @@ class TelegramEmulator:
         self.callback_answers: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
         self.enforce_rate_limits = False
-        self.fail_next: deque[ApiError] = deque()  # errors for the next API calls of any method
+        # Errors for the next sends (not getUpdates, whose long poll would take them at random).
+        self.fail_next: deque[ApiError] = deque()
         self._faults: dict[int, _Faults] = defaultdict(_Faults)
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
@@ -536,9 +537,9 @@ class TelegramEmulator:
         if handler is None:
             return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
         try:
-            if self.fail_next:
-                raise self.fail_next.popleft()
             if method in _SEND_METHODS:
+                if self.fail_next:
+                    raise self.fail_next.popleft()
                 self._admit_send(method, params)
             result = await handler(params)
         except ApiError as err:
