@@ -7,6 +7,7 @@ from typing import Any
 
 from tortoise import Tortoise
 from tortoise.backends.base.client import TransactionContextPooled
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.connection import get_connections
 from tortoise.migrations.api.migrate import migrate
@@ -25,8 +26,16 @@ class DatabaseUnavailable(Exception):
 def tortoise_config(url: str) -> dict[str, Any]:
     if url.startswith("postgresql://"):
         url = "postgres://" + url.removeprefix("postgresql://")
+    connection: str | dict[str, Any] = url
+    if url.startswith("sqlite://"):
+        connection = expand_db_url(url)
+        # WAL (tortoise's default) with synchronous=NORMAL: a commit survives the process being
+        # killed, which is the crash the ledger is built for; only a power cut can take back
+        # the last commits, and then their cursor goes back with them, so posts are fetched
+        # and sent again, never lost. FULL would add an fsync to every commit.
+        connection["credentials"].setdefault("synchronous", "NORMAL")
     return {
-        "connections": {"default": url},
+        "connections": {"default": connection},
         "apps": {"bridge": {"models": [MODELS], "migrations": "bridge.migrations", "default_connection": "default"}},
         "use_tz": True,
         "timezone": "UTC",

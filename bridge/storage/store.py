@@ -6,7 +6,9 @@ dataclasses below, so the engine's logic stays independent of the ORM.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,9 +40,28 @@ _MARK_SENT = (
 )
 
 
+# Per dialect: new deliveries (one per post and room; one that exists already is kept as it is).
+_ADD_DELIVERIES = (
+    'INSERT OR IGNORE INTO "deliveries" ("created_at","updated_at","post_id","destination","subscription_id","key",'
+    '"status","next_attempt_at","attempts","last_error") VALUES (?,?,?,?,?,?,?,?,0,\'\')',
+    'INSERT INTO "deliveries" ("created_at","updated_at","post_id","destination","subscription_id","key","status",'
+    '"next_attempt_at","attempts","last_error") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,0,\'\') ON CONFLICT DO NOTHING',
+)
+
+# Per dialect: the chat messages ``mark_sent_many`` maps to their posts (a duplicate is kept once).
+_ADD_MESSAGES = (
+    'INSERT OR IGNORE INTO "chat_messages" ("created_at","updated_at","platform","chat_id","message_id","post_id",'
+    '"delivery_id") VALUES (?,?,?,?,?,?,?)',
+    'INSERT INTO "chat_messages" ("created_at","updated_at","platform","chat_id","message_id","post_id","delivery_id") '
+    "VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING",
+)
+
 # A room's last_delivery_at (for operators reading the table) is refreshed at most this often,
 # which keeps a statement out of most sends' transactions.
 TOUCH_EVERY = timedelta(seconds=1)
+
+# Decoded posts kept for the dispatcher's workers (about 2 KB each).
+POST_CACHE = 2048
 
 
 def utcnow() -> datetime:
@@ -111,6 +132,8 @@ class Store:
     def __init__(self) -> None:
         # Targets that have a destinations row, and when their last_delivery_at was last set.
         self._known_destinations: dict[str, datetime] = {}
+        self._posts: OrderedDict[int, Post] = OrderedDict()  # decoded payloads, by posts row id (rows never change)
+        self._posts_lock = asyncio.Lock()
 
     # --- subscriptions --------------------------------------------------------------
 
@@ -252,7 +275,7 @@ class Store:
         a summary (digests, quiet hours)."""
         now = utcnow()
         created = 0
-        async with in_transaction():
+        async with in_transaction() as conn:
             wanted = [(post, routes) for post, routes in matched if routes]
             if wanted:
                 ids = await self._post_ids(network, [p for p, _ in wanted])
@@ -265,25 +288,17 @@ class Store:
                         if k in keys:
                             continue  # the same post from two subscriptions to one room
                         keys.add(k)
-                        rows.append(
-                            DeliveryRow(
-                                post_id=pid,
-                                destination=str(dest),
-                                subscription_id=sub_id,
-                                key=delivery_key(network, post.ref.id, str(dest)),
-                                status="held" if held and (sub_id, str(dest)) in held else "pending",
-                                next_attempt_at=held[(sub_id, str(dest))] if held and (sub_id, str(dest)) in held else now,
-                            )
-                        )
+                        release = held.get((sub_id, k[1])) if held else None
+                        key = delivery_key(network, post.ref.id, k[1])
+                        status = "pending" if release is None else "held"
+                        rows.append([now, now, pid, k[1], sub_id, key, status, release or now])
                 existing = {
                     (d["post_id"], d["destination"])
-                    for d in await DeliveryRow.filter(post_id__in=list({r.post_id for r in rows})).values(
-                        "post_id", "destination"
-                    )
+                    for d in await DeliveryRow.filter(post_id__in=list({r[2] for r in rows})).values("post_id", "destination")
                 }
-                fresh = [r for r in rows if (r.post_id, r.destination) not in existing]
+                fresh = [r for r in rows if (r[2], r[3]) not in existing]
                 if fresh:
-                    await DeliveryRow.bulk_create(fresh, ignore_conflicts=True)
+                    await conn.execute_many(_ADD_DELIVERIES[conn.capabilities.dialect == "postgres"], fresh)
                 created = len(fresh)
             for key, value in cursors.items():
                 updated = await Cursor.filter(network=network, key=key).update(value=value)
@@ -332,15 +347,28 @@ class Store:
             await DeliveryRow.filter(destination=destination, status="pending", next_attempt_at__lte=now)
             .order_by("id")
             .limit(limit)
-            .values("id", "key", "subscription_id", "attempts", "post_id", "post__payload")
+            .values("id", "key", "subscription_id", "attempts", "post_id")
         )
+        posts = await self._posts_by_id({r["post_id"] for r in rows})
         target = ChatTarget.parse(destination)
         return [
-            PendingDelivery(
-                r["id"], r["key"], post_from_json(r["post__payload"]), target, r["subscription_id"], r["attempts"], r["post_id"]
-            )
+            PendingDelivery(r["id"], r["key"], posts[r["post_id"]], target, r["subscription_id"], r["attempts"], r["post_id"])
             for r in rows
         ]
+
+    async def _posts_by_id(self, ids: set[int]) -> dict[int, Post]:
+        """Posts by their row id. A post goes to every room that follows its author, so the
+        rooms' workers share one decoded copy instead of each decoding the JSON again."""
+        if any(i not in self._posts for i in ids):
+            async with self._posts_lock:  # workers asking together: the first one decodes
+                missing = [i for i in ids if i not in self._posts]
+                if missing:
+                    for pid, payload in await SeenPost.filter(id__in=missing).values_list("id", "payload"):
+                        self._posts[pid] = post_from_json(payload)
+        found = {i: self._posts[i] for i in ids}
+        while len(self._posts) > POST_CACHE:
+            self._posts.popitem(last=False)  # the oldest first: rows are made in post order
+        return found
 
     async def mark_sent(self, delivery: PendingDelivery, message_ids: Sequence[str], thread_id: str = "") -> None:
         await self.mark_sent_many([Confirmed(delivery, message_ids, thread_id)])
@@ -373,18 +401,14 @@ class Store:
                     continue
                 rows.append(["sent", now, c.message_ids[0] if c.message_ids else None, c.thread_id or None, d.id])
                 target = d.destination
-                messages += [
-                    ChatMessage(
-                        platform=target.platform, chat_id=target.chat_id, message_id=m, post_id=post_ids[d.id], delivery_id=d.id
-                    )
-                    for m in c.message_ids
-                ]
+                messages += [[now, now, target.platform, target.chat_id, m, post_ids[d.id], d.id] for m in c.message_ids]
+            # Prepared statements for the whole group: building ORM queries and model instances
+            # per row cost more than the database's own work.
+            postgres = conn.capabilities.dialect == "postgres"
             if rows:
-                # One prepared statement for the whole group: building an ORM query per row
-                # cost more than the database's own work.
-                await conn.execute_many(_MARK_SENT[conn.capabilities.dialect == "postgres"], rows)
+                await conn.execute_many(_MARK_SENT[postgres], rows)
             if messages:
-                await ChatMessage.bulk_create(messages, ignore_conflicts=True)
+                await conn.execute_many(_ADD_MESSAGES[postgres], messages)
             touched = await self._touch_destinations(list(dict.fromkeys(str(c.delivery.destination) for c in confirmed)), now)
         self._known_destinations.update(dict.fromkeys(touched, now))  # only once committed
 

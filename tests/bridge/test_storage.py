@@ -1,0 +1,60 @@
+"""The storage layer on its own: how SQLite is opened, and the ledger's shared decoded posts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from tortoise import connections
+
+from bridge.model import ChatTarget, Post, Ref
+from bridge.storage.db import close_database, open_database
+from bridge.storage.store import Store, utcnow
+from tests.fakes import author
+
+ROOMS = (ChatTarget("fakechat", "a"), ChatTarget("fakechat", "b"))
+
+
+def make_post(native_id: str, text: str) -> Post:
+    return Post(
+        ref=Ref("fakenet", native_id),
+        author=author("alice.fake"),
+        text=text,
+        created_at=datetime(2026, 11, 26, tzinfo=UTC),
+        url=f"https://fake.example/{native_id}",
+    )
+
+
+async def _pragma(name: str) -> Any:
+    rows = await connections.get("default").execute_query_dict(f"PRAGMA {name}")
+    return next(iter(rows[0].values()))
+
+
+@pytest.mark.parametrize(("query", "synchronous"), [("", 1), ("?synchronous=FULL", 2)])
+async def test_sqlite_commits_in_wal_without_an_fsync_unless_asked(tmp_path: Any, query: str, synchronous: int) -> None:
+    await open_database(f"sqlite://{tmp_path}/bridge.sqlite3{query}")
+    try:
+        assert await _pragma("journal_mode") == "wal"
+        assert await _pragma("synchronous") == synchronous  # 1 NORMAL, 2 FULL
+    finally:
+        await close_database()
+
+
+async def test_rooms_of_one_post_get_it_decoded_once_and_whole(db_url: str) -> None:
+    await open_database(db_url)
+    try:
+        store = Store()
+        posts = [make_post(f"p{i}", f"post {i} with a link example.com/{i}") for i in range(3)]
+        created = await store.ingest("fakenet", [(p, [(1, ROOMS[0]), (2, ROOMS[1])]) for p in posts], {"k": "3"})
+        assert created == 6
+        first = await store.pending_for(str(ROOMS[0]), utcnow(), 10)
+        second = await store.pending_for(str(ROOMS[1]), utcnow(), 10)
+        assert [d.post for d in first] == posts == [d.post for d in second]
+        assert all(a.post is b.post for a, b in zip(first, second, strict=True))  # one copy for both rooms
+        assert [d.key for d in first] != [d.key for d in second]  # per (post, room)
+        # A fresh store (a restart) reads the same posts back from the database.
+        again = await Store().pending_for(str(ROOMS[1]), utcnow(), 10)
+        assert [d.post for d in again] == posts
+    finally:
+        await close_database()
