@@ -4,8 +4,11 @@ The network's firehose peaks above 2,000 events/s, almost none of them for the a
 bridge follows. Each frame is decoded with libipld (header and body: about 1.4 million
 frames/s on one core) and filtered on the raw envelope, the repo DID and the op paths; the
 CAR blocks are decoded only for commits of followed accounts that create a post or a repost,
-and the SDK's models are never built. Wanted posts are then hydrated (author profile, image
-URLs, quoted post) with app.bsky.feed.getPosts in batches of 25.
+and the SDK's models are never built. A post that is text, links and mentions (most of them)
+is built from its record as it comes, with its author's profile (cached): the firehose already
+carries all of it, and waiting for the AppView to index the post would cost seconds when the
+network is busy. Posts with images, video or a quoted post, and reposts, are hydrated (image
+URLs, the quoted post) with app.bsky.feed.getPosts in batches of 25.
 
 Position: the ``seq`` of the last frame handled is committed through ``host.ingest`` with the
 posts it produced (cursor ``firehose``), and, while nothing is pending, every few seconds on
@@ -44,6 +47,11 @@ IDLE_COMMIT_SECONDS = 5.0
 # The AppView indexes a post shortly after the firehose carries it: ask again for this long
 # before falling back to the raw record.
 HYDRATE_WAIT = (0.2, 0.4, 0.8, 1.6)
+# A followed author's profile (display name, handle) is fetched again after this long.
+PROFILE_TTL = 900.0
+# Embeds whose view adds nothing the record lacks (the core shows no link cards): such a post
+# is complete from its record.
+PLAIN_EMBEDS = frozenset({"", "app.bsky.embed.external"})
 
 
 class FirehoseError(Exception):
@@ -94,6 +102,8 @@ class Firehose:
         self._busy = False
         self._ws: Any = None
         self._profiles: dict[str, Author] = {}
+        self._profiled_at: dict[str, float] = {}  # loop time each profile was fetched
+        self._profiles_lock = asyncio.Lock()
         # counters, for logs and tests
         self.frames = 0
         self.cars_decoded = 0
@@ -246,8 +256,9 @@ class Firehose:
                 delay = min(delay * 2, 60.0)
 
     async def _prepare(self, events: list[Event]) -> list[Item]:
-        """The batch's posts as Items, hydrated from the AppView (or from the raw record when the
-        AppView has not indexed a post after HYDRATE_WAIT)."""
+        """The batch's posts as Items: plain posts from their records with their authors'
+        profiles; the others (and reposts) hydrated from the AppView, or from the raw record
+        when the AppView has not indexed a post after HYDRATE_WAIT."""
         posts = {f"at://{e.repo}/{e.path}": e for e in events if e.path.startswith("app.bsky.feed.post/")}
         subjects = {}
         for e in events:
@@ -255,22 +266,34 @@ class Firehose:
                 subject = e.record.get("subject")
                 if isinstance(subject, Mapping) and isinstance(subject.get("uri"), str):
                     subjects[e.path + e.repo] = subject["uri"]
-        uris = list(dict.fromkeys([*posts, *subjects.values()]))
+        plain = {u: e for u, e in posts.items() if _embed_type(e.record) in PLAIN_EMBEDS}
+        if plain:
+            try:
+                await self._load_profiles({e.repo for e in plain.values()})
+            except (AuthFailed, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # the AppView: hydrate these posts instead
+                log.info("profiles not loaded, hydrating the posts reason=%r", str(exc) or type(exc).__name__)
+        direct = {u for u, e in plain.items() if e.repo in self._profiles}
+        to_hydrate = [u for u in posts if u not in direct]
+        uris = list(dict.fromkeys([*to_hydrate, *subjects.values()]))
         views = await hydrate(self.api, uris) if uris else {}
         for pause in HYDRATE_WAIT:
-            missing = [u for u in posts if u not in views]
+            missing = [u for u in to_hydrate if u not in views]
             if not missing:
                 break
             await asyncio.sleep(pause)
             views.update(await hydrate(self.api, missing))
         reposters = {e.repo for e in events if e.path.startswith("app.bsky.feed.repost/")}
-        missing_authors = {e.repo for u, e in posts.items() if u not in views}
+        missing_authors = {e.repo for u, e in posts.items() if u not in views and u not in direct}
         await self._load_profiles(reposters | missing_authors)
         items: list[Item] = []
         for e in events:
             uri = f"at://{e.repo}/{e.path}"
             if e.path.startswith("app.bsky.feed.post/"):
-                if uri in views:
+                if uri in direct:
+                    post = post_from_record(uri, e.record, self._profiles[e.repo], blob_url=self.blob_url)
+                elif uri in views:
                     post = post_from_view(views[uri])
                 else:
                     log.info("post not on the AppView yet, relaying the raw record uri=%s", uri)
@@ -285,13 +308,17 @@ class Firehose:
         return items
 
     async def _load_profiles(self, dids: set[str]) -> None:
-        todo = sorted(d for d in dids if d not in self._profiles)
-        for i in range(0, len(todo), 25):
-            res = await self.api.query("app.bsky.actor.getProfiles", actors=todo[i : i + 25])
-            for p in res.get("profiles") or ():
-                a = author_from(p)
-                if a.id:
-                    self._profiles[a.id] = a
+        """Fetch the profiles of ``dids`` not known yet or older than PROFILE_TTL."""
+        async with self._profiles_lock:  # batches hydrated at once ask for one author once
+            now = asyncio.get_running_loop().time()
+            todo = sorted(d for d in dids if d not in self._profiles or now - self._profiled_at.get(d, now) > PROFILE_TTL)
+            for i in range(0, len(todo), 25):
+                res = await self.api.query("app.bsky.actor.getProfiles", actors=todo[i : i + 25])
+                for p in res.get("profiles") or ():
+                    a = author_from(p)
+                    if a.id:
+                        self._profiles[a.id] = a
+                        self._profiled_at[a.id] = now
 
     def _author(self, did: str) -> Author:
         return self._profiles.get(did) or Author(id=did, handle=did, url=f"https://bsky.app/profile/{did}")
@@ -309,6 +336,14 @@ class Firehose:
                 self.committed = seq
             except BridgeError as exc:
                 log.warning("firehose position not saved reason=%r", str(exc))
+
+
+def _embed_type(record: Mapping[str, Any]) -> str:
+    embed = record.get("embed")
+    if embed is None:
+        return ""
+    kind = embed.get("$type") if isinstance(embed, Mapping) else None
+    return kind if isinstance(kind, str) and kind else "?"
 
 
 def _created(record: Mapping[str, Any]) -> str | None:

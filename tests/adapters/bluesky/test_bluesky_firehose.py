@@ -61,6 +61,44 @@ async def test_followed_post_is_relayed_within_two_seconds(atproto: AtprotoStack
     assert fh.cars_decoded < fh.frames
 
 
+async def test_a_plain_post_comes_from_its_record_without_waiting_for_the_appview(
+    atproto: AtprotoStack, bluesky_bridge: BridgeFactory
+) -> None:
+    alice = await atproto.create_account("alice", "Alice")
+    b = await bluesky_bridge(realtime="firehose", firehose_url=atproto.firehose_url, poll_interval=60)
+    adapter = b.networks["bluesky"]
+    chat: FakeChat = b.chats["fakechat"]  # type: ignore[assignment]
+    assert (await chat.command(ROOM, "boss", f"/follow {alice.handle}", admin=True)).ok
+    await wait_for(lambda: alice.did in adapter._follow_sources and adapter.firehose.connections, what="the firehose")  # type: ignore[attr-defined]
+    api = adapter.firehose.api  # type: ignore[attr-defined]
+    asked: list[str] = []
+    query = api.query
+
+    async def counting(nsid: str, **params: object) -> dict[str, object]:
+        asked.append(nsid)
+        return await query(nsid, **params)
+
+    api.query = counting
+    text = "café pricing https://example.com/q3 ok"
+    start = len("café pricing ".encode())
+    facets = [
+        {
+            "index": {"byteStart": start, "byteEnd": start + len(b"https://example.com/q3")},
+            "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "https://example.com/q3"}],
+        }
+    ]
+    first = await atproto.post(alice, text, facets=facets)
+    second = await atproto.post(alice, "and a second one")
+    sent = await chat.wait_sent(2, timeout=5)
+    assert [d.post.ref.id for d in sent] == [first.uri, second.uri]
+    post = sent[0].post
+    assert post.text == text and [link.url for link in post.links] == ["https://example.com/q3"]
+    assert (post.author.handle, post.author.display_name) == (alice.handle, "Alice")
+    assert post.url == f"https://bsky.app/profile/{alice.handle}/post/{first.uri.rsplit('/', 1)[-1]}"
+    # The author's profile was fetched once; the posts themselves were never asked for.
+    assert asked == ["app.bsky.actor.getProfiles"]
+
+
 async def test_killed_connection_resumes_from_seq_with_nothing_lost_or_doubled(
     atproto: AtprotoStack, make_adapter: AdapterFactory, pds_proxy: TcpProxy
 ) -> None:
