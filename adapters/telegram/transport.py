@@ -1,19 +1,21 @@
 """python-telegram-bot's networking on aiohttp instead of httpx.
 
-python-telegram-bot sends every Bot API call through a ``BaseRequest``; its default,
-``HTTPXRequest``, costs about 1.7 ms of CPU per sent message on this project's benchmark
-machine, most of it in httpx/httpcore's connection pool. This one, on the aiohttp client the
-bridge already uses for Discord and its own emulators, costs about 0.85 ms (``bench.pipeline``
-measures both). A relay to many rooms spends most of its CPU here, so it matters.
+python-telegram-bot sends every Bot API call through a ``BaseRequest``. Sending a relayed post
+(rendering included) with its default, ``HTTPXRequest``, took about 1.5 ms of CPU on this
+project's benchmark machine, most of it in httpx/httpcore's connection pool; with this one, on
+the aiohttp client the bridge already uses for Discord and its own emulators, about 0.85 ms
+(``bench.pipeline`` measures both). A relay to many rooms spends most of its CPU here.
 
 The contract is ``HTTPXRequest``'s: the same default timeouts (aiohttp has no write timeout;
 the core's ``send_timeout`` bounds a stalled send), ``TimedOut`` for a timeout, ``NetworkError``
-for everything else, ``HTTP(S)_PROXY`` honoured from the environment.
+for everything else, ``HTTP(S)_PROXY`` and ``NO_PROXY`` honoured (read at the first request).
 """
 
 from __future__ import annotations
 
+import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
@@ -52,6 +54,7 @@ class AiohttpRequest(BaseRequest):
         self._connect_timeout = connect_timeout
         self._pool_timeout = pool_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, str | None] = {}  # per origin, read from the environment once
 
     @property
     def read_timeout(self) -> float | None:
@@ -64,7 +67,6 @@ class AiohttpRequest(BaseRequest):
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._pool_size),
                 headers={"User-Agent": self.USER_AGENT},
-                trust_env=True,  # HTTP(S)_PROXY, as httpx does by default
             )
 
     async def shutdown(self) -> None:
@@ -108,7 +110,8 @@ class AiohttpRequest(BaseRequest):
         else:
             data = request_data.json_parameters if request_data else None
         try:
-            async with self._session.request(method, url, data=data, timeout=timeout) as response:
+            proxy = self._proxy_for(url)
+            async with self._session.request(method, url, data=data, timeout=timeout, proxy=proxy) as response:
                 return response.status, await response.read()
         except aiohttp.ConnectionTimeoutError as exc:
             # Connecting, or waiting for a free connection of the pool: nothing was sent.
@@ -119,3 +122,13 @@ class AiohttpRequest(BaseRequest):
             raise TimedOut from exc
         except aiohttp.ClientError as exc:
             raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+
+    def _proxy_for(self, url: str) -> str | None:
+        """HTTP(S)_PROXY / NO_PROXY as httpx reads them, looked up once per origin: aiohttp's
+        own ``trust_env`` reads the environment on every request (half a millisecond each)."""
+        origin = _origin(url)
+        if origin not in self._proxies:
+            parts = urlsplit(url)
+            bypass = urllib.request.proxy_bypass(parts.hostname or "")
+            self._proxies[origin] = None if bypass else urllib.request.getproxies().get(parts.scheme)
+        return self._proxies[origin]

@@ -139,3 +139,26 @@ async def test_it_must_be_initialized_and_may_be_reopened() -> None:
     await req.shutdown()
     with pytest.raises(ValueError, match="pool_size"):
         AiohttpRequest(pool_size=0)
+
+
+async def test_http_proxy_and_no_proxy_from_the_environment(
+    serve: Callable[[Handler], Awaitable[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    through: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        through.append(request.raw_path)  # a proxy is asked for the absolute URL
+        return web.json_response({"ok": True, "result": True})
+
+    proxy_url = await serve(proxy)
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    monkeypatch.setenv("NO_PROXY", "direct.invalid")
+    req = AiohttpRequest()
+    await req.initialize()
+    try:
+        assert await req.do_request("http://api.telegram.invalid/bot1:x/getMe", "POST") == (200, b'{"ok": true, "result": true}')
+        with pytest.raises(NetworkError):  # not through the proxy: the name does not resolve
+            await req.do_request("http://direct.invalid/bot1:x/getMe", "POST", connect_timeout=1)
+    finally:
+        await req.shutdown()
+    assert through == ["http://api.telegram.invalid/bot1:x/getMe"]
