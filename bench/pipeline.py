@@ -4,9 +4,12 @@ Both send the same messages (rendered by the Telegram adapter's own ``plan_post`
 same buttons) to the same chats of the same Bot API emulator (its own process, rate limits
 off), in the same run, one after the other, ``--runs`` times; the figure is the median.
 
-* bare: one ``telegram.Bot`` (the connection pool the adapter's Application gets), one task
-  per chat sending that chat's messages in order: a well-written relay script, and the
-  baseline of the target. Also measured: the simplest script, one message after the other.
+* bare: one ``telegram.Bot`` with python-telegram-bot's default networking (httpx, a pool of
+  256 connections, as an Application gets), one task per chat sending that chat's messages in
+  order: a well-written relay script as users write it, and the baseline of the target. Also
+  measured: the simplest script, one message after the other; and the same per-chat script on
+  the bridge's own networking (``adapters.telegram.transport.AiohttpRequest``), so that what
+  the bridge gains from its HTTP client is shown apart from what its own work costs.
 * bridge: ``Bridge`` with the real Telegram adapter and a FakeNetwork as the source; each
   chat follows the author, posts are handed over in batches of 50 as a network adapter does,
   and the clock stops when the dispatcher has confirmed every delivery. That includes the
@@ -42,6 +45,7 @@ from adapters.telegram import TelegramAdapter
 from adapters.telegram.outbox import markup_of
 from adapters.telegram.pacing import Pacer
 from adapters.telegram.render import plan_post
+from adapters.telegram.transport import AiohttpRequest
 from bench.databases import throwaway
 from bench.emulator import EmulatorProcess, start_emulator
 from bench.report import median, publish
@@ -135,13 +139,10 @@ class Side:
 
 
 class BareClient:
-    def __init__(self, emu: EmulatorProcess) -> None:
+    def __init__(self, emu: EmulatorProcess, transport: str = "httpx") -> None:
         self.emu = emu
-        self.bot = Bot(
-            emu.token,
-            base_url=f"{emu.url}/bot",
-            request=HTTPXRequest(connection_pool_size=POOL),
-        )
+        request = HTTPXRequest(connection_pool_size=POOL) if transport == "httpx" else AiohttpRequest(pool_size=POOL)
+        self.bot = Bot(emu.token, base_url=f"{emu.url}/bot", request=request)
 
     async def __aenter__(self) -> BareClient:
         await self.bot.initialize()
@@ -240,14 +241,26 @@ async def measure(side: Side, run: Awaitable[float], messages: int) -> None:
     side.cpu_ms.append((time.process_time() - cpu) * 1000 / messages)
 
 
-async def compare(emu: EmulatorProcess, db: str, posts: int, runs: int, profile: str = "") -> tuple[Side, Side, Side]:
-    """(bare, one task per chat), (bare, sequential loop), (bridge), alternating within each run."""
-    bare, sequential, bridge = Side("bare", [], []), Side("sequential", [], []), Side("bridge", [], [])
+async def compare(emu: EmulatorProcess, db: str, posts: int, runs: int, profile: str = "") -> tuple[Side, Side, Side, Side]:
+    """(bare, one task per chat), (bare, sequential loop), (bare on the bridge's transport, one
+    task per chat), (bridge), alternating within each run."""
+    bare, sequential, same, bridge = (
+        Side("bare", [], []),
+        Side("sequential", [], []),
+        Side("same", [], []),
+        Side("bridge", [], []),
+    )
     profiler = cProfile.Profile() if profile else None
-    async with throwaway(db) as url, BareClient(emu) as b, BridgeClient(emu, url) as br:
+    async with (
+        throwaway(db) as url,
+        BareClient(emu) as b,
+        BareClient(emu, "aiohttp") as b2,
+        BridgeClient(emu, url) as br,
+    ):
         for _ in range(runs):  # alternate, so that drift of the machine hits both sides alike
             await measure(bare, b.run(posts), posts * len(emu.chats))
             await measure(sequential, b.run(posts, sequential=True), posts * len(emu.chats))
+            await measure(same, b2.run(posts), posts * len(emu.chats))
             if profiler is not None:
                 profiler.enable()
             await measure(bridge, br.run(posts), posts * len(emu.chats))
@@ -256,20 +269,20 @@ async def compare(emu: EmulatorProcess, db: str, posts: int, runs: int, profile:
             await emu.reset()
     if profiler is not None:
         profiler.dump_stats(f"{profile}.{db}")
-    return bare, sequential, bridge
+    return bare, sequential, same, bridge
 
 
 def _rates(side: Side) -> str:
     return f"{side.median:.0f} msg/s ({', '.join(f'{x:.0f}' for x in side.rates)})"
 
 
-def lines_for(db: str, posts: int, chats: int, bare: Side, sequential: Side, bridge: Side) -> list[str]:
+def lines_for(db: str, posts: int, chats: int, bare: Side, sequential: Side, same: Side, bridge: Side) -> list[str]:
     ratio = bridge.median / bare.median
     verdict = "meets" if ratio >= 0.8 else "MISSES"
     return [
-        f"| {db} | {posts} × {chats} | {_rates(bare)} | {_rates(sequential)} | {_rates(bridge)} "
-        f"| {ratio:.2f} ({verdict} ≥ 0.8) | {bridge.median / sequential.median:.2f} "
-        f"| {median(bare.cpu_ms):.2f} / {median(bridge.cpu_ms):.2f} |"
+        f"| {db} | {posts} × {chats} | {_rates(bare)} | {_rates(sequential)} | {_rates(same)} | {_rates(bridge)} "
+        f"| {ratio:.2f} ({verdict} ≥ 0.8) | {bridge.median / sequential.median:.2f} | {bridge.median / same.median:.2f} "
+        f"| {median(bare.cpu_ms):.2f} / {median(same.cpu_ms):.2f} / {median(bridge.cpu_ms):.2f} |"
     ]
 
 
@@ -281,14 +294,15 @@ async def main_async(args: argparse.Namespace) -> list[str]:
     handler.setStream(logfile.open("a"))
     emu = await start_emulator(private=args.chats // 2, groups=args.chats - args.chats // 2)
     lines = [
-        "| database | posts × chats | bare PTB, a task per chat | bare PTB, sequential loop | bridge "
-        "| bridge / bare (per chat) | bridge / sequential | CPU ms/msg bare / bridge |",
-        "|---|---|---|---|---|---|---|---|",
+        "| database | posts × chats | bare PTB, a task per chat | bare PTB, sequential loop "
+        "| bare PTB on the bridge's transport | bridge | bridge / bare (per chat) | bridge / sequential "
+        "| bridge / bare on its transport | CPU ms/msg bare / bare on aiohttp / bridge |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     try:
         for db in args.db.split(","):
-            bare, sequential, bridge = await compare(emu, db, args.posts, args.runs, args.profile)
-            lines += lines_for(db, args.posts, args.chats, bare, sequential, bridge)
+            sides = await compare(emu, db, args.posts, args.runs, args.profile)
+            lines += lines_for(db, args.posts, args.chats, *sides)
             print(lines[-1], flush=True)
     finally:
         await emu.stop()
