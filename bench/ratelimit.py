@@ -12,7 +12,7 @@ each limit alone: (D - 1)/30 s overall, (k - 1) s for a private chat given k mes
 60 s x ⌊(k - 1)/20⌋ for a group; its length is taken as the largest of these bounds (so the
 fraction is, if anything, understated). Also printed: the number of 429 answers.
 
-    python -m bench.ratelimit [--posts 20] [--private 30] [--groups 20] [--runs 1]
+    python -m bench.ratelimit [--posts 20] [--private 30] [--groups 20] [--runs 3]
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--posts", type=int, default=20, help="posts; every chat gets each one")
     parser.add_argument("--private", type=int, default=30)
     parser.add_argument("--groups", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=0, help="[bridge] concurrency (0: the default)")
     parser.add_argument("--max-pacing-wait", type=float, default=None, help="[telegram] max_pacing_wait (default: the adapter's)")
     parser.add_argument("--no-save", action="store_true", help="print only; do not append to RESULTS.md")
