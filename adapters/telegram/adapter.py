@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -14,6 +13,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHand
 from adapters.telegram.admins import AdminCache
 from adapters.telegram.failures import auth_failed, to_bridge_error
 from adapters.telegram.logredact import protect_token
+from adapters.telegram.ordering import ChatOrderedUpdates
 from adapters.telegram.outbox import Outbox
 from adapters.telegram.pacing import Pacer
 from adapters.telegram.render import Piece, plan_notice, plan_post
@@ -59,7 +59,6 @@ class TelegramAdapter:
         self._app: Application | None = None
         self._outbox: Outbox | None = None
         self._handler: UpdateHandler | None = None
-        self._chat_turns: dict[int, tuple[asyncio.Lock, int]] = {}  # per chat: its lock, tasks using it
         protect_token(self._token)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -85,8 +84,8 @@ class TelegramAdapter:
             request=AiohttpRequest(pool_size=256),
             get_updates_request=AiohttpRequest(pool_size=1, read_timeout=self._poll_timeout + 10),
         )
-        # Updates of different chats are independent; a slow answer must not hold the rest.
-        app = ApplicationBuilder().bot(bot).concurrent_updates(16).build()
+        # Chats side by side (a slow answer must not hold the rest), each chat's in order.
+        app = ApplicationBuilder().bot(bot).concurrent_updates(ChatOrderedUpdates(slots=16)).build()
         try:
             await app.initialize()
         except InvalidToken as exc:
@@ -114,25 +113,8 @@ class TelegramAdapter:
         self._log.warning("telegram.poll_error error=%s", error)
 
     async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if not isinstance(update, Update) or self._handler is None:
-            return
-        chat = update.effective_chat
-        if chat is None:
+        if isinstance(update, Update) and self._handler is not None:
             await self._handler.handle(update)
-            return
-        # Updates run concurrently (a slow answer must not hold other chats), but one chat's
-        # are handled in the order they were sent: "/follow x" then "/unfollow x" must not swap.
-        lock, users = self._chat_turns.get(chat.id, (asyncio.Lock(), 0))
-        self._chat_turns[chat.id] = (lock, users + 1)
-        try:
-            async with lock:
-                await self._handler.handle(update)
-        finally:
-            lock, users = self._chat_turns[chat.id]
-            if users == 1:
-                del self._chat_turns[chat.id]
-            else:
-                self._chat_turns[chat.id] = (lock, users - 1)
 
     async def stop(self) -> None:
         """Stop polling, let running handlers finish, close the HTTP clients. Never raises."""
