@@ -13,6 +13,7 @@ for everything else, ``HTTP(S)_PROXY`` and ``NO_PROXY`` honoured (read at the fi
 
 from __future__ import annotations
 
+import re
 import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,8 @@ from telegram._utils.defaultvalue import DefaultValue
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+_TOKEN_IN_PATH = re.compile(r"/(file/)?bot[^/\s'\"]+")
+
 # HTTPXRequest's defaults (python-telegram-bot 22).
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 5.0
@@ -29,8 +32,16 @@ POOL_TIMEOUT = 1.0
 
 
 def _origin(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}"  # never the path: it holds the bot token
+    """scheme://host[:port] of ``url``, never its path: the path holds the bot token."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return "an invalid URL"
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def scrub(text: str) -> str:
+    """``text`` with any Bot API token in a URL path replaced."""
+    return _TOKEN_IN_PATH.sub(r"/\1bot<token>", text)
 
 
 def _given(value: Any, default: float | None) -> float | None:
@@ -111,7 +122,10 @@ class AiohttpRequest(BaseRequest):
             data = request_data.json_parameters if request_data else None
         try:
             proxy = self._proxy_for(url)
-            async with self._session.request(method, url, data=data, timeout=timeout, proxy=proxy) as response:
+            # No redirects: the Bot API does not send them, and aiohttp would turn a POST into a GET.
+            async with self._session.request(
+                method, url, data=data, timeout=timeout, proxy=proxy, allow_redirects=False
+            ) as response:
                 return response.status, await response.read()
         except aiohttp.ConnectionTimeoutError as exc:
             # Connecting, or waiting for a free connection of the pool: nothing was sent.
@@ -121,14 +135,21 @@ class AiohttpRequest(BaseRequest):
         except TimeoutError as exc:
             raise TimedOut from exc
         except aiohttp.ClientError as exc:
-            raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+            # aiohttp's messages may quote the URL, and the URL holds the token: these messages
+            # end up in the ledger, `/status` and `bridge status`, past the log redaction.
+            raise NetworkError(f"aiohttp.{type(exc).__name__}: {scrub(str(exc))}") from exc
 
     def _proxy_for(self, url: str) -> str | None:
-        """HTTP(S)_PROXY / NO_PROXY as httpx reads them, looked up once per origin: aiohttp's
-        own ``trust_env`` reads the environment on every request (half a millisecond each)."""
+        """The proxy for ``url`` from the environment as httpx reads it (``HTTPS_PROXY`` or
+        ``HTTP_PROXY`` by scheme, else ``ALL_PROXY``; ``http://`` when no scheme is given;
+        ``NO_PROXY`` by host or host:port), looked up once per origin: aiohttp's own
+        ``trust_env`` reads the environment on every request (half a millisecond each)."""
         origin = _origin(url)
         if origin not in self._proxies:
             parts = urlsplit(url)
-            bypass = urllib.request.proxy_bypass(parts.hostname or "")
-            self._proxies[origin] = None if bypass else urllib.request.getproxies().get(parts.scheme)
+            proxies = urllib.request.getproxies()
+            proxy = proxies.get(parts.scheme) or proxies.get("all")
+            if proxy and "://" not in proxy:
+                proxy = f"http://{proxy}"
+            self._proxies[origin] = None if not proxy or urllib.request.proxy_bypass(parts.netloc) else proxy
         return self._proxies[origin]

@@ -162,3 +162,72 @@ async def test_http_proxy_and_no_proxy_from_the_environment(
     finally:
         await req.shutdown()
     assert through == ["http://api.telegram.invalid/bot1:x/getMe"]
+
+
+@pytest.mark.parametrize("kind", ["no scheme", "garbage answer"])
+async def test_errors_never_carry_the_token(request_: AiohttpRequest, kind: str) -> None:
+    """The message of a NetworkError reaches the ledger, /status and `bridge status`."""
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: nonsense\r\n\r\n")  # aiohttp quotes the URL
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = "127.0.0.1/bot123456:SECRET/getMe" if kind == "no scheme" else f"http://127.0.0.1:{port}/bot123456:SECRET/getMe"
+    try:
+        with pytest.raises(NetworkError) as caught:
+            await request_.do_request(url, "POST")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert "SECRET" not in str(caught.value) and "aiohttp." in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"ALL_PROXY": "PROXY"}, True),  # the fallback for any scheme
+        ({"HTTP_PROXY": "PROXY_NO_SCHEME"}, True),  # host:port alone means http://host:port
+        ({"HTTP_PROXY": "PROXY", "NO_PROXY": "api.telegram.invalid:80"}, False),  # host:port entries
+    ],
+)
+async def test_proxy_variables_read_as_httpx_reads_them(
+    serve: Callable[[Handler], Awaitable[str]], monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: bool
+) -> None:
+    through: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        through.append(request.raw_path)
+        return web.json_response({"ok": True, "result": True})
+
+    proxy_url = await serve(proxy)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        value = value.replace("PROXY_NO_SCHEME", proxy_url.removeprefix("http://")).replace("PROXY", proxy_url)
+        monkeypatch.setenv(name, value)
+    req = AiohttpRequest()
+    await req.initialize()
+    try:
+        if expected:
+            await req.do_request("http://api.telegram.invalid:80/bot1:x/getMe", "POST")
+        else:
+            with pytest.raises(NetworkError):
+                await req.do_request("http://api.telegram.invalid:80/bot1:x/getMe", "POST", connect_timeout=1)
+    finally:
+        await req.shutdown()
+    assert bool(through) is expected
+
+
+async def test_a_redirect_is_not_followed(serve: Callable[[Handler], Awaitable[str]], request_: AiohttpRequest) -> None:
+    async def moved(request: web.Request) -> web.Response:
+        if request.path.endswith("/elsewhere"):
+            return web.json_response({"ok": True, "result": "followed"})
+        raise web.HTTPFound("/elsewhere")
+
+    url = await serve(moved)
+    status, _ = await request_.do_request(f"{url}/bot1:x/sendMessage", "POST")
+    assert status == 302
