@@ -268,12 +268,7 @@ class Firehose:
                     subjects[e.path + e.repo] = subject["uri"]
         plain = {u: e for u, e in posts.items() if _embed_type(e.record) in PLAIN_EMBEDS}
         if plain:
-            try:
-                await self._load_profiles({e.repo for e in plain.values()})
-            except (AuthFailed, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # the AppView: hydrate these posts instead
-                log.info("profiles not loaded, hydrating the posts reason=%r", str(exc) or type(exc).__name__)
+            await self._load_profiles({e.repo for e in plain.values()})  # an author not loaded: hydrated
         direct = {u for u, e in plain.items() if e.repo in self._profiles}
         to_hydrate = [u for u in posts if u not in direct]
         uris = list(dict.fromkeys([*to_hydrate, *subjects.values()]))
@@ -286,7 +281,7 @@ class Firehose:
             views.update(await hydrate(self.api, missing))
         reposters = {e.repo for e in events if e.path.startswith("app.bsky.feed.repost/")}
         missing_authors = {e.repo for u, e in posts.items() if u not in views and u not in direct}
-        await self._load_profiles(reposters | missing_authors)
+        await self._load_profiles(reposters | missing_authors, required=True)
         items: list[Item] = []
         for e in events:
             uri = f"at://{e.repo}/{e.path}"
@@ -307,8 +302,20 @@ class Firehose:
                 items.append(Item(e.source, post))
         return items
 
-    async def _load_profiles(self, dids: set[str]) -> None:
-        """Fetch the profiles of ``dids`` not known yet or older than PROFILE_TTL."""
+    async def _load_profiles(self, dids: set[str], *, required: bool = False) -> None:
+        """Fetch the profiles of ``dids`` not known yet or older than PROFILE_TTL. When the
+        AppView fails, a stale profile is kept (a stale display name beats holding up the
+        stream); the failure is raised only when ``required`` and an author is unknown."""
+        try:
+            await self._fetch_profiles(dids)
+        except (AuthFailed, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            if required and any(d not in self._profiles for d in dids):
+                raise
+            log.info("profiles not refreshed, using what is known reason=%r", str(exc) or type(exc).__name__)
+
+    async def _fetch_profiles(self, dids: set[str]) -> None:
         async with self._profiles_lock:  # batches hydrated at once ask for one author once
             now = asyncio.get_running_loop().time()
             todo = sorted(d for d in dids if d not in self._profiles or now - self._profiled_at.get(d, now) > PROFILE_TTL)

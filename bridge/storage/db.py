@@ -33,7 +33,9 @@ def tortoise_config(url: str) -> dict[str, Any]:
         # killed, which is the crash the ledger is built for; only a power cut can take back
         # the last commits, and then their cursor goes back with them, so posts are fetched
         # and sent again, never lost. FULL would add an fsync to every commit.
-        connection["credentials"].setdefault("synchronous", "NORMAL")
+        credentials = connection["credentials"]
+        if str(credentials.get("journal_mode", "WAL")).upper() == "WAL":  # NORMAL is safe only in WAL
+            credentials.setdefault("synchronous", "NORMAL")
     return {
         "connections": {"default": connection},
         "apps": {"bridge": {"models": [MODELS], "migrations": "bridge.migrations", "default_connection": "default"}},

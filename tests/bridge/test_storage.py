@@ -31,11 +31,20 @@ async def _pragma(name: str) -> Any:
     return next(iter(rows[0].values()))
 
 
-@pytest.mark.parametrize(("query", "synchronous"), [("", 1), ("?synchronous=FULL", 2)])
-async def test_sqlite_commits_in_wal_without_an_fsync_unless_asked(tmp_path: Any, query: str, synchronous: int) -> None:
+@pytest.mark.parametrize(
+    ("query", "journal", "synchronous"),
+    [
+        ("", "wal", 1),  # NORMAL: no fsync per commit, safe against a killed process in WAL
+        ("?synchronous=FULL", "wal", 2),
+        ("?journal_mode=DELETE", "delete", 2),  # NORMAL would risk corruption outside WAL: FULL stays
+    ],
+)
+async def test_sqlite_commits_in_wal_without_an_fsync_unless_asked(
+    tmp_path: Any, query: str, journal: str, synchronous: int
+) -> None:
     await open_database(f"sqlite://{tmp_path}/bridge.sqlite3{query}")
     try:
-        assert await _pragma("journal_mode") == "wal"
+        assert await _pragma("journal_mode") == journal
         assert await _pragma("synchronous") == synchronous  # 1 NORMAL, 2 FULL
     finally:
         await close_database()
