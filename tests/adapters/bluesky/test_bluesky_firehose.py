@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from adapters.bluesky.firehose import CURSOR_KEY
 from bridge.model import Source, SourceKind
 from tests.adapters.bluesky.conftest import AdapterFactory, BridgeFactory, FakeHost, Team
-from tests.atproto.harness import AtprotoStack
+from tests.atproto.harness import Account, AtprotoStack
 from tests.fakes import FakeChat
 from tests.tcp_proxy import TcpProxy
 
@@ -38,14 +39,20 @@ async def wait_for(pred, timeout: float = 10.0, what: str = "condition") -> None
         await asyncio.sleep(0.02)
 
 
-async def test_followed_post_is_relayed_within_two_seconds(atproto: AtprotoStack, bluesky_bridge: BridgeFactory) -> None:
-    alice = await atproto.create_account("alice", "Alice")
-    bob = await atproto.create_account("bob", "Bob")
+async def follow_on_firehose(atproto: AtprotoStack, bluesky_bridge: BridgeFactory, account: Account) -> tuple[Any, FakeChat]:
+    """A bridge in firehose mode whose room follows ``account``, once the firehose is read."""
     b = await bluesky_bridge(realtime="firehose", firehose_url=atproto.firehose_url, poll_interval=60)
     adapter = b.networks["bluesky"]
     chat: FakeChat = b.chats["fakechat"]  # type: ignore[assignment]
-    assert (await chat.command(ROOM, "boss", f"/follow {alice.handle}", admin=True)).ok
-    await wait_for(lambda: alice.did in adapter._follow_sources and adapter.firehose.connections, what="the firehose")  # type: ignore[attr-defined]
+    assert (await chat.command(ROOM, "boss", f"/follow {account.handle}", admin=True)).ok
+    await wait_for(lambda: account.did in adapter._follow_sources and adapter.firehose.connections, what="the firehose")  # type: ignore[attr-defined]
+    return adapter, chat
+
+
+async def test_followed_post_is_relayed_within_two_seconds(atproto: AtprotoStack, bluesky_bridge: BridgeFactory) -> None:
+    alice = await atproto.create_account("alice", "Alice")
+    bob = await atproto.create_account("bob", "Bob")
+    adapter, chat = await follow_on_firehose(atproto, bluesky_bridge, alice)
 
     await atproto.post(bob, "not followed")
     started = time.monotonic()
@@ -65,11 +72,7 @@ async def test_a_plain_post_comes_from_its_record_without_waiting_for_the_appvie
     atproto: AtprotoStack, bluesky_bridge: BridgeFactory
 ) -> None:
     alice = await atproto.create_account("alice", "Alice")
-    b = await bluesky_bridge(realtime="firehose", firehose_url=atproto.firehose_url, poll_interval=60)
-    adapter = b.networks["bluesky"]
-    chat: FakeChat = b.chats["fakechat"]  # type: ignore[assignment]
-    assert (await chat.command(ROOM, "boss", f"/follow {alice.handle}", admin=True)).ok
-    await wait_for(lambda: alice.did in adapter._follow_sources and adapter.firehose.connections, what="the firehose")  # type: ignore[attr-defined]
+    adapter, chat = await follow_on_firehose(atproto, bluesky_bridge, alice)
     api = adapter.firehose.api  # type: ignore[attr-defined]
     asked: list[str] = []
     query = api.query
