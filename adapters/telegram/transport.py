@@ -8,7 +8,8 @@ the aiohttp client the bridge already uses for Discord and its own emulators, ab
 
 The contract is ``HTTPXRequest``'s: the same default timeouts (aiohttp has no write timeout;
 the core's ``send_timeout`` bounds a stalled send), ``TimedOut`` for a timeout, ``NetworkError``
-for everything else, ``HTTP(S)_PROXY`` and ``NO_PROXY`` honoured (read at the first request).
+for everything else (its message never carries the token), ``HTTP(S)_PROXY``, ``ALL_PROXY``
+and ``NO_PROXY`` honoured as httpx reads them (once, at the first request), no redirects.
 """
 
 from __future__ import annotations
