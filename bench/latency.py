@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from adapters.bluesky import BlueskyAdapter
@@ -38,8 +35,7 @@ from adapters.telegram import TelegramAdapter
 from adapters.telegram.pacing import Pacer
 from bench.databases import throwaway
 from bench.emulator import EmulatorProcess, start_emulator
-from bench.report import median, percentile, publish
-from bridge import logs
+from bench.report import log_to_file, median, percentile, publish
 from bridge.app import Bridge
 from bridge.config import config_from_dict
 from bridge.model import Source, SourceKind
@@ -199,11 +195,7 @@ def row_for(rooms: int, rate: float, runs: Sequence[Run]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> list[str]:
-    logfile = Path(tempfile.gettempdir()) / "bridge-bench-latency.log"
-    logs.setup("info")
-    handler = logging.getLogger().handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(logfile.open("a"))
+    logfile = log_to_file("latency")
     stack = await asyncio.to_thread(AtprotoStack.start, await asyncio.to_thread(provision))
     layouts = [int(r) for r in args.rooms.split(",")]
     emu = await start_emulator(private=0, groups=max(layouts))

@@ -29,13 +29,10 @@ import argparse
 import asyncio
 import cProfile
 import itertools
-import logging
-import tempfile
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
@@ -48,8 +45,7 @@ from adapters.telegram.render import plan_post
 from adapters.telegram.transport import AiohttpRequest
 from bench.databases import throwaway
 from bench.emulator import EmulatorProcess, start_emulator
-from bench.report import median, publish
-from bridge import logs
+from bench.report import log_to_file, median, publish
 from bridge.app import Bridge
 from bridge.buttons import buttons_for
 from bridge.config import config_from_dict
@@ -287,11 +283,7 @@ def lines_for(db: str, posts: int, chats: int, bare: Side, sequential: Side, sam
 
 
 async def main_async(args: argparse.Namespace) -> list[str]:
-    logfile = Path(tempfile.gettempdir()) / "bridge-bench-pipeline.log"
-    logs.setup("info")
-    handler = logging.getLogger().handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(logfile.open("a"))
+    logfile = log_to_file("pipeline")
     emu = await start_emulator(private=args.chats // 2, groups=args.chats - args.chats // 2)
     lines = [
         "| database | posts × chats | bare PTB, a task per chat | bare PTB, sequential loop "

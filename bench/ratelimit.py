@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench.databases import throwaway
 from bench.emulator import EmulatorProcess, start_emulator
 from bench.pipeline import make_posts, relay, start_bridge
-from bench.report import median, publish
-from bridge import logs
+from bench.report import log_to_file, median, publish
 
 GLOBAL_PER_SECOND = 30
 PRIVATE_INTERVAL = 1.0
@@ -77,11 +73,7 @@ async def one_run(emu: EmulatorProcess, posts: int, concurrency: int, max_pacing
 
 
 async def main_async(args: argparse.Namespace) -> list[str]:
-    logfile = Path(tempfile.gettempdir()) / "bridge-bench-ratelimit.log"
-    logs.setup("info")
-    handler = logging.getLogger().handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(logfile.open("a"))
+    logfile = log_to_file("ratelimit")
     runs = []
     emu = await start_emulator(private=args.private, groups=args.groups, limits=True)
     try:

@@ -4,13 +4,17 @@ bench/RESULTS.md (one dated section per run)."""
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 import os
 import platform
 import statistics
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from bridge import logs
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -62,3 +66,14 @@ def publish(title: str, lines: Sequence[str], *, save: bool = True, path: Path =
         with path.open("a") as f:
             f.write(section)
     return section
+
+
+def log_to_file(bench: str) -> Path:
+    """Log at the production level (info), as a running bridge does, to a file in the temp
+    directory rather than the terminal the figures are printed to; returns the file."""
+    logfile = Path(tempfile.gettempdir()) / f"bridge-bench-{bench}.log"
+    logs.setup("info")
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(logfile.open("a"))
+    return logfile

@@ -63,27 +63,22 @@ class TelegramAdapter:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def _bot(self) -> Bot:
+    def _bot(self, sends: int = 1, long_poll: bool = False) -> Bot:
+        """A plain Bot, not the ExtBot an Application builds: the bridge uses neither its
+        callback-data cache nor its defaults, and skipping them saves CPU on every call. Its
+        requests go through aiohttp (see transport.py), ``sends`` connections at most, and
+        with ``long_poll`` a connection of its own for getUpdates."""
         return Bot(
             self._token,
             base_url=f"{self._api_url}/bot",
             base_file_url=f"{self._api_url}/file/bot",
-            request=AiohttpRequest(pool_size=1),
+            request=AiohttpRequest(pool_size=sends),
+            get_updates_request=AiohttpRequest(pool_size=1, read_timeout=self._poll_timeout + 10) if long_poll else None,
         )
 
     async def start(self) -> None:
         """Log in (getMe), register the commands and start long polling in this event loop."""
-        # A plain Bot, not the ExtBot an Application builds: the bridge uses neither its
-        # callback-data cache nor its defaults, and skipping them saves CPU on every call.
-        # aiohttp instead of httpx (see transport.py); pool sizes as python-telegram-bot's
-        # defaults: 256 for sends, one for the long poll.
-        bot = Bot(
-            self._token,
-            base_url=f"{self._api_url}/bot",
-            base_file_url=f"{self._api_url}/file/bot",
-            request=AiohttpRequest(pool_size=256),
-            get_updates_request=AiohttpRequest(pool_size=1, read_timeout=self._poll_timeout + 10),
-        )
+        bot = self._bot(sends=256, long_poll=True)  # python-telegram-bot's default pool sizes
         # Chats side by side (a slow answer must not hold the rest), each chat's in order.
         app = ApplicationBuilder().bot(bot).concurrent_updates(ChatOrderedUpdates(slots=16)).build()
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 from typing import Any
 
@@ -47,7 +48,7 @@ class ChatOrderedUpdates(BaseUpdateProcessor):
     async def _run(self, coroutine: Awaitable[Any], lock: asyncio.Lock | None) -> None:
         started = False
         try:
-            async with lock or _NO_LOCK, self._slots:
+            async with lock or contextlib.nullcontext(), self._slots:
                 started = True
                 await coroutine
         finally:
@@ -60,14 +61,3 @@ class ChatOrderedUpdates(BaseUpdateProcessor):
 
     async def shutdown(self) -> None:
         """Nothing to free: python-telegram-bot waits for the updates in flight itself."""
-
-
-class _NoLock:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,27 +35,36 @@ from bridge.storage.models import (
     Subscription,
 )
 
-# Per dialect (sqlite, postgres): the columns ``mark_sent_many`` sets, by delivery id.
-_MARK_SENT = (
-    'UPDATE "deliveries" SET "status"=?,"sent_at"=?,"chat_message_id"=?,"thread_id"=?,"last_error"=\'\' WHERE "id"=?',
-    'UPDATE "deliveries" SET "status"=$1,"sent_at"=$2,"chat_message_id"=$3,"thread_id"=$4,"last_error"=\'\' WHERE "id"=$5',
+
+def _in_both_dialects(sqlite: str) -> tuple[str, str]:
+    """A statement written for SQLite, and the same for Postgres: numbered ``$n`` parameters,
+    and ``INSERT OR IGNORE`` as ``ON CONFLICT DO NOTHING``."""
+    numbers = itertools.count(1)
+    postgres = re.sub(r"\?", lambda _: f"${next(numbers)}", sqlite)
+    if postgres.startswith("INSERT OR IGNORE "):
+        postgres = "INSERT " + postgres.removeprefix("INSERT OR IGNORE ") + " ON CONFLICT DO NOTHING"
+    return sqlite, postgres
+
+
+async def _execute_many(conn: Any, statement: tuple[str, str], rows: list[list[Any]]) -> None:
+    """Run a prepared statement of ``_in_both_dialects`` once per row: building ORM queries
+    and model instances per row cost more than the database's own work."""
+    await conn.execute_many(statement[conn.capabilities.dialect == "postgres"], rows)
+
+
+# The columns ``mark_sent_many`` sets, by delivery id.
+_MARK_SENT = _in_both_dialects(
+    'UPDATE "deliveries" SET "status"=?,"sent_at"=?,"chat_message_id"=?,"thread_id"=?,"last_error"=\'\' WHERE "id"=?'
 )
-
-
-# Per dialect: new deliveries (one per post and room; one that exists already is kept as it is).
-_ADD_DELIVERIES = (
+# New deliveries (one per post and room; one that exists already is kept as it is).
+_ADD_DELIVERIES = _in_both_dialects(
     'INSERT OR IGNORE INTO "deliveries" ("created_at","updated_at","post_id","destination","subscription_id","key",'
-    '"status","next_attempt_at","attempts","last_error") VALUES (?,?,?,?,?,?,?,?,0,\'\')',
-    'INSERT INTO "deliveries" ("created_at","updated_at","post_id","destination","subscription_id","key","status",'
-    '"next_attempt_at","attempts","last_error") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,0,\'\') ON CONFLICT DO NOTHING',
+    '"status","next_attempt_at","attempts","last_error") VALUES (?,?,?,?,?,?,?,?,0,\'\')'
 )
-
-# Per dialect: the chat messages ``mark_sent_many`` maps to their posts (a duplicate is kept once).
-_ADD_MESSAGES = (
+# The chat messages ``mark_sent_many`` maps to their posts (a duplicate is kept once).
+_ADD_MESSAGES = _in_both_dialects(
     'INSERT OR IGNORE INTO "chat_messages" ("created_at","updated_at","platform","chat_id","message_id","post_id",'
-    '"delivery_id") VALUES (?,?,?,?,?,?,?)',
-    'INSERT INTO "chat_messages" ("created_at","updated_at","platform","chat_id","message_id","post_id","delivery_id") '
-    "VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING",
+    '"delivery_id") VALUES (?,?,?,?,?,?,?)'
 )
 
 # A room's last_delivery_at (for operators reading the table) is refreshed at most this often,
@@ -298,7 +309,7 @@ class Store:
                 }
                 fresh = [r for r in rows if (r[2], r[3]) not in existing]
                 if fresh:
-                    await conn.execute_many(_ADD_DELIVERIES[conn.capabilities.dialect == "postgres"], fresh)
+                    await _execute_many(conn, _ADD_DELIVERIES, fresh)
                 created = len(fresh)
             for key, value in cursors.items():
                 updated = await Cursor.filter(network=network, key=key).update(value=value)
@@ -402,13 +413,10 @@ class Store:
                 rows.append(["sent", now, c.message_ids[0] if c.message_ids else None, c.thread_id or None, d.id])
                 target = d.destination
                 messages += [[now, now, target.platform, target.chat_id, m, post_ids[d.id], d.id] for m in c.message_ids]
-            # Prepared statements for the whole group: building ORM queries and model instances
-            # per row cost more than the database's own work.
-            postgres = conn.capabilities.dialect == "postgres"
             if rows:
-                await conn.execute_many(_MARK_SENT[postgres], rows)
+                await _execute_many(conn, _MARK_SENT, rows)
             if messages:
-                await conn.execute_many(_ADD_MESSAGES[postgres], messages)
+                await _execute_many(conn, _ADD_MESSAGES, messages)
             touched = await self._touch_destinations(list(dict.fromkeys(str(c.delivery.destination) for c in confirmed)), now)
         self._known_destinations.update(dict.fromkeys(touched, now))  # only once committed
 
