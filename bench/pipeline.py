@@ -47,8 +47,8 @@ from bench.databases import throwaway
 from bench.emulator import EmulatorProcess, start_emulator
 from bench.report import log_to_file, median, publish
 from bridge.app import Bridge
-from bridge.buttons import buttons_for
 from bridge.config import config_from_dict
+from bridge.delivery.buttons import buttons_for
 from bridge.model import Link, Post, Ref, Source, SourceKind
 from tests.fakes import FakeNetwork, author
 

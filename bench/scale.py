@@ -31,8 +31,8 @@ from pathlib import Path
 
 from bench.frames import did
 from bench.report import median, publish
-from bridge.filters import Filters
-from bridge.matcher import Matcher, Route
+from bridge.matching.filters import Filters
+from bridge.matching.matcher import Matcher, Route
 from bridge.model import Author, ChatTarget, Item, Post, Ref, Source, SourceKind
 
 WORDS = ("pricing", "outage", "launch", "hiring", "ceo", "biotech", "retail", "nrf2027", "support", "refund")

@@ -9,17 +9,18 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from bridge.commands import Commands, _what, well_formed
+from bridge.commands import Commands, _what
 from bridge.config import Config, StaticSubscription
-from bridge.digest import Digester, hold_until
-from bridge.dispatcher import Dispatcher
+from bridge.delivery.digest import Digester, hold_until
+from bridge.delivery.dispatcher import Dispatcher
+from bridge.delivery.quiet import QuietHours
 from bridge.errors import BridgeError
-from bridge.filters import Filters
 from bridge.host import AdapterHost
-from bridge.matcher import Matcher, Route
+from bridge.intake.sanitize import well_formed
+from bridge.matching.filters import Filters
+from bridge.matching.matcher import Matcher, Route
 from bridge.model import Batch, ChatTarget, Item, Source, SourceKind
 from bridge.protocols import ChatAdapter, NetworkAdapter
-from bridge.quiet import QuietHours
 from bridge.registry import kind_of
 from bridge.storage import holds
 from bridge.storage.db import close_database, open_database

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from bridge.buttons import parse_token
+from bridge.delivery.buttons import parse_token
 from bridge.model import Answer, Batch, ChatEvent, ChatTarget, Source
 
 if TYPE_CHECKING:

@@ -8,10 +8,10 @@ from datetime import datetime
 
 from tortoise.transactions import in_transaction
 
+from bridge.delivery.quiet import QuietHours
 from bridge.model import ChatTarget, Post
-from bridge.quiet import QuietHours
-from bridge.serialize import post_from_json
 from bridge.storage.models import DeliveryRow, Destination
+from bridge.storage.serialize import post_from_json
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,8 @@ from tortoise.expressions import F
 from tortoise.functions import Count, Max
 from tortoise.transactions import in_transaction
 
-from bridge.filters import Filters
+from bridge.matching.filters import Filters
 from bridge.model import ChatTarget, Post, Source, SourceKind
-from bridge.serialize import post_from_json, post_to_json
 from bridge.storage.models import (
     AdapterState,
     ChatMessage,
@@ -34,6 +33,7 @@ from bridge.storage.models import (
     SeenPost,
     Subscription,
 )
+from bridge.storage.serialize import post_from_json, post_to_json
 
 
 def _in_both_dialects(sqlite: str) -> tuple[str, str]:

@@ -89,7 +89,7 @@ async def test_rate_limit_holds_only_that_room(make_bridge: BridgeFactory) -> No
 
 
 async def test_transient_failure_is_retried(make_bridge: BridgeFactory, monkeypatch) -> None:
-    monkeypatch.setattr("bridge.dispatcher.backoff", lambda attempts: 0.1)
+    monkeypatch.setattr("bridge.delivery.dispatcher.backoff", lambda attempts: 0.1)
     b = await make_bridge()
     net, chat = b.networks["fakenet"], b.chats["fakechat"]
     await chat.command("r", "boss", "/follow alice.fake")
@@ -182,7 +182,7 @@ async def test_unfollow_stops_and_refollow_starts_from_now(make_bridge: BridgeFa
 
 
 async def test_a_send_that_never_answers_is_retried(make_bridge: BridgeFactory, monkeypatch) -> None:
-    monkeypatch.setattr("bridge.dispatcher.backoff", lambda attempts: 0.1)
+    monkeypatch.setattr("bridge.delivery.dispatcher.backoff", lambda attempts: 0.1)
     b = await make_bridge(send_timeout=1)
     net, chat = b.networks["fakenet"], b.chats["fakechat"]
     await chat.command("stuck", "boss", "/follow alice.fake")

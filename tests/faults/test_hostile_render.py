@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from adapters.discord import DiscordAdapter
 from adapters.telegram import TelegramAdapter
 from adapters.telegram.pacing import Pacer
-from bridge.commands import well_formed
+from bridge.intake.sanitize import well_formed
 from bridge.model import Author, Batch, Button, ButtonAction, ChatEvent, ChatTarget, Delivery, Post, Ref, Source
 from tests.emulators.discord import DiscordEmulator
 from tests.emulators.telegram import TelegramEmulator
@@ -177,7 +177,7 @@ async def _through_discord(w: Wire, post: Post) -> None:
 def test_hostile_posts_render_verbatim_and_safely(wire: tuple[LoopRunner, Wire], post: Post) -> None:
     runner, w = wire
     # The core hands adapters posts as it stored them: lone surrogates already replaced
-    # (bridge.commands.well_formed, applied at ingest; tests/faults/test_hostile_core.py checks that part).
+    # (bridge.intake.sanitize.well_formed, applied at ingest; tests/faults/test_hostile_core.py checks that part).
     post = well_formed(post)
     runner.run(_through_telegram(w, post))
     runner.run(_through_discord(w, post))

@@ -12,14 +12,14 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
+from bridge.delivery.quiet import QuietHours, next_digest
 from bridge.errors import DestinationUnavailable, RateLimited
 from bridge.model import ChatTarget, Post
 from bridge.protocols import ChatAdapter
-from bridge.quiet import QuietHours, next_digest
 from bridge.storage import holds
 from bridge.storage.store import utcnow
 
-log = logging.getLogger("bridge.digest")
+log = logging.getLogger("bridge.delivery.digest")
 
 LINE_TEXT = 160  # characters of each post's text in a summary line
 MESSAGE_BUDGET = 1800  # below Discord's 2000 and Telegram's 4096 after escaping

@@ -14,13 +14,13 @@ import random
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
-from bridge.buttons import buttons_for
+from bridge.delivery.buttons import buttons_for
 from bridge.errors import DestinationUnavailable, Permanent, RateLimited
 from bridge.model import ChatTarget, Delivery
 from bridge.protocols import ChatAdapter
 from bridge.storage.store import Confirmed, PendingDelivery, Store, utcnow
 
-log = logging.getLogger("bridge.dispatcher")
+log = logging.getLogger("bridge.delivery.dispatcher")
 
 MAX_ATTEMPTS = 12  # with the backoff below, about an hour of trying before giving up
 BATCH = 50

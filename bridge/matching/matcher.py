@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bridge.filters import Filters
+from bridge.matching.filters import Filters
 from bridge.model import ChatTarget, Item, Source, SourceKind
 
 # Clocks differ between a network and us, and a post's timestamp is set by its author's

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from bridge.quiet import QuietHours, next_digest, parse_quiet
+from bridge.delivery.quiet import QuietHours, next_digest, parse_quiet
 from bridge.storage.models import DeliveryRow
 from tests.conftest import BridgeFactory
 

@@ -8,19 +8,18 @@ nothing.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bridge.buttons import parse_token
+from bridge.delivery.buttons import parse_token
+from bridge.delivery.quiet import QUIET_HELP, parse_quiet
 from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited, Transient
-from bridge.filters import DIGEST_MODES, FILTER_HELP, Filters, parse_rules
+from bridge.intake.sanitize import well_formed
+from bridge.matching.filters import DIGEST_MODES, FILTER_HELP, Filters, parse_rules
 from bridge.model import Answer, ButtonAction, ChatEvent, ChatUser, EventKind, Post, Posted, Source, SourceKind
 from bridge.protocols import NetworkAdapter
-from bridge.quiet import QUIET_HELP, parse_quiet
 from bridge.storage.store import MessagePost, SubscriptionInfo
 
 if TYPE_CHECKING:
@@ -510,31 +509,3 @@ def _describe(s: SubscriptionInfo) -> str:
 
 
 __all__ = ["HELP", "Commands", "Filters", "Post"]
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def well_formed(value: Any) -> Any:
-    """``value`` (a Post, a ChatEvent and what they hold) with every lone UTF-16 surrogate
-    replaced by U+FFFD; unchanged values are returned as they are.
-
-    JSON may carry "\\ud800" and Python keeps it, but no database stores it (Postgres refuses it
-    in a JSON column, SQLite cannot encode it) and no chat can send it: one bad character must
-    not cost a post nor hold up the posts behind it, and a /post that reached the network must
-    still be recorded.
-    """
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
-    if isinstance(value, tuple):
-        cleaned = tuple(well_formed(v) for v in value)
-        return value if all(a is b for a, b in zip(cleaned, value, strict=True)) else cleaned
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {}
-        for f in dataclasses.fields(value):
-            old = getattr(value, f.name)
-            new = well_formed(old)
-            if new is not old:
-                changes[f.name] = new
-        return dataclasses.replace(value, **changes) if changes else value
-    return value

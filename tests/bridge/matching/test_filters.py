@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.filters import Filters, parse_rules
+from bridge.matching.filters import Filters, parse_rules
 from bridge.model import Media, Ref
 from tests.fakes import FakeNetwork, author
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bridge.filters import Filters
-from bridge.matcher import Matcher, Route
+from bridge.matching.filters import Filters
+from bridge.matching.matcher import Matcher, Route
 from bridge.model import ChatTarget, Item, Source, SourceKind
 from tests.fakes import FakeNetwork
 

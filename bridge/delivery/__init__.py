@@ -1,0 +1,2 @@
+"""Ledger → chat: sending pending deliveries (dispatcher), their buttons, and holding them back
+(digests, quiet hours)."""

@@ -1,0 +1,1 @@
+"""Network → core: what adapters hand over is checked and cleaned here before it is matched."""

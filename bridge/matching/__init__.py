@@ -1,0 +1,1 @@
+"""Which subscriptions want a post: the route index and the per-subscription filters."""
