@@ -11,7 +11,7 @@ from typing import Any
 
 from bridge.commands import Commands, _what
 from bridge.config import Config, StaticSubscription
-from bridge.delivery.digest import Digester, hold_until
+from bridge.delivery.digest import Digester, held_routes
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.delivery.quiet import QuietHours
 from bridge.errors import BridgeError
@@ -22,7 +22,8 @@ from bridge.matching.matcher import Matcher, Route
 from bridge.model import Batch, ChatTarget, Item, Source, SourceKind
 from bridge.protocols import ChatAdapter, NetworkAdapter
 from bridge.registry import kind_of
-from bridge.storage import holds
+from bridge.storage import changes
+from bridge.storage.changes import ChangeFeed
 from bridge.storage.db import close_database, open_database
 from bridge.storage.store import Store, SubscriptionInfo, utcnow
 
@@ -57,11 +58,13 @@ class Bridge:
             on_paused=self._paused_by_dispatcher,
         )
         self.quiet: dict[str, QuietHours] = {}
-        self.digester = Digester(self.chats, lambda: self.quiet, self.pause, self._describe_sub)
+        self.digester = Digester(self.store, self.chats, lambda: self.quiet, self.pause, self._describe_sub)
         self._sub_labels: dict[int, str] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._started: list[Any] = []
         self._refresh_pending = False
+        self.changes = ChangeFeed()
+        self._revision = 0  # the settings revision the routes were last loaded at
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -71,13 +74,14 @@ class Bridge:
         our credentials, after stopping what had started."""
         await open_database(self.config.database_url)
         try:
+            await self.changes.start()
             await self.refresh_routes()
             for adapter in [*self.chats.values(), *self.networks.values()]:
                 await adapter.start()
                 self._started.append(adapter)
                 log.info("adapter started adapter=%s", adapter.name)
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
-            self._tasks.append(asyncio.create_task(self._watch_subscriptions(), name="watch-subscriptions"))
+            self._tasks.append(asyncio.create_task(self._watch_changes(), name="watch-changes"))
             self._tasks.append(asyncio.create_task(self.digester.run(), name="digests"))
             if self.config.subscriptions:
                 self._tasks.append(
@@ -109,6 +113,7 @@ class Bridge:
             if adapter.name in self.chats:
                 await _quietly(adapter.stop(), adapter.name)
         self._started.clear()
+        await self.changes.close()
         await close_database()
         log.info("bridge stopped")
 
@@ -119,8 +124,9 @@ class Bridge:
         another process changed subscriptions). Everything is read first and swapped in at
         once: deliveries running meanwhile must never see a half-built state."""
         self._refresh_pending = False
+        revision = await changes.current()
         paused = await self.store.paused_destinations()
-        quiet = await holds.quiet_hours()
+        quiet = await self.store.quiet_hours()
         subs = await self.store.subscriptions()
         fresh = Matcher()
         thread_subs = set()
@@ -131,21 +137,28 @@ class Bridge:
             if s.filters.thread:
                 thread_subs.add(s.id)
         self._paused, self.quiet, self.matcher, self._thread_subs = set(paused), quiet, fresh, thread_subs
+        self._revision = max(self._revision, revision)
         self._sources_changed()
+        self.dispatcher.wake()  # a resumed room's deliveries may be due
 
-    async def _watch_subscriptions(self, every: float = 3.0) -> None:
-        """Pick up subscriptions changed by another process (the command line, another worker)."""
-        seen = await self.store.subscriptions_version()
+    async def _watch_changes(self) -> None:
+        """Pick up changes to subscriptions, rooms and settings made by another process (the
+        command line, another worker): every such write bumps the settings revision, and the
+        feed wakes us when it moves (see bridge.storage.changes)."""
         while True:
-            await asyncio.sleep(every)
             try:
-                now = await self.store.subscriptions_version()
-                if now != seen:
-                    seen = now
+                revision = await self.changes.wait(self._revision)
+                theirs = [r for r in range(self._revision + 1, revision + 1) if r not in self.store.made]
+                self.store.made -= {r for r in self.store.made if r <= revision}
+                if theirs or revision < self._revision:
                     await self.refresh_routes()
-                    log.info("subscriptions reloaded subscriptions=%d", len(self.matcher))
-            except Exception as exc:  # the database may be briefly away; try again next round
-                log.warning("could not check for subscription changes reason=%r", str(exc))
+                    log.info("settings reloaded revision=%d subscriptions=%d", revision, len(self.matcher))
+                self._revision = max(self._revision, revision)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be briefly away; try again calmly
+                log.warning("could not check for settings changes reason=%r", str(exc))
+                await asyncio.sleep(2)
 
     def refresh_routes_later(self) -> None:
         if not self._refresh_pending:
@@ -180,8 +193,8 @@ class Bridge:
         return self._sub_labels.get(sub_id or 0, "a subscription since removed")
 
     async def set_quiet(self, target: ChatTarget, quiet: QuietHours | None) -> None:
-        await holds.set_quiet(target, quiet)
-        self.quiet = await holds.quiet_hours()
+        await self.store.set_quiet(target, quiet)
+        self.quiet = await self.store.quiet_hours()
 
     async def set_filters(self, sub: SubscriptionInfo, filters: Filters) -> None:
         await self.store.set_filters(sub.id, filters)
@@ -249,11 +262,7 @@ class Bridge:
             routes = [r for r in self.matcher.match(item) if str(r.destination) not in self._paused]
             if routes:
                 matched.append((well_formed(item.post), [(r.subscription_id, r.destination) for r in routes]))
-                for r in routes:
-                    dest = str(r.destination)
-                    until = hold_until(r.filters.digest, self.quiet.get(dest), now)
-                    if until is not None:
-                        held[(r.subscription_id, dest)] = until
+                held.update(held_routes(routes, self.quiet, now))
         created = await self.store.ingest(network, matched, batch.cursors, held)
         if created:
             log.info("ingested network=%s items=%d deliveries=%d", network, len(batch.items), created)

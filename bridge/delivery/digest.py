@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from bridge.delivery.quiet import QuietHours, next_digest
 from bridge.errors import DestinationUnavailable, RateLimited
+from bridge.matching.matcher import Route
 from bridge.model import ChatTarget, Post
 from bridge.protocols import ChatAdapter
-from bridge.storage import holds
-from bridge.storage.store import utcnow
+from bridge.storage.store import HeldDelivery, Store, utcnow
 
 log = logging.getLogger("bridge.delivery.digest")
 
@@ -47,12 +47,14 @@ def summary_messages(title: str, posts: list[Post]) -> list[str]:
 class Digester:
     def __init__(
         self,
+        store: Store,
         chats: Mapping[str, ChatAdapter],
         quiet: Callable[[], Mapping[str, QuietHours]],
         on_unavailable: Callable[[ChatTarget, str], object],
         describe: Callable[[int | None], str],
         every: float = 15.0,
     ) -> None:
+        self._store = store
         self._chats = chats
         self._quiet = quiet
         self._on_unavailable = on_unavailable
@@ -72,8 +74,8 @@ class Digester:
     async def release_due(self) -> int:
         """Send a summary for every destination with held deliveries due; returns posts released."""
         now = utcnow()
-        due = await holds.due_held(now)
-        by_dest: dict[ChatTarget, list[holds.HeldDelivery]] = defaultdict(list)
+        due = await self._store.due_held(now)
+        by_dest: dict[ChatTarget, list[HeldDelivery]] = defaultdict(list)
         for h in due:
             by_dest[h.destination].append(h)
         released = 0
@@ -82,11 +84,11 @@ class Digester:
             quiet = self._quiet().get(str(target))
             until = quiet.until(now) if quiet else None
             if until is not None:  # a digest falling due at night waits for the morning
-                await holds.postpone(ids, until)
+                await self._store.postpone_held(ids, until)
                 continue
             chat = self._chats.get(target.platform)
             if chat is None:
-                await holds.postpone(ids, now + timedelta(hours=1), f"no [{target.platform}] section is configured")
+                await self._store.postpone_held(ids, now + timedelta(hours=1), f"no [{target.platform}] section is configured")
                 continue
             titles = {self._describe(h.subscription_id) for h in items}
             title = f"{len(items)} post{'s' if len(items) != 1 else ''} held for this room ({'; '.join(sorted(titles))})"
@@ -94,17 +96,17 @@ class Digester:
                 for text in summary_messages(title, [h.post for h in items]):
                     await chat.notify(target, text)
             except RateLimited as exc:
-                await holds.postpone(ids, now + timedelta(seconds=max(exc.retry_after, 1)), str(exc))
+                await self._store.postpone_held(ids, now + timedelta(seconds=max(exc.retry_after, 1)), str(exc))
                 continue
             except DestinationUnavailable as exc:
-                await holds.fail_held(target, f"destination paused: {exc}")
+                await self._store.fail_held(target, f"destination paused: {exc}")
                 await self._on_unavailable(target, str(exc))  # type: ignore[misc]
                 continue
             except Exception as exc:
                 log.warning("summary failed destination=%s reason=%r", target, str(exc))
-                await holds.postpone(ids, now + timedelta(minutes=1), str(exc) or type(exc).__name__)
+                await self._store.postpone_held(ids, now + timedelta(minutes=1), str(exc) or type(exc).__name__)
                 continue
-            await holds.release(ids, utcnow())
+            await self._store.release_held(ids, utcnow())
             released += len(ids)
             log.info("summary delivered destination=%s posts=%d", target, len(ids))
         return released
@@ -117,3 +119,15 @@ def hold_until(digest: str, quiet: QuietHours | None, now: datetime) -> datetime
     if at is None:
         return quiet_end
     return max(at, quiet_end) if quiet_end else at
+
+
+def held_routes(routes: Iterable[Route], quiet: Mapping[str, QuietHours], now: datetime) -> dict[tuple[int, str], datetime]:
+    """For the routes a post matched: (subscription id, destination) → when its delivery is
+    released, for those a digest or the room's quiet hours hold back."""
+    held = {}
+    for r in routes:
+        dest = str(r.destination)
+        until = hold_until(r.filters.digest, quiet.get(dest), now)
+        if until is not None:
+            held[(r.subscription_id, dest)] = until
+    return held

@@ -131,3 +131,17 @@ class AdapterState(Timestamped):
     class Meta:
         table = "adapter_state"
         unique_together = (("adapter", "key"),)
+
+
+class Revision(Model):
+    """The revision of the bridge's settings, bumped by every change to them (one row).
+
+    Subscriptions, destinations (pause, resume, quiet hours) and room settings bump it in the
+    change's own transaction. A running bridge compares it with the value it last loaded, so
+    a change made by any process (the command line, another worker) reaches it."""
+
+    id = fields.IntField(primary_key=True)
+    value = fields.BigIntField(default=0, description="bumped by every change to subscriptions, destinations or settings")
+
+    class Meta:
+        table = "revision"

@@ -7,11 +7,12 @@ dataclasses below, so the engine's logic stays independent of the ORM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,8 +22,10 @@ from tortoise.expressions import F
 from tortoise.functions import Count, Max
 from tortoise.transactions import in_transaction
 
+from bridge.delivery.quiet import QuietHours
 from bridge.matching.filters import Filters
 from bridge.model import ChatTarget, Post, Source, SourceKind
+from bridge.storage import changes
 from bridge.storage.models import (
     AdapterState,
     ChatMessage,
@@ -120,6 +123,16 @@ class MessagePost:
     destination: ChatTarget
 
 
+@dataclass(frozen=True, slots=True)
+class HeldDelivery:
+    """A delivery held back (digest, quiet hours) until it is released in a summary."""
+
+    id: int
+    post: Post
+    destination: ChatTarget
+    subscription_id: int | None
+
+
 def delivery_key(network: str, native_id: str, destination: str) -> str:
     """Stable per (post, destination): the same on every retry and after a restart."""
     digest = hashlib.blake2b(f"{network}\0{native_id}\0{destination}".encode(), digest_size=12).hexdigest()
@@ -145,6 +158,19 @@ class Store:
         self._known_destinations: dict[str, datetime] = {}
         self._posts: OrderedDict[int, Post] = OrderedDict()  # decoded payloads, by posts row id (rows never change)
         self._posts_lock = asyncio.Lock()
+        # Revisions this process made (see bridge.storage.changes): the running bridge has
+        # already applied them, so seeing them come back needs no reload.
+        self.made: set[int] = set()
+
+    @contextlib.asynccontextmanager
+    async def _changing(self) -> AsyncIterator[Any]:
+        """A transaction that changes settings: it bumps the revision, and the revision is
+        noted as this process's own once committed."""
+        made: list[int] = []
+        async with in_transaction() as conn:
+            yield conn
+            made.append(await changes.bump(conn))
+        self.made.update(made)
 
     # --- subscriptions --------------------------------------------------------------
 
@@ -156,24 +182,25 @@ class Store:
         row = await Subscription.get_or_none(
             network=source.network, kind=source.kind.value, value=source.value, destination=str(destination)
         )
-        if row is not None:
-            if row.enabled:
-                return _sub_info(row), False
-            row.enabled = True
-            row.start_at = utcnow()
-            row.created_by = created_by
-            await row.save()
-            return _sub_info(row), True
-        row = await Subscription.create(
-            network=source.network,
-            kind=source.kind.value,
-            value=source.value,
-            label=label[:512],
-            destination=str(destination),
-            filters=(filters or Filters()).to_json(),
-            created_by=created_by,
-            start_at=utcnow(),
-        )
+        if row is not None and row.enabled:
+            return _sub_info(row), False
+        async with self._changing():
+            if row is not None:
+                row.enabled = True
+                row.start_at = utcnow()
+                row.created_by = created_by
+                await row.save()
+            else:
+                row = await Subscription.create(
+                    network=source.network,
+                    kind=source.kind.value,
+                    value=source.value,
+                    label=label[:512],
+                    destination=str(destination),
+                    filters=(filters or Filters()).to_json(),
+                    created_by=created_by,
+                    start_at=utcnow(),
+                )
         return _sub_info(row), True
 
     async def subscriptions(self, destination: ChatTarget | None = None, *, enabled_only: bool = True) -> list[SubscriptionInfo]:
@@ -188,21 +215,18 @@ class Store:
         row = await Subscription.get_or_none(id=sub_id)
         return _sub_info(row) if row else None
 
-    async def subscriptions_version(self) -> tuple[int, str]:
-        """Changes whenever a subscription is added, changed or switched off, by any process."""
-        row = await Subscription.annotate(n=Count("id"), last=Max("updated_at")).first().values("n", "last")
-        return (row["n"], str(row["last"])) if row else (0, "")
-
     async def disable_subscription(self, sub_id: int) -> None:
-        await Subscription.filter(id=sub_id).update(enabled=False)
+        async with self._changing():
+            await Subscription.filter(id=sub_id).update(enabled=False)
 
     async def set_filters(self, sub_id: int, filters: Filters) -> None:
-        await Subscription.filter(id=sub_id).update(filters=filters.to_json())
+        async with self._changing():
+            await Subscription.filter(id=sub_id).update(filters=filters.to_json())
 
     async def move_destination(self, old: ChatTarget, new: ChatTarget) -> int:
         """Move every subscription and pending delivery of chat ``old`` (and its threads) to ``new``."""
         moved = 0
-        async with in_transaction():
+        async with self._changing():
             for row in await Subscription.filter(destination__startswith=str(old)):
                 target = ChatTarget.parse(row.destination)
                 if target.room != old.room:
@@ -233,7 +257,7 @@ class Store:
 
     async def pause_destination(self, target: ChatTarget, reason: str) -> int:
         """Pause ``target`` and fail its pending deliveries with ``reason``; returns how many."""
-        async with in_transaction():
+        async with self._changing():
             row, _ = await Destination.get_or_create(target=str(target))
             row.paused, row.reason = True, reason[:2000]
             await row.save()
@@ -243,7 +267,54 @@ class Store:
 
     async def resume_destination(self, target: ChatTarget) -> bool:
         """Unpause ``target`` (someone acted in it, so it is reachable again). True if it was paused."""
-        return bool(await Destination.filter(target=str(target), paused=True).update(paused=False))
+        if not await Destination.exists(target=str(target), paused=True):
+            return False  # the common case (every command in a room asks): no write, no revision
+        async with self._changing():
+            return bool(await Destination.filter(target=str(target), paused=True).update(paused=False))
+
+    # --- quiet hours and held deliveries --------------------------------------------------
+
+    async def quiet_hours(self) -> dict[str, QuietHours]:
+        """Every destination's quiet hours."""
+        out = {}
+        for row in await Destination.filter(quiet__not_isnull=True):
+            q = QuietHours.from_json(row.quiet)
+            if q is not None:
+                out[row.target] = q
+        return out
+
+    async def set_quiet(self, target: ChatTarget, quiet: QuietHours | None) -> None:
+        async with self._changing():
+            row, _ = await Destination.get_or_create(target=str(target))
+            row.quiet = quiet.to_json() if quiet else None
+            await row.save()
+
+    async def due_held(self, now: datetime, limit: int = 500) -> list[HeldDelivery]:
+        """Held deliveries whose release time has come, oldest first."""
+        rows = (
+            await DeliveryRow.filter(status="held", next_attempt_at__lte=now)
+            .order_by("id")
+            .limit(limit)
+            .values("id", "destination", "subscription_id", "post__payload")
+        )
+        return [
+            HeldDelivery(r["id"], post_from_json(r["post__payload"]), ChatTarget.parse(r["destination"]), r["subscription_id"])
+            for r in rows
+        ]
+
+    async def release_held(self, ids: Sequence[int], when: datetime) -> None:
+        """Mark held deliveries as delivered (in a summary message)."""
+        async with in_transaction():
+            await DeliveryRow.filter(id__in=list(ids), status="held").update(status="sent", sent_at=when)
+            # a summary is a delivery too: the room's "last delivery" moves
+            for dest in {r for r in await DeliveryRow.filter(id__in=list(ids)).values_list("destination", flat=True)}:
+                await Destination.filter(target=dest).update(last_delivery_at=when)
+
+    async def postpone_held(self, ids: Sequence[int], until: datetime, error: str = "") -> None:
+        await DeliveryRow.filter(id__in=list(ids), status="held").update(next_attempt_at=until, last_error=error[:2000])
+
+    async def fail_held(self, target: ChatTarget, reason: str) -> None:
+        await DeliveryRow.filter(destination=str(target), status="held").update(status="failed", last_error=reason[:2000])
 
     async def note_notice(self, target: ChatTarget, when: datetime) -> datetime | None:
         """Record that the room was told of a failure; returns when it was told before."""
