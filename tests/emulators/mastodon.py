@@ -71,7 +71,10 @@ class ApiError(Exception):
         self.status, self.error, self.headers = status, error, headers or {}
 
 
-@dataclass
+BAD_TOKEN = web.RequestKey("bad_token", ApiError)
+
+
+@dataclass(eq=False)  # identity: entities are compared and hashed as themselves
 class Account:
     id: str
     username: str
@@ -91,7 +94,7 @@ class Account:
         return f"https://{self.domain}/@{self.username}"
 
 
-@dataclass
+@dataclass(eq=False)  # identity: entities are compared and hashed as themselves
 class Status:
     id: str
     account: Account
@@ -115,7 +118,7 @@ class Status:
         return f"https://{self.account.domain}/@{self.account.username}/{self.id}"
 
 
-@dataclass
+@dataclass(eq=False)  # identity: entities are compared and hashed as themselves
 class Token:
     token: str
     account: Account
@@ -124,7 +127,7 @@ class Token:
     used: int = 0
 
 
-@dataclass
+@dataclass(eq=False)  # identity: entities are compared and hashed as themselves
 class Notification:
     id: str
     type: str
@@ -134,7 +137,7 @@ class Notification:
     created_at: str
 
 
-@dataclass
+@dataclass(eq=False)  # identity: entities are compared and hashed as themselves
 class Conversation:
     id: str
     members: frozenset[str]  # account ids, the owner included
@@ -142,7 +145,7 @@ class Conversation:
     unread: bool = True
 
 
-@dataclass
+@dataclass(eq=False)  # identity: entities are compared and hashed as themselves
 class MastoList:
     id: str
     owner: Account
@@ -159,7 +162,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: entities are compared and hashed as themselves
 class Stream:
     ws: web.WebSocketResponse
     token: Token
@@ -672,7 +675,7 @@ class MastodonEmulator:
             return None
         token = self.tokens.get(value)
         if token is None:
-            request["bad_token"] = ApiError(401, TOKEN_ERROR)
+            request[BAD_TOKEN] = ApiError(401, TOKEN_ERROR)
         return token
 
     def _rate(self, token: Token | None, request: web.Request) -> dict[str, str]:
@@ -715,7 +718,7 @@ class MastodonEmulator:
         """The caller; 401 without a valid token when ``required``; 403 when the token has
         none of ``scopes`` (``read`` covers ``read:statuses``, ``follow`` covers
         ``write:follows`` as in docs: api/oauth-scopes.md)."""
-        bad = request.get("bad_token")
+        bad = request.get(BAD_TOKEN)
         if bad is not None:
             raise bad
         token = self._token(request)
@@ -1127,7 +1130,7 @@ class MastodonEmulator:
     # --- streaming (docs: methods/streaming.md#websocket) ------------------------------------
 
     async def _streaming(self, request: web.Request) -> web.StreamResponse:
-        bad = request.get("bad_token")
+        bad = request.get(BAD_TOKEN)
         token = self._token(request)
         if bad is not None or token is None:
             raise ApiError(401, TOKEN_ERROR)
