@@ -96,7 +96,7 @@ def parse_link_header(value: str) -> dict[str, str]:
         if not url_part.startswith("<"):
             continue
         url = url_part[1:].strip()
-        for param in params.split(";"):
+        for param in _split_params(params):
             name, _, val = param.strip().partition("=")
             if name.strip().lower() == "rel":
                 for rel in val.strip().strip('"').split():
@@ -105,10 +105,15 @@ def parse_link_header(value: str) -> dict[str, str]:
 
 
 def _split_links(value: str) -> list[str]:
-    # Commas separate links but may appear inside <...> (a URL query); split outside brackets.
-    parts, depth, start = [], 0, 0
+    # Commas separate links but may appear inside <...> (a URL query) or a quoted parameter;
+    # split only outside both.
+    parts, depth, quoted, start = [], 0, False, 0
     for i, ch in enumerate(value):
-        if ch == "<":
+        if quoted:
+            quoted = ch != '"'
+        elif ch == '"' and depth == 0:
+            quoted = True
+        elif ch == "<":
             depth += 1
         elif ch == ">":
             depth = max(0, depth - 1)
@@ -117,6 +122,18 @@ def _split_links(value: str) -> list[str]:
             start = i + 1
     parts.append(value[start:])
     return [p for p in parts if p.strip()]
+
+
+def _split_params(params: str) -> list[str]:
+    out, quoted, start = [], False, 0
+    for i, ch in enumerate(params):
+        if ch == '"':
+            quoted = not quoted
+        elif ch == ";" and not quoted:
+            out.append(params[start:i])
+            start = i + 1
+    out.append(params[start:])
+    return out
 
 
 def page_query(url: str, expected_path: str) -> tuple[tuple[str, str], ...]:
@@ -181,7 +198,7 @@ class RateBudget:
         if self.remaining is None or self.reset_at <= now:
             return 0.0
         left = self.reset_at - now
-        floor = 0 if write else min(self.reserve, max(0, (self.limit or DEFAULT_LIMIT) // 10))
+        floor = 0 if write else min(self.reserve, (self.limit or DEFAULT_LIMIT) // 2)
         if self.remaining <= floor:
             return left  # the rest of the window is kept for writes
         wait = 0.0
