@@ -61,7 +61,7 @@ def parse_handle(text: str, *, local_domain: str = "") -> Handle:
     raw = (text or "").strip()
     if not raw:
         raise ValueError(f"no Mastodon account given; write it as {EXAMPLE}")
-    shown = raw if len(raw) <= 80 else raw[:77] + "…"
+    shown = _short(raw)
     if any(ch.isspace() for ch in raw):
         raise ValueError(f"{shown!r} is not a Mastodon account (it has spaces); write it as {EXAMPLE}")
     body = raw
@@ -109,11 +109,17 @@ def _checked(username: str, domain: str, shown: str) -> Handle:
     try:
         ascii_domain = domain.encode("idna").decode("ascii") if domain and not domain.isascii() else domain
     except UnicodeError:
-        raise ValueError(f"{domain!r} in {shown!r} is not a valid server name") from None
+        raise ValueError(f"{_short(domain)!r} in {shown!r} is not a valid server name") from None
     labels = ascii_domain.split(".")
     if len(labels) < 2 or len(ascii_domain) > 253 or not all(_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
-        raise ValueError(f"{domain!r} in {shown!r} is not a server name like mastodon.social; write the account as {EXAMPLE}")
+        raise ValueError(
+            f"{_short(domain)!r} in {shown!r} is not a server name like mastodon.social; write the account as {EXAMPLE}"
+        )
     return Handle(username, domain)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "…"
 
 
 @dataclass(frozen=True, slots=True)

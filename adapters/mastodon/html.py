@@ -22,6 +22,7 @@ on HTML); what comes out is plain text and ``Link`` spans over it:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -37,7 +38,8 @@ _SKIP = frozenset(
 _PARAGRAPH = frozenset({"p", "blockquote", "pre", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "table", "figure"})
 _LINE = frozenset({"div", "li", "tr", "dt", "dd", "section", "article", "header", "footer", "hr"})
 _VOID = frozenset({"br", "img", "hr", "input", "meta", "link", "wbr", "area", "base", "col", "embed", "source", "track"})
-_WHITESPACE = frozenset(" \t\n\r\f\v")
+_WHITESPACE = frozenset(" \t\n\r\f")
+_SPACES = re.compile(r"[ \t\n\r\f]+")  # on text between tags, never on HTML
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,7 @@ class _StatusParser(HTMLParser):
             if kind == "invisible":
                 self.invisible += 1
         elif tag == "a":
-            self._close_anchor()  # an <a> inside an <a> is not valid HTML: the first one ends
+            self._close_anchor(implicit=True)  # an <a> inside an <a> is not valid HTML: the first one ends
             if self.pending and self.length:
                 self._emit_pending()
             self.anchor = _Anchor(_attr(attrs, "href"), _classes(attrs), len(self.parts), self.length)
@@ -177,7 +179,7 @@ class _StatusParser(HTMLParser):
         if self.pre:
             self._emit(data)
             return
-        text = " ".join(data.split())
+        text = _SPACES.sub(" ", data).strip(" ")  # HTML collapses ASCII whitespace only, not &nbsp;
         if not text:
             if data and self.length and self._last() not in ("", " ", "\n") and not self.pending:
                 self._emit(" ")
@@ -213,7 +215,7 @@ class _StatusParser(HTMLParser):
 
     # --- links -------------------------------------------------------------------------------
 
-    def _close_anchor(self) -> None:
+    def _close_anchor(self, implicit: bool = False) -> None:
         anchor, self.anchor = self.anchor, None
         if anchor is None:
             return
@@ -224,7 +226,7 @@ class _StatusParser(HTMLParser):
         url = anchor.href if _is_web_url(anchor.href) else ""
         if "mention" in anchor.classes and "hashtag" not in anchor.classes and core.startswith("@"):
             core = self._full_mention(core, anchor.href)
-        elif url and not core:
+        elif url and not core and not implicit:
             core = _display_url(url)
         if not core:
             return
