@@ -379,7 +379,7 @@ class MastodonEmulator:
 
     def delete(self, status: Status) -> None:
         status.deleted = True
-        self._stream_event(lambda s: True, "delete", status.id)
+        self._publish((), None, "delete", status.id)
 
     def statuses_by(self, account: Account) -> list[Status]:
         return [s for s in self.statuses.values() if s.account is account and not s.deleted]
@@ -571,15 +571,13 @@ class MastodonEmulator:
         origin = s.reblog or s
         for owner in {t.account.id: t.account for t in self.tokens.values() if t.token}.values():
             if self._in_home(s, owner):
-                self._stream_event(lambda st, o=owner: st.token.account is o and ("user",) in st.subscriptions, "update", s)
-            for lst in self.lists.values():
-                if lst.owner is owner and s.account.id in lst.account_ids and self._in_home(s, owner):
-                    self._stream_event(
-                        lambda st, o=owner, i=lst.id: st.token.account is o and ("list", i) in st.subscriptions, "update", s
-                    )
-        if s.reblog is None and s.visibility in ("public",):
+                self._publish(("user",), owner, "update", s)
+                for lst in self.lists.values():
+                    if lst.owner is owner and s.account.id in lst.account_ids:
+                        self._publish(("list", lst.id), owner, "update", s)
+        if s.reblog is None and s.visibility == "public":
             for tag in s.tags:
-                self._stream_event(lambda st, t=tag: ("hashtag", t) in st.subscriptions, "update", s)
+                self._publish(("hashtag", tag), None, "update", s)
         if s.reblog is not None:
             if s.reblog.account.domain == self.domain and s.reblog.account is not s.account:
                 self._notify("reblog", s.account, s.reblog.account, s.reblog)
@@ -600,36 +598,31 @@ class MastodonEmulator:
                     self.conversations[f"{owner.id}:{convo.id}"] = convo
                 convo.last_status = s
                 convo.unread = owner is not s.account
-                payload = self._conversation_json(convo, owner)
-                self._stream_raw(
-                    lambda st, o=owner: st.token.account is o and ("direct",) in st.subscriptions, "conversation", payload
-                )
+                self._publish(("direct",), owner, "conversation", self._conversation_json(convo, owner))
 
     def _notify(self, kind: str, by: Account, recipient: Account, status: Status | None) -> Notification:
         n = Notification(str(next(self._ids)), kind, by, recipient, status, _now_iso())
         self.notifications.append(n)
-        self._stream_raw(
-            lambda st: st.token.account is recipient and ("user",) in st.subscriptions, "notification", self._notification_json(n)
-        )
+        self._publish(("user",), recipient, "notification", self._notification_json(n))
         return n
 
-    def _stream_event(self, wanted: Any, event: str, payload: Status | str) -> None:
+    def _publish(self, key: tuple[str, ...], owner: Account | None, event: str, payload: Status | dict[str, Any] | str) -> None:
+        """Send ``event`` to every stream subscribed to ``key`` (of ``owner``'s tokens when
+        given); a delete (a bare id, ``key`` empty) goes to every subscription."""
         for st in list(self.streams):
-            if wanted(st):
-                body = payload if isinstance(payload, str) else self._status_json(payload, st.token.account)
-                self._send(st, event, body)
+            if owner is not None and st.token.account is not owner:
+                continue
+            keys = sorted(st.subscriptions) if not key else [key] if key in st.subscriptions else []
+            for k in keys:
+                body = self._status_json(payload, st.token.account) if isinstance(payload, Status) else payload
+                self._send(st, k, event, body)
 
-    def _stream_raw(self, wanted: Any, event: str, payload: dict[str, Any]) -> None:
-        for st in list(self.streams):
-            if wanted(st):
-                self._send(st, event, payload)
-
-    def _send(self, st: Stream, event: str, payload: Any) -> None:
+    def _send(self, st: Stream, key: tuple[str, ...], event: str, payload: Any) -> None:
         # docs: methods/streaming.md — the payload of update/notification/conversation is the
-        # entity "cast to a string"; a delete carries the status id.
-        stream_name = sorted(st.subscriptions)[0] if st.subscriptions else ("user",)
+        # entity "cast to a string"; a delete carries the status id. ``stream`` names the
+        # subscription the event belongs to (["hashtag", "cats"], ["list", "12"], ["user"]).
         frame = {
-            "stream": list(stream_name),
+            "stream": list(key),
             "event": event,
             "payload": payload if isinstance(payload, str) else json.dumps(payload),
         }
