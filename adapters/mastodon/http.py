@@ -56,14 +56,17 @@ Params = Sequence[tuple[str, str]] | Mapping[str, Any]
 
 
 class MissingScope(AuthFailed):
-    """The token lacks an OAuth scope the request needs. ``scope`` names it."""
+    """The token lacks OAuth scopes a request needs. ``scope`` names them (space-separated
+    when several, as OAuth writes scopes)."""
 
     def __init__(self, scope: str, what: str, server: str) -> None:
         self.scope = scope
-        if scope:
-            top = scope.split(":", 1)[0]
-            needed = f"the {scope!r} scope ({what} needs it)"
-            tick = f"tick {scope} (or all of {top!r})"
+        names = scope.split()
+        if names:
+            tops = sorted({n.split(":", 1)[0] for n in names})
+            plural = "s" if len(names) > 1 else ""
+            needed = f"the scope{plural} {', '.join(names)} ({what} needs {'them' if plural else 'it'})"
+            tick = f"tick {', '.join(names)} (or all of {' and '.join(tops)})"
         else:
             needed = f"a scope that {what} needs"
             tick = "tick read, write and follow"

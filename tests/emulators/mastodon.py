@@ -218,6 +218,7 @@ class MastodonEmulator:
         self.rate_limit = rate_limit
         self.rate_window = rate_window
         self.version = version
+        self.list_scopes = True  # /api/v1/apps/verify_credentials names the token's scopes (4.3+)
         self.accounts: dict[str, Account] = {}
         self.tokens: dict[str, Token] = {}
         self.statuses: dict[str, Status] = {}
@@ -242,6 +243,7 @@ class MastodonEmulator:
         r.add_get("/api/v1/instance", self._instance_v1)
         r.add_get("/api/v2/instance", self._instance_v2)
         r.add_get("/api/v1/accounts/verify_credentials", self._verify_credentials)
+        r.add_get("/api/v1/apps/verify_credentials", self._app_credentials)
         r.add_get("/api/v1/accounts/lookup", self._lookup)
         r.add_get("/api/v1/accounts/relationships", self._relationships)
         r.add_get("/api/v1/accounts/{id}", self._account)
@@ -801,6 +803,17 @@ class MastodonEmulator:
         me = self._auth(request, "read:accounts", "profile")
         assert me is not None
         return web.json_response({**self._account_json(me), "source": {"privacy": "public", "note": ""}})
+
+    async def _app_credentials(self, request: web.Request) -> web.Response:
+        # docs: methods/apps.md#verify_credentials — any valid token; ``scopes`` since 4.3.0
+        # (older versions, and ``list_scopes=False`` here, leave it out).
+        self._auth(request)
+        token = self._token(request)
+        assert token is not None
+        app: dict[str, Any] = {"id": "1", "name": "bridge", "website": None}
+        if self.list_scopes:
+            app["scopes"] = sorted(token.scopes)
+        return web.json_response(app)
 
     def _find_account(self, acct: str) -> Account | None:
         acct = acct.strip().lstrip("@").lower()

@@ -147,7 +147,11 @@ async def test_a_missing_scope_is_named_with_the_fix(world: World, make_http: Ht
         await read_only.post("/api/v1/statuses", {"status": "hi"}, scope="write:statuses")
     message = str(info.value)
     assert info.value.scope == "write:statuses"
-    assert "'write:statuses' scope" in message and "Preferences → Development" in message and "[mastodon] access_token" in message
+    assert (
+        "the scope write:statuses (POST /api/v1/statuses needs it)" in message
+        and "Preferences → Development" in message
+        and "[mastodon] access_token" in message
+    )
     assert "\n" not in message
 
 
