@@ -51,6 +51,8 @@ ATTEMPTS = 3
 DEFAULT_LIMIT = 300
 DEFAULT_WINDOW = 300.0
 SCOPE_ERROR = "outside the authorized scopes"
+# No page of the client API comes near this (40 statuses with their accounts: ~200 KiB).
+MAX_BODY = 8 * 2**20
 
 Params = Sequence[tuple[str, str]] | Mapping[str, Any]
 
@@ -201,7 +203,12 @@ class RateBudget:
         if self.remaining is None or self.reset_at <= now:
             return 0.0
         left = self.reset_at - now
-        floor = 0 if write else min(self.reserve, (self.limit or DEFAULT_LIMIT) // 2)
+        if write:  # writes are what people asked for: they may spend the reserve, unspaced
+            if self.remaining <= 0:
+                return left
+            self.remaining -= 1
+            return 0.0
+        floor = min(self.reserve, (self.limit or DEFAULT_LIMIT) // 2)
         if self.remaining <= floor:
             return left  # the rest of the window is kept for writes
         wait = 0.0
@@ -326,7 +333,7 @@ class MastodonHttp:
                 ) as resp:
                     self.requests_sent += 1
                     self.budget.observe(resp.headers)
-                    body = await resp.read()
+                    body = await _read_capped(resp)
                     status = resp.status
                     resp_headers = CIMultiDict(resp.headers)  # proxies may lower-case the names
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -350,16 +357,18 @@ class MastodonHttp:
             raise err
 
     async def _pace(self, write: bool, what: str) -> None:
+        # The slot is reserved under the lock and waited for outside it: a write is never
+        # queued behind a read that is sleeping for its slot.
         async with self._lock:
             wait = self.budget.delay(write)
             if wait > self.max_wait:
                 raise RateLimited(
                     wait, scope="mastodon", message=f"{what}: the Mastodon rate limit is spent; it resets in {wait:.0f}s"
                 )
-            if wait > 0:
-                log.debug("pacing request=%s seconds=%.2f remaining=%s", what, wait, self.budget.remaining)
-                await self._sleep(wait)
-            self.budget.last_sent = self._clock()
+            self.budget.last_sent = self._clock() + wait
+        if wait > 0:
+            log.debug("pacing request=%s seconds=%.2f remaining=%s", what, wait, self.budget.remaining)
+            await self._sleep(wait)
 
     async def _backoff(self, attempt: int, what: str, err: BridgeError) -> None:
         delay = min(8.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random())
@@ -407,6 +416,18 @@ class MastodonHttp:
         if status >= 500 or status in (408, 425):
             return Transient(f"{what}: {self.server} answered {status}{detail}")
         return Permanent(f"{what}: {self.server} answered {status}{detail}")
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    """The body, refused past MAX_BODY (a hostile or broken server must not fill memory)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Permanent(f"{resp.method} {resp.url.path}: the answer is larger than {MAX_BODY // 2**20} MiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _query(params: Params | None) -> list[tuple[str, str]]:

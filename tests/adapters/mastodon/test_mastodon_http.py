@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import pytest
+from aiohttp import web
 
-from adapters.mastodon.http import MastodonHttp, MissingScope, page_query, parse_link_header, parse_reset
+from adapters.mastodon.http import MastodonHttp, MissingScope, RateBudget, page_query, parse_link_header, parse_reset
 from bridge.errors import AuthFailed, NotFound, Permanent, RateLimited, Transient
 from tests.adapters.mastodon.conftest import HttpFactory, World
 from tests.emulators.mastodon import Fault, MastodonEmulator
@@ -230,3 +232,75 @@ def test_parse_link_header(header: str, expected: dict[str, str]) -> None:
 )
 def test_parse_reset(value: str | None, expected: float | None) -> None:
     assert parse_reset(value, now=1000.0) == expected
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def budget_at(remaining: int, reset_in: float, clock: Clock, limit: int = 300) -> RateBudget:
+    budget = RateBudget(reserve=10, clock=clock)
+    budget.observe(
+        {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining), "X-RateLimit-Reset": str(clock.now + reset_in)}
+    )
+    return budget
+
+
+def test_pacing_rules() -> None:
+    clock = Clock()
+    # plenty left: no wait
+    assert budget_at(250, 200, clock).delay(write=False) == 0.0
+    # below half: spread evenly over the window (100 s for the 139 requests above the reserve)
+    low = budget_at(149, 100, clock)
+    low.last_sent = clock.now
+    assert low.delay(write=False) == pytest.approx(100 / 139)
+    # the reserve is for writes: a read waits for the reset, a write goes now
+    spent = budget_at(10, 42, clock)
+    assert spent.delay(write=False) == pytest.approx(42)
+    assert spent.delay(write=True) == 0.0 and spent.remaining == 9
+    assert budget_at(0, 42, clock).delay(write=True) == pytest.approx(42)
+    # an old window is over
+    assert budget_at(0, -1, clock).delay(write=False) == 0.0
+    # a 429 blocks until its reset, whatever the headers said
+    blocked = budget_at(250, 200, clock)
+    blocked.block(clock.now + 5)
+    assert blocked.delay(write=True) == pytest.approx(5)
+
+
+async def scripted(handler: Any) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+async def test_redirects_are_not_followed_and_huge_answers_refused() -> None:
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.path)
+        if request.path == "/api/v1/redirect":
+            raise web.HTTPFound("http://127.0.0.2:9/steal")
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(9):
+            await response.write(b" " * 2**20)
+        return response
+
+    runner, url = await scripted(handler)
+    http = MastodonHttp(url, "tok")
+    try:
+        with pytest.raises(Permanent, match="302"):
+            await http.get("/api/v1/redirect")
+        with pytest.raises(Permanent, match="larger than 8 MiB"):
+            await http.get("/api/v1/huge")
+        assert seen == ["/api/v1/redirect", "/api/v1/huge"]
+    finally:
+        await http.close()
+        await runner.cleanup()
