@@ -236,7 +236,7 @@ def test_parse_reset(value: str | None, expected: float | None) -> None:
 
 class Clock:
     def __init__(self) -> None:
-        self.now = 1_000_000.0
+        self.now = 2_000_000_000.0  # an epoch time, as servers send the reset
 
     def __call__(self) -> float:
         return self.now
