@@ -11,7 +11,7 @@ What it serves (with the semantics a client depends on):
 
 * instance: ``GET /api/v1/instance`` and ``/api/v2/instance`` (``configuration.statuses
   .max_characters``, ``characters_reserved_per_url``, ``urls.streaming``);
-* accounts: ``verify_credentials``, ``lookup``, ``GET /api/v1/accounts/:id``, the account's
+* accounts: ``verify_credentials`` (and the app's, with the token's scopes), ``lookup``, ``GET /api/v1/accounts/:id``, the account's
   statuses (``since_id``/``min_id``/``max_id``/``limit``, ``exclude_replies``,
   ``exclude_reblogs``), ``follow``/``unfollow``; ``/api/v2/search`` (``resolve``, ``type``;
   full-text status search can be switched off per server, as on servers without Elasticsearch);
@@ -320,11 +320,13 @@ class MastodonEmulator:
         visibility: str = "public",
         in_reply_to: Status | None = None,
         media: Iterable[tuple[str, str, str]] = (),
+        tags: Iterable[str] = (),
         notify: bool = True,
     ) -> Status:
         """A status by ``account``: ``text`` rendered to HTML as the server would (mentions,
         hashtags and links linked), or ``html_content`` as given (what a remote server sent).
-        ``media`` is (type, url, description) per attachment. Mentioned local accounts are
+        ``media`` is (type, url, description) per attachment; ``tags`` adds hashtags (those of
+        ``text`` are found by themselves, those of ``html_content`` are not). Mentioned local accounts are
         notified, direct statuses open or extend a conversation, and streams hear of it."""
         mentions = self._mentioned(text)
         status = Status(
@@ -338,7 +340,7 @@ class MastodonEmulator:
             sensitive=bool(spoiler_text),
             in_reply_to=in_reply_to,
             mentions=mentions,
-            tags=sorted({t.lower() for t in _TAG.findall(text)}),
+            tags=sorted({t.lower() for t in [*_TAG.findall(text), *tags]}),
             media=[
                 {
                     "id": str(next(self._small_ids)),
