@@ -345,6 +345,7 @@ def plan_polls(
     remaining: int,
     days: float,
     unit: int,
+    worst_unit: int | None = None,
     base_interval: float = 300.0,
     max_interval: float = 3600.0,
     limit: int = 10_000,
@@ -354,15 +355,20 @@ def plan_polls(
     """How often to poll each account, and with what page size, so that the month's
     ``remaining`` micro-dollars last the ``days`` left.
 
-    ``unit`` is the worst-case cost of one Post read with its expansions. An account is polled
+    ``unit`` is the expected cost of one new Post read (its author and media mostly already
+    charged that day), ``worst_unit`` the most it can cost with its expansions (default:
+    ``unit``); expected figures use the first, worst cases and the budget guarantee the
+    second. An account is polled
     about four times per expected post, never more often than ``base_interval`` nor less often
     than ``max_interval``; the page is three times the expected posts per poll (5..100). All
     polls together stay under ``headroom`` times ``limit`` requests per ``window`` (X: user timeline
     10,000/15 min per app). When the expected cost is above ``remaining / days``, pages shrink
     to the minimum and polls are spaced so that the worst case of each account fits its share:
-    the newest posts are relayed, older ones in a burst are skipped rather than overspending.
+    the newest posts are relayed, older ones in a burst are skipped rather than overspending,
+    and the plan's ``worst`` is within ``remaining / days``.
     """
     accounts = list(accounts)
+    worst_unit = unit if worst_unit is None else worst_unit
     budget_day = int(remaining / days) if days > 0 else remaining
     if not accounts:
         return Plan(budget_per_day=budget_day)
@@ -383,19 +389,19 @@ def plan_polls(
         page = min(MAX_PAGE, max(MIN_PAGE, math.ceil(per_poll * 3)))
         polls_day = 86400 / interval
         expected = round(min(a.posts_per_day, polls_day * page) * unit)
-        polls[a.key] = Poll(interval, page, expected, round(polls_day * page * unit))
+        polls[a.key] = Poll(interval, page, expected, round(polls_day * page * worst_unit))
     expected_total = sum(p.expected for p in polls.values())
     limited = expected_total > budget_day
     if limited:
         share = budget_day / expected_total if expected_total else 0.0
         for a in accounts:
             allowance = polls[a.key].expected * share
-            polls_day = allowance / (MIN_PAGE * unit) if unit else 0.0
+            polls_day = allowance / (MIN_PAGE * worst_unit) if worst_unit else 0.0
             interval = 86400 / polls_day if polls_day > 0 else math.inf
             interval = max(interval, intervals[a.key])
             polls_day = 86400 / interval if math.isfinite(interval) else 0.0
             expected = round(min(a.posts_per_day, polls_day * MIN_PAGE) * unit)
-            polls[a.key] = Poll(interval, MIN_PAGE, expected, round(polls_day * MIN_PAGE * unit))
+            polls[a.key] = Poll(interval, MIN_PAGE, expected, round(polls_day * MIN_PAGE * worst_unit))
     return Plan(
         polls=polls,
         expected=sum(p.expected for p in polls.values()),

@@ -75,7 +75,13 @@ async def test_bearer_reads_a_user_timeline_with_expansions(emu: XEmulator, make
     body = await api.get(
         TIMELINE,
         args={"id": alice["id"]},
-        params={"since_id": first["id"], "max_results": 5, "expansions": EXPANSIONS, "tweet.fields": "created_at,entities", "media.fields": "url"},
+        params={
+            "since_id": first["id"],
+            "max_results": 5,
+            "expansions": EXPANSIONS,
+            "tweet.fields": "created_at,entities",
+            "media.fields": "url",
+        },
     )
     (post,) = body["data"]
     assert post["entities"]["urls"][0]["expanded_url"] == "https://example.com/report"
@@ -99,7 +105,10 @@ async def test_a_signed_query_string_is_verified(emu: XEmulator, make_api: Any) 
     emu.post(bob, "hey @teamaccount, what's your take?")
     api = await make_api()
     body = await api.get(
-        "/2/users/:id/mentions", args={"id": emu.me["id"]}, params={"max_results": 5, "tweet.fields": "author_id,entities"}, user=True
+        "/2/users/:id/mentions",
+        args={"id": emu.me["id"]},
+        params={"max_results": 5, "tweet.fields": "author_id,entities"},
+        user=True,
     )
     assert body["data"][0]["author_id"] == bob["id"]
 
@@ -107,7 +116,7 @@ async def test_a_signed_query_string_is_verified(emu: XEmulator, make_api: Any) 
 async def test_a_tampered_signature_is_refused(emu: XEmulator) -> None:
     url = f"{emu.url}/2/users/me"
     header = authorization(credentials(emu), "GET", url)
-    tampered = header.replace("oauth_signature=\"", "oauth_signature=\"A", 1)
+    tampered = header.replace('oauth_signature="', 'oauth_signature="A', 1)
     wrong_secret = authorization(replace(credentials(emu), consumer_secret="not-the-secret"), "GET", url)
     async with aiohttp.ClientSession() as s:
         for h in (tampered, wrong_secret):
