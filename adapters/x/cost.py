@@ -187,6 +187,7 @@ class Ledger:
         self.planned_daily = 0  # the polling plan's expected cost per day, for the forecast
         self._reserved: dict[int, Reservation] = {}
         self._next = 0
+        self._rolled = False
 
     async def load(self) -> None:
         """Read the persisted month (a corrupt or missing record starts from zero, logged)."""
@@ -218,8 +219,10 @@ class Ledger:
         if month != self.month:
             log.info("X cost month rolled over from=%s to=%s spent=%s", self.month, month, usd(self.spent))
             self.month, self.spent = month, 0
+            self._rolled = True
         if day != self.day:
             self.day, self.seen, self.today = day, set(), {}
+            self._rolled = True
 
     @property
     def reserved(self) -> int:
@@ -267,7 +270,9 @@ class Ledger:
             charged += self.prices[kind]
             self.today[kind] = self.today.get(kind, 0) + 1
         self.spent += charged
-        await self.save()
+        if charged or self._rolled:
+            await self.save()  # nothing new billed (an empty poll): nothing to write
+            self._rolled = False
         return charged
 
     def status(self) -> Spend:

@@ -16,11 +16,17 @@ the nonce and timestamp injectable for the documented vectors) and keeps the sec
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA1, Client
+
+# oauthlib logs, at DEBUG, the parameters it signs (the access token) and the signature base
+# string and signature: never useful to an operator, and a token must not reach a log. Its
+# warnings and errors still pass.
+logging.getLogger("oauthlib").setLevel(logging.WARNING)
 
 FORM = "application/x-www-form-urlencoded"
 

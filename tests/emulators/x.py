@@ -41,6 +41,7 @@ reply without one), DM (``dm_create``) and repost (``interaction_create``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -177,6 +178,7 @@ class XEmulator:
         self.nonces: set[str] = set()
         self.meter: dict[str, Usage] = {}
         self.fail_next: list[int] = []  # statuses to answer the next requests with (5xx tests)
+        self.stall = 0.0  # seconds to wait before answering (timeout tests)
         self._ids = itertools.count(1_800_000_000_000_000_000)
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -341,6 +343,8 @@ class XEmulator:
                 {"title": "Not Found", "detail": f"no route {request.path}", "type": "about:blank", "status": 404}, status=404
             )
         route, handler, m = found
+        if self.stall:
+            await asyncio.sleep(self.stall)
         auth, caller = "none", ""
         headers: dict[str, str] = {}
         status = 500

@@ -91,6 +91,15 @@ async def test_a_resource_is_charged_once_per_utc_day() -> None:
     assert ledger.spent == 30_000 and ledger.today == {"post_read": 1}
 
 
+async def test_an_empty_poll_writes_nothing() -> None:
+    store = Store()
+    ledger = Ledger(Prices.from_config(), 25, store, clock=Clock("2026-12-02T10:00:00"))
+    await ledger.settle(ledger.reserve(5_000, "read"), [("post_read", "1")])
+    await ledger.settle(ledger.reserve(5_000, "read"), [])
+    await ledger.settle(ledger.reserve(5_000, "read"), [("post_read", "1")])  # already charged today
+    assert store.saves == 1
+
+
 async def test_writes_are_charged_every_time() -> None:
     ledger = Ledger(Prices.from_config(), 25, clock=Clock("2026-12-02T10:00:00"))
     for _ in range(2):

@@ -5,6 +5,7 @@ sent, and the ledger's count equal to what the emulator would bill."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -243,6 +244,38 @@ async def test_a_dead_server_is_transient(make_api: Any) -> None:
     with pytest.raises(Transient, match="could not reach X"):
         await api.get("/2/users/me", user=True)
     assert api.ledger.reserved == 0
+
+
+async def test_a_stalled_answer_times_out_as_transient(emu: XEmulator, make_api: Any) -> None:
+    emu.stall = 1.0
+    api = await make_api(timeout=0.2, sleep=_no_sleep)
+    with pytest.raises(Transient, match="could not reach X"):
+        await api.get("/2/users/me", user=True)
+    assert api.ledger.reserved == 0 and api.ledger.spent == 0
+
+
+async def test_no_secret_is_logged(emu: XEmulator, make_api: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    alice = emu.add_user("alice")
+    emu.post(alice, "hi")
+    api = await make_api(sleep=_no_sleep)
+    await api.get(TIMELINE, args={"id": alice["id"]})
+    await api.post("/2/tweets", {"text": "signed"})
+    emu.fail_next = [503]
+    await api.get("/2/users/me", user=True)
+    with pytest.raises(AuthFailed):
+        await (await make_api(bearer_token="wrong-bearer")).get(TIMELINE, args={"id": alice["id"]})
+    logged = caplog.text
+    assert "GET /2/users/me" in logged  # the retry was logged
+    for secret in (
+        emu.bearer_token,
+        emu.consumer_secret,
+        emu.access_token_secret,
+        emu.access_token,
+        "wrong-bearer",
+        "oauth_signature",
+    ):
+        assert secret not in logged
 
 
 async def _no_sleep(_s: float) -> None:
