@@ -260,7 +260,7 @@ class XApi:
                 if wait <= self.max_wait and limited <= RATE_LIMIT_RETRIES:
                     continue  # _pace waits for the reset
                 raise RateLimited(
-                    max(wait, 0.0), scope=f"x:{route}", message=f"{what}: X rate limit spent; it resets in {max(wait, 0):.0f}s"
+                    max(wait, 0.0), scope=f"x:{what}", message=f"{what}: X rate limit spent; it resets in {max(wait, 0):.0f}s"
                 )
             if 200 <= status < 300:
                 log.debug("ok route=%s status=%d remaining=%s", what, status, bucket.remaining)

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from adapters.x.cost import MICRO, BudgetExceeded, Ledger, Prices
-from adapters.x.http import XApi
+from adapters.x.http import XApi, map_error
 from adapters.x.oauth1 import Credentials, authorization
 from bridge.errors import AuthFailed, NotFound, Permanent, RateLimited, Transient
 from tests.emulators.x import XEmulator
@@ -326,3 +326,68 @@ async def test_the_ledger_bills_what_the_emulator_bills(emu: XEmulator, make_api
     await again.load()
     assert again.spent == api.ledger.spent and again.today == billed
     assert api.ledger.spent < 1 * MICRO
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "message"),
+    [
+        (
+            401,
+            {"title": "Unauthorized", "detail": "Unauthorized", "type": "about:blank"},
+            AuthFailed,
+            "X refused our credentials (Unauthorized)",
+        ),
+        (
+            402,
+            {"title": "Payment Required", "detail": "Your credits are depleted."},
+            Permanent,
+            "add credits or raise the spending limit",
+        ),
+        (
+            403,
+            {
+                "title": "Client Forbidden",
+                "detail": "Enterprise only.",
+                "reason": "client-not-enrolled",
+                "type": "https://api.x.com/2/problems/client-forbidden",
+            },
+            Permanent,
+            "this app's access level does not include it (Enterprise only. [client-not-enrolled])",
+        ),
+        (
+            403,
+            {
+                "title": "Forbidden",
+                "detail": "Reply to this conversation is not allowed because you have not been mentioned\nor otherwise engaged.",
+            },
+            Permanent,
+            "X refused the reply: self-serve X apps may reply only to posts whose author mentioned or quoted this account (Reply to this "
+            "conversation is not allowed because you have not been mentioned or otherwise engaged.)",
+        ),
+        (
+            403,
+            {"title": "Forbidden", "detail": "You are not permitted to perform this action."},
+            Permanent,
+            "X refused (You are not permitted",
+        ),
+        (404, {"title": "Not Found Error", "detail": "Could not find tweet with id: [1]."}, NotFound, "Could not find tweet"),
+        (
+            400,
+            {"errors": [{"message": "The `query` parameter can not be empty"}], "title": ""},
+            Permanent,
+            "X answered 400 (The `query`",
+        ),
+        (409, {}, Permanent, "X answered 409 (no reason given)"),
+        (500, {"title": "Internal Server Error"}, Transient, "X answered 500 (Internal Server Error)"),
+        (
+            429,
+            {"title": "Too Many Requests", "type": "https://api.x.com/2/problems/usage-capped"},
+            RateLimited,
+            "rate limited by X",
+        ),
+    ],
+)
+def test_x_errors_map_to_the_bridge_hierarchy(status: int, body: dict[str, Any], error: type, message: str) -> None:
+    err = map_error(status, body, "POST /2/tweets")
+    assert type(err) is error
+    assert message in str(err) and "\n" not in str(err)
