@@ -391,3 +391,16 @@ def test_x_errors_map_to_the_bridge_hierarchy(status: int, body: dict[str, Any],
     err = map_error(status, body, "POST /2/tweets")
     assert type(err) is error
     assert message in str(err) and "\n" not in str(err)
+
+
+async def test_a_query_with_unicode_and_punctuation_is_signed_as_sent(emu: XEmulator, make_api: Any) -> None:
+    bob = emu.add_user("bob")
+    emu.post(bob, 'Tokyo 日本 "exact phrase" (a) #tag ~50%* + more')
+    api = await make_api()
+    body = await api.get(
+        "/2/tweets/search/recent",
+        params={"query": 'from:bob 日本 "exact phrase" #tag ~50%* +', "max_results": 10},
+        user=True,
+    )
+    assert len(body["data"]) == 1
+    assert emu.requests[-1][2:] == ("user", 200)
