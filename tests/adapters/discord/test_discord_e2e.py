@@ -229,3 +229,25 @@ async def test_deleted_channel_is_paused_and_others_continue(
     [message] = await emulator.wait_sent(world.other, 1)
     assert message.embeds[0]["description"] == "still here"
     assert emulator.bot_messages(world.feed) == []
+
+
+async def test_long_post_with_a_5xx_on_part_2_arrives_once_in_order(
+    emulator: DiscordEmulator, world: World, start_bridge: StartBridge
+) -> None:
+    bridge = await start_bridge()
+    net: FakeNetwork = bridge.adapters["fakenet"]
+    await follow(emulator, world.feed, world.admin, "alice.fake")
+    emulator.fail_nth(world.feed, 2, 503, "Service Unavailable")  # part 2's first try
+    creates_before = sum(1 for m, p in emulator.requests if m == "POST" and p.endswith(f"/channels/{world.feed}/messages"))
+    text = " ".join(f"word{n}" for n in range(1400))  # about 10,000 characters: three messages
+    await net.publish("alice.fake", text)
+    messages = await emulator.wait_sent(world.feed, 3, timeout=15)
+    await asyncio.sleep(1.0)  # a duplicate would show up now
+    messages = emulator.bot_messages(world.feed)
+    assert len(messages) == 3
+    shown = "".join(m.embeds[0]["description"] for m in messages)
+    assert shown.split() == text.split()  # every part once, in order
+    assert [m.embeds[0].get("footer", {}).get("text", "")[-11:] for m in messages[1:]] == ["part 2 of 3", "part 3 of 3"]
+    # The retry resumed at part 2: part 1 was not even asked for again.
+    creates = [p for m, p in emulator.requests if m == "POST" and p.endswith(f"/channels/{world.feed}/messages")]
+    assert len(creates) - creates_before == 4  # part 1, part 2 (503), part 2, part 3
