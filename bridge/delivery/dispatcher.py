@@ -28,8 +28,8 @@ from bridge.storage.store import Confirmed, PendingDelivery, Store, utcnow
 log = logging.getLogger("bridge.delivery.dispatcher")
 
 # Failed attempts before a delivery is given up. With the backoff below, attempts 1-15 wait
-# 2, 4, ... 512 s, then 600 s each (full jitter halves any of them): 39 to 77 minutes of trying,
-# about an hour. 429s and pacing waits are not counted.
+# 2, 4, ... 512 s, then 600 s each (jitter takes up to half off each): 39 to 77 minutes of
+# trying, about an hour. 429s and pacing waits are not counted.
 MAX_ATTEMPTS = 16
 BATCH = 50
 NOTICE_EVERY = timedelta(minutes=10)
@@ -41,8 +41,8 @@ RECORD_RETRY_MAX = 5.0
 
 
 def backoff(attempts: int) -> float:
-    """Seconds before retry number ``attempts``: exponential, capped at 10 minutes, with full
-    jitter so that many rows failing together do not retry together."""
+    """Seconds before retry number ``attempts``: exponential, capped at 10 minutes, with jitter
+    (between half and all of it) so that many rows failing together do not retry together."""
     ceiling = min(600.0, 2.0 ** min(attempts, 12))
     return random.uniform(ceiling / 2, ceiling)
 

@@ -94,12 +94,13 @@ class ChatWorld:
         for m in messages:
             for n in pattern.findall(m.text):
                 out.setdefault((int(n), "album" if m.media_group_id else "text"), []).append(m.at)
-                for _label, url in m.links():
-                    by_url[url] = int(n)
+                for label, url in m.links():
+                    if label == "Open original":  # not the author's profile: every post has it
+                        by_url[url] = int(n)
         for m in messages:
             if m.text.startswith("⬆️"):
-                for _label, url in m.links():
-                    if url in by_url:
+                for label, url in m.links():
+                    if label == "Open original" and url in by_url:
                         out.setdefault((by_url[url], "follow-up"), []).append(m.at)
         return out
 
