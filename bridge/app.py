@@ -56,6 +56,7 @@ class Bridge:
             send_timeout=config.send_timeout,
             open_thread=lambda sub: sub in self._thread_subs,
             on_paused=self._paused_by_dispatcher,
+            on_moved=self.chat_moved,
         )
         self.quiet: dict[str, QuietHours] = {}
         self.digester = Digester(self.store, self.chats, lambda: self.quiet, self.pause, self._describe_sub)

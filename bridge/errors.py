@@ -2,11 +2,13 @@
 
 The engine decides what to do from the class alone: retry soon (`Transient`),
 wait for that destination only (`RateLimited`), record and move on
-(`Permanent`), pause the destination (`DestinationUnavailable`) or stop and
-tell the operator (`AuthFailed`).
+(`Permanent`), pause the destination (`DestinationUnavailable`), move it
+(`DestinationMoved`) or stop and tell the operator (`AuthFailed`).
 """
 
 from __future__ import annotations
+
+from bridge.model import ChatTarget
 
 
 class BridgeError(Exception):
@@ -36,6 +38,17 @@ class Permanent(BridgeError):
 class DestinationUnavailable(Permanent):
     """The destination itself is gone or closed to us: chat deleted, bot removed or blocked,
     missing permissions. The engine pauses deliveries to it and records the reason."""
+
+
+class DestinationMoved(BridgeError):
+    """The chat now lives at another id (Telegram: a group upgraded to a supergroup). Nothing
+    was sent. The engine moves the chat's subscriptions and pending deliveries to ``new``
+    (the core's ``chat_moved``), where this delivery is sent."""
+
+    def __init__(self, old: ChatTarget, new: ChatTarget) -> None:
+        self.old = old
+        self.new = new
+        super().__init__(f"{old} moved to {new}")
 
 
 class NotFound(Permanent):

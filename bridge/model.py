@@ -252,7 +252,12 @@ class Delivery:
     """One post to send to one destination, from the ledger.
 
     ``key`` is stable for this (post, destination) across retries and restarts: adapters use it
-    as an idempotency key where the platform offers one (Discord nonce).
+    as an idempotency key where the platform offers one (Discord nonce; part ``i`` of a post
+    sent as several messages derives its own from it).
+
+    ``parts_done`` holds the chat message ids of the parts an earlier attempt already delivered
+    (one tuple per part, in order; empty on a first attempt). The adapter renders the post the
+    same way every time and sends only the parts after these.
     """
 
     id: int
@@ -261,12 +266,14 @@ class Delivery:
     target: ChatTarget
     buttons: tuple[Button, ...] = ()
     open_thread: bool = False
+    parts_done: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """What a chat adapter reports after sending: the chat message ids it created, the first
-    one being the message that carries the post (replies to any of them reach the post)."""
+    """What a chat adapter reports after sending: the chat message ids of every part of the
+    post, those of ``Delivery.parts_done`` included, the first one being the message that
+    carries the post (replies to any of them reach the post)."""
 
     message_ids: tuple[str, ...]
     thread_id: str = ""

@@ -84,6 +84,17 @@ class Host(Protocol):
         ...
 
 
+class PartRecorder(Protocol):
+    """Handed by the core to ``ChatAdapter.send``: records one part of a post as delivered."""
+
+    async def __call__(self, index: int, message_ids: tuple[str, ...]) -> None:
+        """Part ``index`` (0-based, counting ``Delivery.parts_done``) went out as chat messages
+        ``message_ids``. Returns once that is committed (its own small transaction, retried
+        until it holds); a later attempt of the delivery then starts after this part, and a
+        reply to these messages reaches the post."""
+        ...
+
+
 @runtime_checkable
 class NetworkAdapter(Protocol):
     """A microblog network (Bluesky, Mastodon, X).
@@ -169,10 +180,20 @@ class ChatAdapter(Protocol):
       rendering the Answer it returns. It must return promptly.
     * ``send`` delivers one post to one destination and returns the created message ids. It
       must raise RateLimited (with the server's retry_after) on a 429 for that destination,
-      DestinationUnavailable when the chat is gone or closed to the bot, Permanent when the
-      platform rejects the message for good, Transient otherwise. It must neutralise mentions
-      and markup in network text (no @everyone ping, no injected HTML). It may pace itself to
-      the platform's limits; waiting for one destination must not hold up another.
+      DestinationMoved when the platform says the chat now lives elsewhere (without sending
+      there: the core moves the delivery), DestinationUnavailable when the chat is gone or
+      closed to the bot, Permanent when the platform rejects the message for good, Transient
+      otherwise. It must neutralise mentions and markup in network text (no @everyone ping, no
+      injected HTML). Waiting for one destination must not hold up another.
+    * A post that takes several chat messages (parts) is sent part by part, starting after
+      ``delivery.parts_done``; after each part but the last the adapter must await
+      ``progress(index, ids)`` before it sends the next one. A failure after that resends
+      nothing already recorded.
+    * The core cancels a send that gets no answer within its send timeout, counted from the
+      start and again from each recorded part; a cancelled send is retried with backoff. So
+      ``send`` must not sleep through its own pacing: when the destination's next slot is more
+      than a few seconds away it raises RateLimited with that wait (the core comes back then,
+      with the parts sent so far recorded) instead of waiting.
     """
 
     name: ClassVar[str]
@@ -197,8 +218,10 @@ class ChatAdapter(Protocol):
         ValueError with a user-facing message."""
         ...
 
-    async def send(self, delivery: Delivery) -> Sent:
-        """Send the post of ``delivery`` to ``delivery.target`` with its buttons."""
+    async def send(self, delivery: Delivery, progress: PartRecorder | None = None) -> Sent:
+        """Send the post of ``delivery`` to ``delivery.target`` with its buttons, from the part
+        after ``delivery.parts_done``; await ``progress`` (when given) after each part but the
+        last. Return every part's message ids, those of ``parts_done`` first."""
         ...
 
     async def notify(self, target: ChatTarget, text: str) -> None:

@@ -32,7 +32,7 @@ from bridge.model import (
     Source,
     SourceKind,
 )
-from bridge.protocols import Host
+from bridge.protocols import Host, PartRecorder
 
 
 class FakeNetwork:
@@ -177,7 +177,7 @@ class FakeChat:
     def parse_target(self, text: str) -> ChatTarget:
         return ChatTarget.parse(f"{self.name}:{text}")
 
-    async def send(self, delivery: Delivery) -> Sent:
+    async def send(self, delivery: Delivery, progress: PartRecorder | None = None) -> Sent:
         errors = self.fail.get(delivery.target.chat_id)
         if errors:
             raise errors.pop(0)

@@ -19,13 +19,13 @@ from adapters.discord.render import (
     buttons_view,
     delivery_nonce,
     notice_text,
-    post_embed,
+    post_embeds,
     thread_name,
 )
 from bridge.configschema import Key
 from bridge.errors import AuthFailed, BridgeError
 from bridge.model import Answer, ChatEvent, ChatTarget, ChatUser, Delivery, EventKind, Sent
-from bridge.protocols import Host
+from bridge.protocols import Host, PartRecorder
 
 # Discord: an interaction must be acknowledged within 3 seconds. Wait this long for the core's
 # answer before deferring (a modal can only be the first response, so waiting is worth it).
@@ -182,32 +182,45 @@ class DiscordAdapter:
             raise map_discord_error(ConnectionError("the Discord adapter is not started"), "discord")
         return self._client
 
-    async def send(self, delivery: Delivery) -> Sent:
-        """Send the post as one embed with its buttons to the channel (or thread), with
-        mentions disabled and a nonce from the delivery key (enforce_nonce), and open a thread
-        under it when asked. Errors map to bridge.errors for this destination only."""
+    async def send(self, delivery: Delivery, progress: PartRecorder | None = None) -> Sent:
+        """Send the post as embeds (one message; a text too long for one embed continues in up
+        to ``render.MAX_PARTS`` messages) to the channel (or thread), from the part after
+        ``delivery.parts_done``, with mentions disabled, the buttons on the last message and a
+        nonce per part from the delivery key (enforce_nonce), and open a thread under the first
+        message when asked. Each part but the last is handed to ``progress`` before the next.
+        Errors map to bridge.errors for this destination only."""
         client = self._connected_client()
         target = delivery.target
         scope = str(target)
         channel = client.get_partial_messageable(int(target.thread_id or target.chat_id))
-        kwargs: dict[str, Any] = {
-            "embed": post_embed(delivery.post),
-            "allowed_mentions": NO_MENTIONS,
-            # discord.py sends enforce_nonce=True with a nonce: a retry returns the first message.
-            "nonce": delivery_nonce(delivery),
-        }
+        embeds = post_embeds(delivery.post)
+        ids = [i for part in delivery.parts_done for i in part]
         view = buttons_view(delivery.buttons)
-        if view is not None:
-            kwargs["view"] = view
-        try:
-            message = await channel.send(**kwargs)
-        except Exception as exc:
-            raise map_discord_error(exc, scope) from None
+        for index in range(len(delivery.parts_done), len(embeds)):
+            kwargs: dict[str, Any] = {
+                "embed": embeds[index],
+                "allowed_mentions": NO_MENTIONS,
+                # discord.py sends enforce_nonce=True with a nonce: a retry of a part returns the
+                # message it created instead of a second one.
+                "nonce": delivery_nonce(delivery, index),
+            }
+            last = index == len(embeds) - 1
+            if last and view is not None:
+                kwargs["view"] = view
+            try:
+                message = await channel.send(**kwargs)
+            except Exception as exc:
+                raise map_discord_error(exc, scope) from None
+            ids.append(str(message.id))
+            if progress is not None and not last:
+                await progress(index, (str(message.id),))
+        if not ids:
+            raise map_discord_error(RuntimeError("nothing to send"), scope)
         thread_id = target.thread_id
         if delivery.open_thread and not target.thread_id:
-            thread_id = await self._open_thread(channel.id, message.id, delivery, scope)
-        self.log.info("discord.sent delivery=%s post=%s target=%s message=%s", delivery.id, delivery.post.ref, scope, message.id)
-        return Sent(message_ids=(str(message.id),), thread_id=thread_id if thread_id != target.thread_id else "")
+            thread_id = await self._open_thread(channel.id, int(ids[0]), delivery, scope)
+        self.log.info("discord.sent delivery=%s post=%s target=%s messages=%s", delivery.id, delivery.post.ref, scope, ",".join(ids))
+        return Sent(message_ids=tuple(ids), thread_id=thread_id if thread_id != target.thread_id else "")
 
     async def _open_thread(self, channel_id: int, message_id: int, delivery: Delivery, scope: str) -> str:
         client = self._connected_client()

@@ -21,6 +21,9 @@ CONTENT_LIMIT = 2000
 NONCE_LIMIT = 25
 # Discord: a thread name is 1-100 characters.
 THREAD_NAME_LIMIT = 100
+# A post longer than one embed's description goes out as up to this many messages; what is left
+# after them is shortened with a link to the original.
+MAX_PARTS = 5
 
 NO_MENTIONS = discord.AllowedMentions.none()
 ELLIPSIS = "…"
@@ -34,10 +37,12 @@ def network_label(network: str) -> str:
     return _NETWORK_NAMES.get(network, network.title())
 
 
-def delivery_nonce(delivery: Delivery) -> str:
-    """A nonce for ``delivery``: stable across retries and restarts, at most 25 characters, so
-    Discord (with enforce_nonce) returns the first message instead of sending a second."""
-    return hashlib.sha256(delivery.key.encode()).hexdigest()[:NONCE_LIMIT]
+def delivery_nonce(delivery: Delivery, part: int = 0) -> str:
+    """A nonce for part ``part`` of ``delivery``: stable across retries and restarts, distinct
+    per part, at most 25 characters, so Discord (with enforce_nonce) returns the message a
+    part created before instead of sending it a second time."""
+    seed = delivery.key if part == 0 else f"{delivery.key}\0{part}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:NONCE_LIMIT]
 
 
 def _escape(text: str) -> str:
@@ -92,7 +97,46 @@ def description(post: Post, limit: int = DESCRIPTION_LIMIT) -> str:
     full = "".join(pieces)
     if len(full) <= limit:
         return full
-    tail = f"{ELLIPSIS}\n[Read the full post]({post.url})" if post.url else ELLIPSIS
+    return _shorten(pieces, limit, post.url)
+
+
+def description_parts(post: Post, limit: int = DESCRIPTION_LIMIT, max_parts: int = MAX_PARTS) -> list[str]:
+    """The post's text as markdown cut into parts of at most ``limit`` characters, at words
+    (a link is never cut); beyond ``max_parts`` parts the last is shortened with a link to the
+    original. One part when it fits."""
+    pieces = _fit_pieces(_segments(post), limit)
+    parts: list[list[str]] = [[]]
+    size = 0
+    for index, piece in enumerate(pieces):
+        if size + len(piece) > limit and parts[-1]:
+            if len(parts) == max_parts:
+                parts[-1] = [_shorten(parts[-1] + pieces[index:], limit, post.url)]
+                break
+            parts.append([])
+            size = 0
+        parts[-1].append(piece)
+        size += len(piece)
+    return ["".join(part) for part in parts]
+
+
+def _fit_pieces(pieces: list[str], limit: int) -> list[str]:
+    """``pieces`` with any longer than ``limit`` cut, never between an escaping backslash and
+    the character it escapes."""
+    out: list[str] = []
+    for piece in pieces:
+        while len(piece) > limit:
+            cut = limit
+            while cut > 1 and piece[:cut].endswith("\\") and (cut - len(piece[:cut].rstrip("\\"))) % 2:
+                cut -= 1
+            out.append(piece[:cut])
+            piece = piece[cut:]
+        out.append(piece)
+    return out
+
+
+def _shorten(pieces: list[str], limit: int, url: str) -> str:
+    """``pieces`` joined and shortened to ``limit`` characters, ending with a link to ``url``."""
+    tail = f"{ELLIPSIS}\n[Read the full post]({url})" if url else ELLIPSIS
     budget = limit - len(tail)
     out = ""
     for piece in pieces:
@@ -122,15 +166,29 @@ def _image_url(post: Post) -> str:
     return ""
 
 
-def post_embed(post: Post) -> discord.Embed:
-    """One embed for ``post``: author (name, handle, avatar), text, image, quoted post in brief,
-    timestamp, the network in the footer and the original's URL. Within every Discord limit."""
+def post_embeds(post: Post) -> list[discord.Embed]:
+    """The embeds of ``post``, one per message: the post (see ``post_embed``) with the first
+    part of its text, then one embed per further part of a text too long for one."""
+    texts = description_parts(post)
+    embeds = [post_embed(post, texts[0])]
+    network = network_label(post.ref.network)
+    for number, text in enumerate(texts[1:], 2):
+        more = discord.Embed(description=text or None, url=post.url or None, colour=discord.Colour.blurple())
+        more.set_footer(text=_clip(f"{network} · {post.author.label} · part {number} of {len(texts)}", 2048))
+        embeds.append(more)
+    return embeds
+
+
+def post_embed(post: Post, text: str | None = None) -> discord.Embed:
+    """One embed for ``post``: author (name, handle, avatar), text (``text`` when given, else
+    the post's own, shortened to fit), image, quoted post in brief, timestamp, the network in
+    the footer and the original's URL. Within every Discord limit."""
     network = network_label(post.ref.network)
     title = f"Reply on {network}" if post.is_reply else f"Post on {network}"
     embed = discord.Embed(
         title=title,
         url=post.url or None,
-        description=description(post) or None,
+        description=(description(post) if text is None else text) or None,
         timestamp=post.created_at,
         colour=discord.Colour.blurple(),
     )

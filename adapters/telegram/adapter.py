@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from telegram import Bot, BotCommand, Update
@@ -14,15 +14,15 @@ from adapters.telegram.admins import AdminCache
 from adapters.telegram.failures import auth_failed, to_bridge_error
 from adapters.telegram.logredact import protect_token
 from adapters.telegram.ordering import ChatOrderedUpdates
-from adapters.telegram.outbox import Outbox
+from adapters.telegram.outbox import Outbox, PieceRecorder
 from adapters.telegram.pacing import Pacer
 from adapters.telegram.render import Piece, plan_notice, plan_post
 from adapters.telegram.transport import AiohttpRequest
 from adapters.telegram.updates import COMMANDS, PLATFORM, UpdateHandler
 from bridge.configschema import Key
-from bridge.errors import RateLimited, Transient
+from bridge.errors import DestinationMoved, Transient
 from bridge.model import ChatTarget, Delivery, Sent
-from bridge.protocols import Host
+from bridge.protocols import Host, PartRecorder
 
 # Update kinds the bridge acts on (Telegram sends only these when asked, saving traffic).
 ALLOWED_UPDATES = ["message", "channel_post", "callback_query", "my_chat_member"]
@@ -162,10 +162,23 @@ class TelegramAdapter:
 
     # --- sending --------------------------------------------------------------------------------
 
-    async def send(self, delivery: Delivery) -> Sent:
-        """Send the post as planned by ``render.plan_post``; all created message ids come back."""
+    async def send(self, delivery: Delivery, progress: PartRecorder | None = None) -> Sent:
+        """Send the post as planned by ``render.plan_post``, from the part after
+        ``delivery.parts_done``; every part's message ids come back, those sent before first.
+        Each part but the last is handed to ``progress`` before the next is sent (see
+        bridge.protocols.ChatAdapter)."""
         pieces = plan_post(delivery.post, delivery.buttons)
-        ids = await self._deliver(delivery.target, pieces, patient=False, moved_is_pending=True)
+        done = [i for part in delivery.parts_done for i in part]
+        start = len(delivery.parts_done)
+        if start >= len(pieces):  # every part was out already (the plan is the same each time)
+            return Sent(message_ids=tuple(done), thread_id=delivery.target.thread_id)
+        on_piece = None
+        if progress is not None:
+
+            async def on_piece(index: int, ids: Sequence[int]) -> None:
+                await progress(index, tuple(str(i) for i in ids))
+
+        ids = done + await self._deliver(delivery.target, pieces, patient=False, moved_is_pending=True, start=start, on_piece=on_piece)
         # The core logs every delivery at info with its message ids; this line adds the parts.
         self._log.debug(
             "telegram.sent delivery=%s post=%s target=%s messages=%s",
@@ -180,27 +193,33 @@ class TelegramAdapter:
         """A plain-text notice, escaped; same errors as ``send``."""
         await self._deliver(target, plan_notice(text), patient=False)
 
-    async def _deliver(self, target: ChatTarget, pieces: list[Piece], patient: bool, moved_is_pending: bool = False) -> list[str]:
-        """Send ``pieces`` to ``target`` and map failures. On a group → supergroup migration the
-        chat is moved; a notice is then sent to the new chat, while a delivery (``moved_is_pending``)
-        is handed back as RateLimited(0): it now belongs to the new chat, where the core sends it."""
+    async def _deliver(
+        self,
+        target: ChatTarget,
+        pieces: list[Piece],
+        patient: bool,
+        moved_is_pending: bool = False,
+        start: int = 0,
+        on_piece: PieceRecorder | None = None,
+    ) -> list[str]:
+        """Send ``pieces[start:]`` to ``target`` and map failures. On a group → supergroup
+        migration a delivery (``moved_is_pending``) raises DestinationMoved: the core moves the
+        chat's rows to the new chat and sends it there (sending it here as well would show it
+        twice). A notice is sent to the new chat after the chat is moved."""
         if self._outbox is None:
             raise Transient("telegram adapter is not started")
         chat_id = int(target.chat_id)
         thread = int(target.thread_id) if target.thread_id else None
         try:
-            ids = await self._outbox.send(chat_id, pieces, thread_id=thread, patient=patient)
+            ids = await self._outbox.send(chat_id, pieces, thread_id=thread, patient=patient, start=start, on_piece=on_piece)
         except ChatMigrated as exc:
-            # Telegram: a group upgraded to a supergroup answers with its new id. The core moves
-            # the chat's subscriptions and pending deliveries there.
+            # Telegram: a group upgraded to a supergroup answers with its new id.
             new_id = int(exc.new_chat_id)
             new_target = ChatTarget(PLATFORM, str(new_id), target.thread_id)
             self._log.info("telegram.chat_migrated old=%s new=%s", target, new_target)
-            await self._host.chat_moved(target.room, new_target.room)
             if moved_is_pending:
-                # This delivery moved with the chat: the core sends it to the new chat and records
-                # its message ids there. Sending it here as well would show it twice.
-                raise RateLimited(0.0, scope=str(chat_id), message=f"telegram:{chat_id} moved to {new_id}") from exc
+                raise DestinationMoved(target.room, new_target.room) from exc
+            await self._host.chat_moved(target.room, new_target.room)
             try:
                 ids = await self._outbox.send(new_id, pieces, thread_id=thread, patient=patient)
             except TelegramError as retry_exc:

@@ -1,16 +1,18 @@
 """The one path by which the adapter sends messages: paced, and faithful to the plan.
 
 Every message (relayed post, notice, answer to a command, prompt) goes through ``Outbox`` so
-the pacing sees all of them. Once the first message of a post is out, a 429 on a following
-part is waited out here (that chat only) instead of failing the delivery: a retry of the whole
-delivery would repeat the parts already shown.
+the pacing sees all of them. A relayed post is sent with a recorder (``on_piece``): each part
+is recorded as it goes out, so a 429 or a long pacing wait before the next part is handed back
+to the core as RateLimited and the delivery resumes there later. Without a recorder (notices,
+answers), once the first message is out a 429 on a following part is waited out here (that chat
+only): a retry of the whole would repeat the parts already shown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from telegram import (
     Bot,
@@ -31,8 +33,11 @@ from adapters.telegram.render import Piece
 
 log = logging.getLogger(__name__)
 
-# How many 429s a continuation part may wait out before the delivery gives up.
+# How many 429s a continuation part of an unrecorded send may wait out before it gives up.
 CONTINUATION_RETRIES = 3
+
+# Called with (piece index, message ids) once a piece is out, before the next piece is sent.
+PieceRecorder = Callable[[int, Sequence[int]], Awaitable[None]]
 
 
 def markup_of(piece: Piece) -> InlineKeyboardMarkup | None:
@@ -67,30 +72,40 @@ class Outbox:
         thread_id: int | None = None,
         reply_to: int | None = None,
         patient: bool = False,
+        start: int = 0,
+        on_piece: PieceRecorder | None = None,
     ) -> list[int]:
-        """Send ``pieces`` in order to ``chat_id``; return the ids of every message created.
+        """Send ``pieces[start:]`` in order to ``chat_id``; return the ids of the messages created.
 
-        The first piece raises whatever Telegram answered (RetryAfter penalises only this chat
-        in the pacer). ``patient`` waits for pacing however long it takes; otherwise a chat
-        whose next slot is further than ``max_wait`` raises RateLimited before sending.
+        With ``on_piece``, it is awaited after each piece but the last, and every piece is
+        treated like the first: a 429 raises (RetryAfter penalises only this chat in the pacer)
+        and a chat whose next slot is further than ``max_wait`` raises RateLimited before
+        sending, so the caller resumes at that piece later instead of sleeping through it.
+        Without it, the first piece sent raises as above, and later ones wait for pacing and
+        wait out a few 429s. ``patient`` waits for pacing however long it takes.
         """
         ids: list[int] = []
-        for index, piece in enumerate(pieces):
+        for index in range(start, len(pieces)):
+            piece = pieces[index]
+            bounded = not patient and (index == start or on_piece is not None)
             attempts = 0
             while True:
                 try:
-                    await self._pacer.acquire(chat_id, None if (patient or index) else self._max_wait)
+                    await self._pacer.acquire(chat_id, self._max_wait if bounded else None)
                     messages = await self._send_one(chat_id, piece, thread_id, reply_to if index == 0 else None)
                     break
                 except RetryAfter as exc:
                     wait = retry_after_seconds(exc)
                     self._pacer.penalize(chat_id, wait)
                     attempts += 1
-                    if index == 0 or attempts > CONTINUATION_RETRIES:
+                    if index == start or on_piece is not None or attempts > CONTINUATION_RETRIES:
                         raise
                     log.info("telegram.continuation_wait chat=%s part=%d wait=%.1fs", chat_id, index, wait)
                     await asyncio.sleep(0)  # the pacer holds the chat for `wait`
-            ids.extend(m.message_id for m in messages)
+            sent = [m.message_id for m in messages]
+            ids.extend(sent)
+            if on_piece is not None and index < len(pieces) - 1:
+                await on_piece(index, sent)
         return ids
 
     async def _send_one(self, chat_id: int, piece: Piece, thread_id: int | None, reply_to: int | None) -> Sequence[Message]:

@@ -40,17 +40,18 @@ class Pacer:
 
     def __init__(
         self,
-        per_second: float = GLOBAL_PER_SECOND,
-        private_interval: float = PRIVATE_INTERVAL,
-        group_per_minute: int = GROUP_PER_MINUTE,
-        group_window: float = GROUP_WINDOW,
+        per_second: float | None = None,
+        private_interval: float | None = None,
+        group_per_minute: int | None = None,
+        group_window: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._interval = 1.0 / per_second
-        self._private_interval = private_interval
-        self._group_per_minute = group_per_minute
-        self._group_window = group_window
+        # None: the module's limits, read now (a test may scale the group window down).
+        self._interval = 1.0 / (GLOBAL_PER_SECOND if per_second is None else per_second)
+        self._private_interval = PRIVATE_INTERVAL if private_interval is None else private_interval
+        self._group_per_minute = GROUP_PER_MINUTE if group_per_minute is None else group_per_minute
+        self._group_window = GROUP_WINDOW if group_window is None else group_window
         self._clock = clock
         self._sleep = sleep
         self._next_global = 0.0

@@ -4,6 +4,11 @@ One worker per destination at a time (posts reach a room in order), at most
 ``concurrency`` destinations at once. A 429 holds back only the destination it names;
 transient failures back off with jitter; permanent ones are recorded and skipped, so a
 poison row never blocks the rows behind it; a destination that is gone is paused.
+
+A post sent as several chat messages is recorded part by part as the adapter reports them, so
+a retry resumes at the next part; a send the platform accepted is recorded however long the
+database takes to answer (it is never sent again because its record failed). While rooms wait
+(429, pacing, backoff) the loop sleeps until the first row it may actually send is due.
 """
 
 from __future__ import annotations
@@ -11,25 +16,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from bridge.delivery.buttons import buttons_for
-from bridge.errors import DestinationUnavailable, Permanent, RateLimited
+from bridge.errors import DestinationMoved, DestinationUnavailable, Permanent, RateLimited
 from bridge.model import ChatTarget, Delivery
 from bridge.protocols import ChatAdapter
 from bridge.storage.store import Confirmed, PendingDelivery, Store, utcnow
 
 log = logging.getLogger("bridge.delivery.dispatcher")
 
-MAX_ATTEMPTS = 12  # with the backoff below, about an hour of trying before giving up
+# Failed attempts before a delivery is given up. With the backoff below, attempts 1-15 wait
+# 2, 4, ... 512 s, then 600 s each (jitter takes up to half off each): 39 to 77 minutes of
+# trying, about an hour. 429s and pacing waits are not counted.
+MAX_ATTEMPTS = 16
 BATCH = 50
 NOTICE_EVERY = timedelta(minutes=10)
+# The longest the loop sleeps without a wake-up: rows another process adds are seen this late.
+IDLE = 5.0
+# Recording a send that went out is retried with this backoff (seconds) until it holds.
+RECORD_RETRY_FIRST = 0.1
+RECORD_RETRY_MAX = 5.0
 
 
 def backoff(attempts: int) -> float:
-    """Seconds before retry number ``attempts``: exponential, capped at 10 minutes, with full
-    jitter so that many rows failing together do not retry together."""
+    """Seconds before retry number ``attempts``: exponential, capped at 10 minutes, with jitter
+    (between half and all of it) so that many rows failing together do not retry together."""
     ceiling = min(600.0, 2.0 ** min(attempts, 12))
     return random.uniform(ceiling / 2, ceiling)
 
@@ -44,6 +57,7 @@ class Dispatcher:
         send_timeout: float = 30.0,
         open_thread: Callable[[int | None], bool] = lambda _sub: False,
         on_paused: Callable[[ChatTarget, str], None] = lambda _t, _r: None,
+        on_moved: Callable[[ChatTarget, ChatTarget], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._chats = chats
@@ -51,6 +65,7 @@ class Dispatcher:
         self._send_timeout = send_timeout
         self._open_thread = open_thread
         self._on_paused = on_paused
+        self._on_moved = on_moved
         self._wake = asyncio.Event()
         self._active: dict[str, asyncio.Task[None]] = {}
         self._blocked_until: dict[str, datetime] = {}
@@ -58,6 +73,7 @@ class Dispatcher:
         # Group commit: sends confirmed while the ledger is busy are recorded together.
         self._confirmed: list[tuple[Confirmed, asyncio.Future[None]]] = []
         self._recorder: asyncio.Task[None] | None = None
+        self._part_records: set[asyncio.Task[None]] = set()
         self.sent = 0  # counters for status and benchmarks
         self.failed = 0
 
@@ -94,12 +110,16 @@ class Dispatcher:
             self._active[dest] = asyncio.create_task(self._work(dest), name=f"deliver {dest}")
 
     async def _idle_timeout(self) -> float:
+        """Seconds until a row the loop may send is due: rooms with a worker wake the loop when
+        it ends, and a room held back (429, pacing, backoff) counts only from when it is free,
+        however many of its rows are past due meanwhile."""
         if len(self._active) >= self._concurrency:
-            return 5.0  # a worker finishing wakes us
-        nxt = await self._store.next_due()
-        if nxt is None:
-            return 5.0
-        return max(0.01, min(5.0, (nxt - utcnow()).total_seconds()))
+            return IDLE  # a worker finishing wakes us
+        nxt = await self._store.next_due(exclude=set(self._active) | set(self._blocked_until))
+        times = [t for t in (nxt, *self._blocked_until.values()) if t is not None]
+        if not times:
+            return IDLE
+        return max(0.01, min(IDLE, (min(times) - utcnow()).total_seconds()))
 
     async def _work(self, dest: str) -> None:
         try:
@@ -133,16 +153,43 @@ class Dispatcher:
             target=target,
             buttons=buttons_for(pending.post, pending.id),
             open_thread=self._open_thread(pending.subscription_id),
+            parts_done=pending.parts,
         )
+        loop = asyncio.get_running_loop()
+        parts = list(pending.parts)
+        deadline: asyncio.Timeout | None = None
+
+        async def progress(index: int, message_ids: tuple[str, ...]) -> None:
+            if index != len(parts):
+                raise RuntimeError(f"part {index} reported after {len(parts)} parts (delivery {pending.id})")
+            parts.append(tuple(message_ids))
+            if deadline is not None:
+                deadline.reschedule(None)  # the part is out: wait for its record however long it takes
+            await self._record_part(pending, tuple(parts))
+            if deadline is not None:
+                deadline.reschedule(loop.time() + self._send_timeout)
+
         try:
             # A platform that stops answering must not hold its rooms forever (client libraries
-            # default to minutes): give up on this attempt and retry it with backoff.
+            # default to minutes): give up on this attempt and retry it with backoff. The deadline
+            # restarts at each recorded part, so it bounds one request, not the whole post; the
+            # adapter hands back its pacing waits as RateLimited instead of sleeping through it.
             # asyncio.timeout rather than wait_for: wait_for runs the send in a task of its own,
             # which cost about a third of a millisecond of CPU per send in bench.pipeline.
-            async with asyncio.timeout(self._send_timeout):
-                sent = await chat.send(delivery)
+            async with asyncio.timeout(self._send_timeout) as deadline:
+                sent = await chat.send(delivery, progress)
         except TimeoutError:
-            return await self._retry(pending, f"no answer within {self._send_timeout:g} s")
+            return await self._retry(pending, f"no answer within {self._send_timeout:g} s", len(parts))
+        except DestinationMoved as exc:
+            # Nothing was sent: the chat's rows (this one included) move to the new chat, whose
+            # own worker sends them.
+            if self._on_moved is not None:
+                await self._on_moved(exc.old, exc.new)
+            else:
+                await self._store.move_destination(exc.old, exc.new)
+            log.info("destination moved from=%s to=%s delivery=%s", exc.old, exc.new, pending.id)
+            self._wake.set()
+            return False
         except RateLimited as exc:
             until = utcnow() + timedelta(seconds=max(exc.retry_after, 0.05))
             self._blocked_until[dest] = until
@@ -172,7 +219,7 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Transient, or an adapter bug: both are retried, then given up
-            return await self._retry(pending, str(exc) or type(exc).__name__)
+            return await self._retry(pending, str(exc) or type(exc).__name__, len(parts))
         await self._record_sent(Confirmed(pending, sent.message_ids, sent.thread_id))
         self.sent += 1
         log.info(
@@ -180,7 +227,7 @@ class Dispatcher:
         )
         return True
 
-    async def _retry(self, pending: PendingDelivery, reason: str) -> bool:
+    async def _retry(self, pending: PendingDelivery, reason: str, parts_done: int = 0) -> bool:
         """Schedule another attempt with backoff, or give up after MAX_ATTEMPTS. False: the
         destination waits."""
         dest = str(pending.destination)
@@ -194,9 +241,53 @@ class Dispatcher:
         await self._store.mark_retry(pending.id, utcnow() + timedelta(seconds=delay), reason)
         self._blocked_until[dest] = utcnow() + timedelta(seconds=delay)
         log.info(
-            "delivery retry delivery=%s destination=%s attempt=%d in=%.1fs reason=%r", pending.id, dest, attempts, delay, reason
+            "delivery retry delivery=%s destination=%s attempt=%d in=%.1fs parts_done=%d reason=%r",
+            pending.id,
+            dest,
+            attempts,
+            delay,
+            parts_done,
+            reason,
         )
         return False
+
+    async def _until_recorded(self, record: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run ``record`` until it holds: what it records is already in the chat, so giving up
+        would send it again. One log line per failed try, with backoff (a database blip or a
+        restart of the database server)."""
+        delay = RECORD_RETRY_FIRST
+        failures = 0
+        while True:
+            try:
+                await record()
+            except Exception as exc:
+                failures += 1
+                log.warning(
+                    "send not recorded yet, retrying in %.1fs what=%s failures=%d reason=%r",
+                    delay,
+                    what,
+                    failures,
+                    str(exc) or type(exc).__name__,
+                )
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, RECORD_RETRY_MAX)
+                continue
+            if failures:
+                log.info("send recorded what=%s after_failures=%d", what, failures)
+            return
+
+    async def _record_part(self, pending: PendingDelivery, parts: Sequence[tuple[str, ...]]) -> None:
+        """Return once ``parts`` (every part delivered so far) is in the ledger. Shielded and
+        tracked: a cancelled worker's part is still recorded, and drain waits for it."""
+        task = asyncio.create_task(
+            self._until_recorded(
+                lambda: self._store.record_parts(pending, parts), f"delivery {pending.id} part {len(parts) - 1}"
+            ),
+            name=f"record part {pending.id}",
+        )
+        self._part_records.add(task)
+        task.add_done_callback(self._part_records.discard)
+        await asyncio.shield(task)
 
     async def _record_sent(self, confirmed: Confirmed) -> None:
         """Return once the send is in the ledger. The worker waits for it before its next send,
@@ -212,17 +303,12 @@ class Dispatcher:
     async def _record_confirmed(self) -> None:
         while self._confirmed:
             batch, self._confirmed = self._confirmed, []
-            try:
-                await self._store.mark_sent_many([c for c, _ in batch])
-            except Exception as exc:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                        done.exception()  # its worker may be gone (cancelled); it logs its own failure
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+            confirmed = [c for c, _ in batch]
+            what = f"deliveries {','.join(str(c.delivery.id) for c in confirmed[:5])}" + ("…" if len(confirmed) > 5 else "")
+            await self._until_recorded(lambda confirmed=confirmed: self._store.mark_sent_many(confirmed), what)
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def _tell_room(self, target: ChatTarget, text: str) -> None:
         now = utcnow()
@@ -242,13 +328,14 @@ class Dispatcher:
         self._stopping = True
         self._wake.set()
         tasks = list(self._active.values())
-        if not tasks:
-            return 0
-        _done, still = await asyncio.wait(tasks, timeout=timeout)
+        still: set[asyncio.Task[None]] = set()
+        if tasks:
+            _done, still = await asyncio.wait(tasks, timeout=timeout)
         for t in still:
             t.cancel()
         if still:
             await asyncio.wait(still, timeout=1.0)
-        if self._recorder is not None and not self._recorder.done():
-            await asyncio.wait([self._recorder], timeout=max(timeout, 1.0))  # sends already out are recorded
+        recording = [t for t in (self._recorder, *self._part_records) if t is not None and not t.done()]
+        if recording:
+            await asyncio.wait(recording, timeout=max(timeout, 1.0))  # sends already out are recorded
         return len(still)

@@ -84,6 +84,9 @@ class DeliveryRow(Timestamped):
     thread_id = fields.CharField(max_length=64, null=True, description="chat thread opened under it, if any")
     last_error = fields.TextField(default="", description="the last failure's reason")
     sent_at = fields.DatetimeField(null=True, description="when the chat platform confirmed the send")
+    # The chat message ids of the parts already delivered ([[ids of part 0], [ids of part 1], ...])
+    # of a post sent as several messages: a retry resumes after them. No description: see quiet.
+    parts = fields.JSONField(null=True)
 
     class Meta:
         table = "deliveries"

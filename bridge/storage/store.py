@@ -103,6 +103,7 @@ class PendingDelivery:
     subscription_id: int | None
     attempts: int
     post_id: int | None = None  # its posts row, so that recording the send needs no lookup
+    parts: tuple[tuple[str, ...], ...] = ()  # message ids of the parts already delivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,8 +420,13 @@ class Store:
         rows = await q.group_by("destination").values_list("destination", flat=True)
         return list(rows)
 
-    async def next_due(self) -> datetime | None:
-        row = await DeliveryRow.filter(status="pending").order_by("next_attempt_at").first().values("next_attempt_at")
+    async def next_due(self, exclude: Iterable[str] = ()) -> datetime | None:
+        """When the earliest pending delivery outside the ``exclude`` destinations is due."""
+        q = DeliveryRow.filter(status="pending")
+        skip = list(exclude)
+        if skip:
+            q = q.exclude(destination__in=skip)
+        row = await q.order_by("next_attempt_at").first().values("next_attempt_at")
         return row["next_attempt_at"] if row else None
 
     async def pending_for(self, destination: str, now: datetime, limit: int) -> list[PendingDelivery]:
@@ -429,12 +435,21 @@ class Store:
             await DeliveryRow.filter(destination=destination, status="pending", next_attempt_at__lte=now)
             .order_by("id")
             .limit(limit)
-            .values("id", "key", "subscription_id", "attempts", "post_id")
+            .values("id", "key", "subscription_id", "attempts", "post_id", "parts")
         )
         posts = await self._posts_by_id({r["post_id"] for r in rows})
         target = ChatTarget.parse(destination)
         return [
-            PendingDelivery(r["id"], r["key"], posts[r["post_id"]], target, r["subscription_id"], r["attempts"], r["post_id"])
+            PendingDelivery(
+                r["id"],
+                r["key"],
+                posts[r["post_id"]],
+                target,
+                r["subscription_id"],
+                r["attempts"],
+                r["post_id"],
+                tuple(tuple(str(m) for m in part) for part in r["parts"] or ()),
+            )
             for r in rows
         ]
 
@@ -452,8 +467,28 @@ class Store:
             self._posts.popitem(last=False)  # the oldest first: rows are made in post order
         return found
 
-    async def mark_sent(self, delivery: PendingDelivery, message_ids: Sequence[str], thread_id: str = "") -> None:
-        await self.mark_sent_many([Confirmed(delivery, message_ids, thread_id)])
+    async def record_parts(self, delivery: PendingDelivery, parts: Sequence[Sequence[str]]) -> None:
+        """In one small transaction: the delivery's parts delivered so far (``parts``, every part's
+        message ids in order) and their chat messages mapped to the post, so a reply to a part
+        reaches it. A retry of the delivery then resumes after them."""
+        now = utcnow()
+        try:
+            await self._record_parts(delivery, parts, now)
+        except IntegrityError:
+            pass  # the row went away while the part was out (its chat moved): nothing to map to
+
+    async def _record_parts(self, delivery: PendingDelivery, parts: Sequence[Sequence[str]], now: datetime) -> None:
+        async with in_transaction() as conn:
+            post_id = delivery.post_id
+            if post_id is None:
+                post_id = await DeliveryRow.filter(id=delivery.id).first().values_list("post_id", flat=True)
+                if post_id is None:
+                    return  # the row went away meanwhile (its chat moved)
+            await DeliveryRow.filter(id=delivery.id).update(parts=[list(p) for p in parts])
+            target = delivery.destination
+            messages = [[now, now, target.platform, target.chat_id, m, post_id, delivery.id] for p in parts for m in p]
+            if messages:
+                await _execute_many(conn, _ADD_MESSAGES, messages)
 
     async def mark_sent_many(self, confirmed: Sequence[Confirmed]) -> None:
         """Record sends the chat platform accepted, in one transaction (a group commit: the
@@ -585,11 +620,3 @@ class Store:
                 }
             )
         return out
-
-    async def delivered_posts(self, destination: str) -> list[str]:
-        """Native ids of the posts sent to ``destination``, oldest first (for tests and audits)."""
-        return list(
-            await DeliveryRow.filter(destination=destination, status="sent")
-            .order_by("id")
-            .values_list("post__native_id", flat=True)
-        )

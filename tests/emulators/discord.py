@@ -99,7 +99,7 @@ class Channel:
     deleted: bool = False
     forbidden_code: int = 0  # 50001 Missing Access / 50013 Missing Permissions when set
     rate_limits: list[tuple[float, bool]] = field(default_factory=list)  # (retry_after, global) queued 429s
-    failures: list[DiscordHTTPError] = field(default_factory=list)  # errors for the next message creates
+    failures: list[DiscordHTTPError | None] = field(default_factory=list)  # errors for the next creates (None: passes)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -314,6 +314,11 @@ class DiscordEmulator:
     def fail_next(self, channel_id: int, status: int, message: str, code: int = 0) -> None:
         """The next message create in ``channel_id`` fails with this Discord error."""
         self.channels[channel_id].failures.append(DiscordHTTPError(status, message, code))
+
+    def fail_nth(self, channel_id: int, n: int, status: int, message: str, code: int = 0) -> None:
+        """The ``n``-th message create in ``channel_id`` from now (1 = the next) fails with this
+        Discord error; the ones before it pass."""
+        self.channels[channel_id].failures.extend([None] * (n - 1) + [DiscordHTTPError(status, message, code)])
 
     def forbid(self, channel_id: int, code: int = 50001) -> None:
         """Close ``channel_id`` to the bot: 50001 Missing Access or 50013 Missing Permissions."""
@@ -853,8 +858,8 @@ class DiscordEmulator:
                 headers["X-RateLimit-Global"] = "true"
             body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": is_global}
             return self._json(body, status=429, headers=headers)
-        if channel.failures:
-            raise channel.failures.pop(0)
+        if channel.failures and (failure := channel.failures.pop(0)) is not None:
+            raise failure
         payload = await self._payload(request)
         self._validate(payload)
         nonce = payload.get("nonce")

@@ -231,6 +231,7 @@ class _Faults:
     forbidden: str = ""
     gone: bool = False
     migrated_to: int | None = None
+    stalls: list[float] = field(default_factory=list)  # per next send: seconds it hangs, then dropped (0: none)
 
 
 class TelegramEmulator:
@@ -255,6 +256,10 @@ class TelegramEmulator:
         self.callback_answers: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
         self.enforce_rate_limits = False
+        # Telegram's group limit as enforced here: `group_limit` sends per `group_window` seconds
+        # (20 a minute, with a margin for clock jitter); a test may scale both down.
+        self.group_limit = 20
+        self.group_window = 57.0
         # Errors for the next sends (not getUpdates, whose long poll would take them at random).
         self.fail_next: deque[ApiError] = deque()
         self._faults: dict[int, _Faults] = defaultdict(_Faults)
@@ -446,6 +451,13 @@ class TelegramEmulator:
         self._faults[chat_id].retry_after = retry_after
         self._faults[chat_id].storm_left = count
 
+    def stall(self, chat_id: int, nth: int, seconds: float) -> None:
+        """The ``nth`` send to ``chat_id`` from now (1 = the next) hangs ``seconds`` without an
+        answer and is then dropped unsent: a request that never got through, which the client
+        must time out."""
+        stalls = self._faults[chat_id].stalls
+        stalls.extend([0.0] * (nth - 1) + [seconds])
+
     def block(self, chat_id: int) -> None:
         """Sends to ``chat_id`` answer 403 (blocked by the user, or kicked from the group)."""
         chat = self.chats[chat_id]
@@ -538,6 +550,10 @@ class TelegramEmulator:
             return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
         try:
             if method in _SEND_METHODS:
+                stalls = self._faults[_int(params.get("chat_id"))].stalls
+                if stalls and (seconds := stalls.pop(0)):
+                    await asyncio.sleep(seconds)
+                    raise ApiError(502, "Bad Gateway")
                 if self.fail_next:
                     raise self.fail_next.popleft()
                 self._admit_send(method, params)
@@ -593,10 +609,10 @@ class TelegramEmulator:
             if sends and now - sends[-1] < 0.95:
                 raise _too_many(1)
             return
-        while sends and now - sends[0] >= 57.0:
+        while sends and now - sends[0] >= self.group_window:
             sends.popleft()
-        if len(sends) >= 20:
-            raise _too_many(max(1, int(60 - (now - sends[0])) + 1))
+        if len(sends) >= self.group_limit:
+            raise _too_many(max(1, int(self.group_window + 3 - (now - sends[0])) + 1))
 
     # --- messages ----------------------------------------------------------------------------
 

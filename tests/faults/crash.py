@@ -47,10 +47,11 @@ class CrashReport:
     sigterm_seconds: float
     missing: dict[str, list[int]] = field(default_factory=dict)
     logs: list[Path] = field(default_factory=list)
+    shape: str = "one message per post, Telegram private chats"
 
     def lines(self) -> list[str]:
         return [
-            f"posts: {self.posts}",
+            f"posts: {self.posts} ({self.shape})",
             f"destinations: {self.destinations} (Telegram and Discord)",
             f"kills (SIGKILL): {self.kills}",
             f"lost: {self.lost}",
@@ -107,13 +108,18 @@ async def run_crash(
     seed: int | None = None,
     drain_timeout: float = 120.0,
     say: Callable[[str], None] = lambda _: None,
+    split: bool = False,
 ) -> CrashReport:
     """Post ``posts`` posts (one every ``post_every`` s) while killing the bridge ``kills`` times
     at random moments spread over the posting period; wait until every room has every post (or
-    ``drain_timeout``), stop the last bridge with SIGTERM and count."""
+    ``drain_timeout``), stop the last bridge with SIGTERM and count.
+
+    ``split``: each post carries two images, so Telegram shows it as two messages (an album,
+    then the buttons with the link) and each part is counted on its own, and the Telegram rooms
+    are groups (paced to 20 messages a minute)."""
     rng = random.Random(seed)
     t0 = time.monotonic()
-    world = await ChatWorld.start()
+    world = await ChatWorld.start(tg_groups=split)
     procs: list[BridgeProcess] = []
     kill_times: list[float] = []
     try:
@@ -134,7 +140,8 @@ async def run_crash(
 
         async def poster() -> None:
             for n in range(posts):
-                await stack.post(author, f"crash-run post #{n} of {posts}: pricing question from a prospect")
+                images = {"images": [{"alt": "chart"}, {"alt": "table"}]} if split else {}
+                await stack.post(author, f"crash-run post #{n} of {posts}: pricing question from a prospect", **images)
                 posted.append(n)
                 await asyncio.sleep(post_every)
 
@@ -156,26 +163,43 @@ async def run_crash(
 
         counts: dict[str, dict[int, int]] = {}
         deadline = time.monotonic() + drain_timeout
-        while time.monotonic() < deadline:
+        tg_rooms = [d for d in world.destinations if d.startswith("telegram:")]
+        tg_kinds = ("album", "follow-up") if split else ("text",)
+
+        def complete() -> bool:
             counts = world.counts(MARK)
-            if all(all(counts[d][n] for n in posted) for d in world.destinations):
+            if not all(all(counts[d][n] for n in posted) for d in world.destinations):
+                return False
+            parts = {d: world.telegram_parts(d, MARK) for d in tg_rooms}
+            return all((n, k) in parts[d] for d in tg_rooms for n in posted for k in tg_kinds)
+
+        while time.monotonic() < deadline:
+            if complete():
                 break
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.5)
         await asyncio.sleep(2.0)  # a late duplicate would show up now
         stop_started = time.monotonic()
         sigterm_exit = await procs[-1].terminate(timeout=30)
         sigterm_seconds = time.monotonic() - stop_started
 
         counts = world.counts(MARK)
-        missing = {d: [n for n in posted if not counts[d][n]] for d in world.destinations}
+        parts = {d: world.telegram_parts(d, MARK) for d in tg_rooms}
+        # Telegram is counted part by part (a post is lost when any of its parts is).
+        missing = {
+            d: [n for n in posted if not all((n, k) in parts[d] for k in tg_kinds)]
+            if d in parts
+            else [n for n in posted if not counts[d][n]]
+            for d in world.destinations
+        }
         dup_by_platform: dict[str, int] = {"telegram": 0, "discord": 0}
         for d in world.destinations:
-            dup_by_platform[d.partition(":")[0]] += sum(c - 1 for c in counts[d].values() if c > 1)
+            if d in parts:
+                dup_by_platform["telegram"] += sum(len(t) - 1 for t in parts[d].values() if len(t) > 1)
+            else:
+                dup_by_platform[d.partition(":")[0]] += sum(c - 1 for c in counts[d].values() if c > 1)
         outside = 0
-        for d in world.destinations:
-            if not d.startswith("telegram:"):
-                continue  # Discord must have none at all
-            for times in world.telegram_times(d, MARK).values():
+        for d in tg_rooms:  # Discord must have none at all
+            for times in parts[d].values():
                 for first_at, again_at in itertools.pairwise(times):
                     if not any(first_at <= k <= again_at for k in kill_times):
                         outside += 1
@@ -192,6 +216,9 @@ async def run_crash(
             sigterm_seconds=sigterm_seconds,
             missing={d: v for d, v in missing.items() if v},
             logs=[p.log_path for p in procs],
+            shape="2 images each: an album and a follow-up on Telegram, into groups paced to 20 a minute"
+            if split
+            else "one message per post, Telegram private chats",
         )
     finally:
         for p in procs:

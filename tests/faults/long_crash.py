@@ -1,6 +1,6 @@
 """The long crash run, one command that prints the figures kept in RELIABILITY.md:
 
-    .venv/bin/python -m tests.faults.long_crash [--posts 200] [--kills 20] [--seed N]
+    .venv/bin/python -m tests.faults.long_crash [--posts 200] [--kills 20] [--seed N] [--split]
 
 It starts the reference AT Protocol stack (tests/atproto/harness.py; Postgres and Redis must
 answer, as for the suite), the Telegram and Discord emulators, and runs tests/faults/crash.py's
@@ -28,6 +28,9 @@ def main() -> int:
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--post-every", type=float, default=0.5, help="seconds between posts")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--split", action="store_true", help="posts of two images (two messages each) into Telegram groups (20 a minute)"
+    )
     args = p.parse_args()
     stack = AtprotoStack.start(provision())
     try:
@@ -48,8 +51,9 @@ async def _run(stack: AtprotoStack, workdir: Path, args: argparse.Namespace) -> 
         kills=args.kills,
         post_every=args.post_every,
         seed=args.seed,
-        drain_timeout=max(120.0, args.posts * 1.5),
+        drain_timeout=max(120.0, args.posts * (7.0 if args.split else 1.5)),
         say=say,
+        split=args.split,
     )
     logs = "".join(path.read_text(errors="replace") for path in report.logs)
     status = status_output(workdir / "config.toml")

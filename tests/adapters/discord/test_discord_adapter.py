@@ -41,10 +41,23 @@ async def test_6000_character_post_is_accepted_by_discord(
     emulator: DiscordEmulator, adapter: DiscordAdapter, world: World
 ) -> None:
     post = make_post("x" * 10 + " word" * 1200)
+    sent = await adapter.send(make_delivery(world.feed, post))
+    first, second = emulator.bot_messages(world.feed)
+    assert [str(m.message["id"]) for m in (first, second)] == list(sent.message_ids)
+    texts = [m.embeds[0]["description"] for m in (first, second)]
+    assert all(len(t) <= 4096 for t in texts) and "".join(texts) == post.text  # split at a word, nothing lost
+    assert second.embeds[0]["footer"]["text"].endswith("part 2 of 2")
+    assert not first.message.get("components") and second.message.get("components")  # buttons under the whole text
+
+
+async def test_post_beyond_five_messages_is_shortened_with_its_link(
+    emulator: DiscordEmulator, adapter: DiscordAdapter, world: World
+) -> None:
+    post = make_post(" word" * 6000)
     await adapter.send(make_delivery(world.feed, post))
-    [message] = emulator.bot_messages(world.feed)
-    assert len(message.embeds[0]["description"]) <= 4096
-    assert message.embeds[0]["description"].endswith(f"({post.url})")
+    messages = emulator.bot_messages(world.feed)
+    assert len(messages) == 5
+    assert messages[-1].embeds[0]["description"].endswith(f"({post.url})")
 
 
 async def test_retry_of_the_same_delivery_does_not_double_the_message(

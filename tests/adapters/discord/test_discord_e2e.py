@@ -93,14 +93,14 @@ async def test_relay_embed_with_image_long_text_and_everyone(
     await follow(emulator, world.feed, world.admin, "alice.fake")
     await net.publish("alice.fake", "hello @everyone and @here <@&42>", media=(Media("image", "https://cdn.test/a.jpg"),))
     await net.publish("alice.fake", "long " * 1200)
-    first, second = await emulator.wait_sent(world.feed, 2)
-    assert first.payload["allowed_mentions"] == {"parse": []}
-    assert second.payload["allowed_mentions"] == {"parse": []}
+    first, second, third = await emulator.wait_sent(world.feed, 3)
+    assert all(m.payload["allowed_mentions"] == {"parse": []} for m in (first, second, third))
     assert "@everyone" in first.embeds[0]["description"]
     assert first.embeds[0]["image"]["url"] == "https://cdn.test/a.jpg"
     assert first.embeds[0]["author"]["name"] == "Alice (@alice.fake)"
-    assert len(second.embeds[0]["description"]) <= 4096
-    assert "Read the full post" in second.embeds[0]["description"]
+    # Too long for one embed: continued in a second message, nothing cut.
+    texts = [m.embeds[0]["description"] for m in (second, third)]
+    assert all(len(t) <= 4096 for t in texts) and "".join(texts).strip() == ("long " * 1200).strip()
 
 
 async def test_buttons_work_and_keep_working_after_a_restart(
@@ -229,3 +229,25 @@ async def test_deleted_channel_is_paused_and_others_continue(
     [message] = await emulator.wait_sent(world.other, 1)
     assert message.embeds[0]["description"] == "still here"
     assert emulator.bot_messages(world.feed) == []
+
+
+async def test_long_post_with_a_5xx_on_part_2_arrives_once_in_order(
+    emulator: DiscordEmulator, world: World, start_bridge: StartBridge
+) -> None:
+    bridge = await start_bridge()
+    net: FakeNetwork = bridge.adapters["fakenet"]
+    await follow(emulator, world.feed, world.admin, "alice.fake")
+    emulator.fail_nth(world.feed, 2, 503, "Service Unavailable")  # part 2's first try
+    creates_before = sum(1 for m, p in emulator.requests if m == "POST" and p.endswith(f"/channels/{world.feed}/messages"))
+    text = " ".join(f"word{n}" for n in range(1400))  # about 10,000 characters: three messages
+    await net.publish("alice.fake", text)
+    messages = await emulator.wait_sent(world.feed, 3, timeout=15)
+    await asyncio.sleep(1.0)  # a duplicate would show up now
+    messages = emulator.bot_messages(world.feed)
+    assert len(messages) == 3
+    shown = "".join(m.embeds[0]["description"] for m in messages)
+    assert shown.split() == text.split()  # every part once, in order
+    assert [m.embeds[0].get("footer", {}).get("text", "")[-11:] for m in messages[1:]] == ["part 2 of 3", "part 3 of 3"]
+    # The retry resumed at part 2: part 1 was not even asked for again.
+    creates = [p for m, p in emulator.requests if m == "POST" and p.endswith(f"/channels/{world.feed}/messages")]
+    assert len(creates) - creates_before == 4  # part 1, part 2 (503), part 2, part 3

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from adapters.telegram import TelegramAdapter
-from bridge.errors import AuthFailed, DestinationUnavailable, Permanent, RateLimited, Transient
+from bridge.errors import AuthFailed, DestinationMoved, DestinationUnavailable, Permanent, RateLimited, Transient
 from bridge.model import (
     Answer,
     Author,
@@ -225,13 +225,14 @@ async def test_failures_map_to_the_error_hierarchy(
 async def test_send_to_migrated_group_moves_the_chat(adapter: TelegramAdapter, tg: TelegramEmulator, host: FakeHost) -> None:
     group = tg.add_group("Old group")
     new_id = tg.migrate(group.id)
-    # The delivery moved with the chat: handed back at once, to be sent by the core to the new chat.
-    with pytest.raises(RateLimited) as caught:
+    # The delivery is handed back unsent, naming the new chat: the core moves the chat's rows there.
+    with pytest.raises(DestinationMoved) as caught:
         await adapter.send(delivery(group.id, "after the move"))
-    assert caught.value.retry_after == 0
-    assert (ChatTarget("telegram", str(group.id)), ChatTarget("telegram", str(new_id))) in host.moves
-    # A notice follows the chat by itself.
+    assert (caught.value.old, caught.value.new) == (ChatTarget("telegram", str(group.id)), ChatTarget("telegram", str(new_id)))
+    assert tg.messages(new_id) == []
+    # A notice moves the chat and follows it by itself.
     await adapter.notify(ChatTarget("telegram", str(group.id)), "moved along")
+    assert (ChatTarget("telegram", str(group.id)), ChatTarget("telegram", str(new_id))) in host.moves
     assert [m.text for m in tg.messages(new_id)] == ["moved along"]
 
 

@@ -34,23 +34,26 @@ class World:
         return answer.text
 
 
-async def start_world(tg: TelegramEmulator, db_url: str) -> World:
+async def start_world(
+    tg: TelegramEmulator, db_url: str, bridge: dict[str, Any] | None = None, telegram: dict[str, Any] | None = None
+) -> World:
+    """``bridge`` and ``telegram`` add keys to those config sections."""
     boss, member = tg.add_user("Boss", "boss"), tg.add_user("Member", "member")
     config = config_from_dict(
         {
             "database": {"url": db_url},
-            "bridge": {"admins": [], "senders": [f"telegram:{boss['id']}"], "shutdown_timeout": 2},
-            "telegram": {"token": tg.token, "api_url": tg.url, "poll_timeout": 1},
+            "bridge": {"admins": [], "senders": [f"telegram:{boss['id']}"], "shutdown_timeout": 2, **(bridge or {})},
+            "telegram": {"token": tg.token, "api_url": tg.url, "poll_timeout": 1, **(telegram or {})},
             "fakenet": {},
         },
         adapter_classes=CLASSES,
     )
-    bridge = Bridge(config, adapter_classes=CLASSES)
-    await bridge.start()
+    running = Bridge(config, adapter_classes=CLASSES)
+    await running.start()
     return World(
         tg=tg,
-        bridge=bridge,
-        net=bridge.networks["fakenet"],  # type: ignore[arg-type]
+        bridge=running,
+        net=running.networks["fakenet"],  # type: ignore[arg-type]
         boss=boss,
         member=member,
         boss_chat=tg.private_chat(boss),

@@ -67,3 +67,22 @@ async def test_rooms_of_one_post_get_it_decoded_once_and_whole(db_url: str) -> N
         assert [d.post for d in again] == posts
     finally:
         await close_database()
+
+
+async def test_parts_recorded_come_back_with_the_delivery_and_map_to_the_post(db_url: str) -> None:
+    await open_database(db_url)
+    try:
+        store = Store()
+        post = make_post("p1", "an album and its text")
+        await store.ingest("fakenet", [(post, [(1, ROOMS[0])])], {})
+        [pending] = await store.pending_for(str(ROOMS[0]), utcnow(), 10)
+        assert pending.parts == ()
+        await store.record_parts(pending, [("11", "12")])  # part 0: an album of two
+        await store.record_parts(pending, [("11", "12"), ("13",)])
+        [again] = await Store().pending_for(str(ROOMS[0]), utcnow(), 10)  # after a restart
+        assert again.parts == (("11", "12"), ("13",))
+        for message in ("11", "12", "13"):
+            found = await store.message_post(ROOMS[0], message)
+            assert found is not None and found.post == post
+    finally:
+        await close_database()
