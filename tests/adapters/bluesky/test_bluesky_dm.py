@@ -22,7 +22,7 @@ async def test_dm_opens_the_conversation_and_sends_with_facets(
 ) -> None:
     erin = await atproto.create_account("erin", "Erin")
     adapter, _ = await make_adapter(chat_service=chat_emulator.url)
-    posted = await adapter.direct_message(erin.handle, "hello, see https://example.com/offer")
+    posted = await adapter.direct_message(erin.handle, "hello, see https://example.com/offer", adapter.action_key())
 
     convo = chat_emulator.convo_with(team.account.did, erin.did)
     [message] = chat_emulator.messages_in(convo.id)
@@ -54,7 +54,7 @@ async def test_incoming_dm_reaches_the_inbox_and_a_reply_answers_in_the_same_con
     assert (dm.reason, dm.conversation, dm.text) == ("dm", convo.id, "can you help me?")
     assert dm.author.id == frank.did and dm.author.handle == frank.handle and dm.author.display_name == "Frank"
 
-    await adapter.reply(dm, "sure, what's up?")
+    await adapter.reply(dm, "sure, what's up?", adapter.action_key())
     assert [m["text"] for m in chat_emulator.messages_in(convo.id)][-1] == "sure, what's up?"
     await adapter.poll_once()
     assert len(host.items) == 1, "the team's own message is not relayed back"
@@ -66,9 +66,9 @@ async def test_bad_dms_are_refused_before_anything_is_sent(
     gina = await atproto.create_account("gina")
     adapter, _ = await make_adapter(chat_service=chat_emulator.url)
     with pytest.raises(Permanent, match="the text is 301 graphemes; Bluesky allows 300"):
-        await adapter.direct_message(gina.handle, "é" * 301)
+        await adapter.direct_message(gina.handle, "é" * 301, adapter.action_key())
     with pytest.raises(Permanent, match="empty"):
-        await adapter.direct_message(gina.handle, "   ")
+        await adapter.direct_message(gina.handle, "   ", adapter.action_key())
     with pytest.raises(NotFound, match=r"no Bluesky account @nobody-here\.test"):
-        await adapter.direct_message("nobody-here.test", "hello")
+        await adapter.direct_message("nobody-here.test", "hello", adapter.action_key())
     assert chat_emulator.requests == []
