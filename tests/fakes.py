@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from bridge.configschema import Key
-from bridge.errors import NotFound
+from bridge.errors import NotFound, Transient
 from bridge.model import (
     Action,
     Answer,
@@ -59,6 +59,7 @@ class FakeNetwork:
         self.started = False
         self._ids = itertools.count(1)
         self.fail_next: list[Exception] = []
+        self.lose_answers = 0  # the next actions are done, but their answer never arrives
 
     async def start(self) -> None:
         self.started = True
@@ -106,6 +107,9 @@ class FakeNetwork:
         n = next(self._ids)
         posted = Posted(Ref(self.name, f"out{n}"), f"https://fake.example/out{n}")
         self.done_keys[key] = posted
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise Transient("fakenet did not answer in time")
         return posted
 
     async def post(self, text: str, key: str) -> Posted:

@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -415,8 +415,8 @@ class BlueskyAdapter:
         return await self._send_message(convo_id, text, key)
 
     async def _send_message(self, convo_id: str, text: str, key: str) -> Posted:
-        # sendMessage takes no client key. The window of a duplicate is a first try whose
-        # message went out more than DM_LOOKBACK messages ago in a busy conversation.
+        # sendMessage takes no client key. The window of a duplicate: a first try whose message
+        # is more than DM_LOOKBACK messages back in a busy conversation, or a clock skew (below).
         sent = await self._sent_since(convo_id, text, _key_time(key))
         if sent:
             self.log.info("direct message of this action already sent, not sending again convo=%s", convo_id)
@@ -438,8 +438,10 @@ class BlueskyAdapter:
             if not isinstance(m, Mapping) or not isinstance(m.get("id"), str):
                 continue
             sender = m.get("sender") if isinstance(m.get("sender"), Mapping) else {}
-            # Clocks differ: the key's time is ours, sentAt the chat service's; a second's slack.
-            if sender.get("did") == me and m.get("text") == text and parse_time(m.get("sentAt")) >= since - _SLACK:
+            # The key's time is our clock, sentAt the chat service's: a skew of our clock ahead of
+            # theirs is a window in which a retry does not find its first try (and sends again);
+            # no slack, so that the same words asked for again later are a new message.
+            if sender.get("did") == me and m.get("text") == text and parse_time(m.get("sentAt")) >= since:
                 return m["id"]
         return ""
 
@@ -456,8 +458,6 @@ class BlueskyAdapter:
         base = self.client._base_url.removesuffix("/xrpc")
         return f"{base}/xrpc/com.atproto.sync.getBlob?did={quote(did)}&cid={quote(cid)}"
 
-
-_SLACK = timedelta(seconds=1)
 
 
 def _key_time(key: str) -> datetime:

@@ -22,7 +22,8 @@ async def test_dm_opens_the_conversation_and_sends_with_facets(
 ) -> None:
     erin = await atproto.create_account("erin", "Erin")
     adapter, _ = await make_adapter(chat_service=chat_emulator.url)
-    posted = await adapter.direct_message(erin.handle, "hello, see https://example.com/offer", adapter.action_key())
+    key = adapter.action_key()
+    posted = await adapter.direct_message(erin.handle, "hello, see https://example.com/offer", key)
 
     convo = chat_emulator.convo_with(team.account.did, erin.did)
     [message] = chat_emulator.messages_in(convo.id)
@@ -32,8 +33,19 @@ async def test_dm_opens_the_conversation_and_sends_with_facets(
     assert facet["features"][0] == {"$type": "app.bsky.richtext.facet#link", "uri": "https://example.com/offer"}
     assert posted.ref.id.endswith(message["id"])
     calls = [(method, nsid) for method, nsid, _ in chat_emulator.requests]
-    assert calls == [("GET", "chat.bsky.convo.getConvoForMembers"), ("POST", "chat.bsky.convo.sendMessage")]
+    assert calls == [
+        ("GET", "chat.bsky.convo.getConvoForMembers"),
+        ("GET", "chat.bsky.convo.getMessages"),  # a first try of this key's message, if any
+        ("POST", "chat.bsky.convo.sendMessage"),
+    ]
     assert all(headers.get("atproto-proxy") == PROXY for _, _, headers in chat_emulator.requests)
+
+    # The same action tried again (its answer was lost, the bridge restarted): not sent twice.
+    again = await adapter.direct_message(erin.handle, "hello, see https://example.com/offer", key)
+    assert len(chat_emulator.messages_in(convo.id)) == 1 and again.ref == posted.ref
+    # A new action with the same words is a new message.
+    await adapter.direct_message(erin.handle, "hello, see https://example.com/offer", adapter.action_key())
+    assert len(chat_emulator.messages_in(convo.id)) == 2
 
 
 async def test_incoming_dm_reaches_the_inbox_and_a_reply_answers_in_the_same_conversation(
