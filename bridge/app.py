@@ -11,6 +11,7 @@ from typing import Any
 
 from bridge.commands import Commands, _what
 from bridge.config import Config, StaticSubscription
+from bridge.delivery.buttons import buttons_for
 from bridge.delivery.digest import Digester, held_routes
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.delivery.quiet import QuietHours
@@ -19,7 +20,7 @@ from bridge.host import AdapterHost
 from bridge.intake.sanitize import well_formed
 from bridge.matching.filters import Filters
 from bridge.matching.matcher import Matcher, Route
-from bridge.model import Batch, ChatTarget, Item, Source, SourceKind
+from bridge.model import Batch, Button, ChatTarget, Item, Post, Source, SourceKind
 from bridge.protocols import ChatAdapter, NetworkAdapter
 from bridge.registry import kind_of
 from bridge.storage import changes
@@ -46,7 +47,8 @@ class Bridge:
             host = AdapterHost(self, name)
             adapter = cls(settings, host)
             self.hosts[name], self.adapters[name] = host, adapter
-            (self.networks if kind_of(cls) == "network" else self.chats)[name] = adapter
+            kind = config.adapter_kinds.get(name) or kind_of(cls)
+            (self.networks if kind == "network" else self.chats)[name] = adapter
         self._thread_subs: set[int] = set()
         self._paused: set[str] = set()
         self.dispatcher = Dispatcher(
@@ -57,6 +59,7 @@ class Bridge:
             open_thread=lambda sub: sub in self._thread_subs,
             on_paused=self._paused_by_dispatcher,
             on_moved=self.chat_moved,
+            buttons=self._buttons,
         )
         self.quiet: dict[str, QuietHours] = {}
         self.digester = Digester(self.store, self.chats, lambda: self.quiet, self.pause, self._describe_sub)
@@ -84,6 +87,7 @@ class Bridge:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
             self._tasks.append(asyncio.create_task(self._watch_changes(), name="watch-changes"))
             self._tasks.append(asyncio.create_task(self.digester.run(), name="digests"))
+            self._tasks.append(asyncio.create_task(self.commands.actions.run_forever(), name="pending-actions"))
             if self.config.subscriptions:
                 self._tasks.append(
                     asyncio.create_task(self._apply_static(self.config.subscriptions), name="static-subscriptions")
@@ -268,6 +272,10 @@ class Bridge:
         if created:
             log.info("ingested network=%s items=%d deliveries=%d", network, len(batch.items), created)
             self.dispatcher.wake()
+
+    def _buttons(self, post: Post, delivery_id: int) -> tuple[Button, ...]:
+        net = self.networks.get(post.ref.network)
+        return buttons_for(post, delivery_id, net.capabilities() if net is not None else None)
 
     def _paused_by_dispatcher(self, target: ChatTarget, _reason: str) -> None:
         self._paused.add(str(target))

@@ -20,6 +20,9 @@ from bridge.configschema import Key
 from bridge.model import ChatTarget
 
 DEFAULT_PATH = "config.toml"
+# A section's name is its account's name: it is stored with every subscription and post (at
+# most 32 characters) and typed as a prefix in chat (bluesky_sales:alice.bsky.social).
+_ACCOUNT = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Values people leave in from an example: refusing them beats a confusing 401 later.
 _PLACEHOLDER = re.compile(
@@ -52,7 +55,7 @@ CORE_SECTIONS: dict[str, dict[str, Key]] = {
     },
 }
 SUBSCRIPTION_KEYS: dict[str, Key] = {
-    "network": Key(str, required=True, help='the network section name, e.g. "bluesky"'),
+    "network": Key(str, required=True, help='the network account (its section name), e.g. "bluesky" or "bluesky_sales"'),
     "follow": Key(str, "", help="a handle to follow"),
     "query": Key(str, "", help="a search query to watch"),
     "to": Key(list, required=True, help='destinations like ["telegram:-1001234567890"]'),
@@ -92,6 +95,7 @@ class Config:
     shutdown_timeout: float = 10.0
     adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
     adapter_classes: dict[str, type] = field(default_factory=dict)
+    adapter_kinds: dict[str, str] = field(default_factory=dict)  # section name → "network" or "chat"
     subscriptions: tuple[StaticSubscription, ...] = ()
 
     def secrets(self) -> list[str]:
@@ -140,20 +144,66 @@ def config_from_dict(
     data = _substitute(data, env, path, "")
     known = registry.available()
     classes: dict[str, type] = dict(adapter_classes or {})
+    kinds: dict[str, str] = {}
+    raw_sections: dict[str, Any] = {}
     for name in data:
-        if name in CORE_SECTIONS or name == "subscription" or name in classes:
+        if name in CORE_SECTIONS or name == "subscription":
             continue
-        if name not in known:
+        raw = data[name]
+        if not isinstance(raw, Mapping):
+            raise ConfigError(path, f"[{name}]", "must be a table: write it as a [" + name + "] header with keys under it")
+        type_name = raw.get("type", name)
+        raw_sections[name] = {k: v for k, v in raw.items() if k != "type"}
+        if not isinstance(type_name, str) or not type_name:
+            raise ConfigError(
+                path,
+                f"[{name}] type",
+                f'must be an adapter type in quotes, e.g. type = "bluesky"; installed: {", ".join(sorted(known))}',
+            )
+        if not _ACCOUNT.match(name):
+            raise ConfigError(
+                path,
+                f"[{name}]",
+                "an account name is lower-case letters, digits and _ (at most 32, starting with a letter), e.g. [bluesky_sales]",
+            )
+        if name in classes and type_name == name:
+            continue
+        if type_name in classes:  # a second account of a type handed in directly (tests)
+            classes[name] = classes[type_name]
+            continue
+        if type_name not in known:
+            if "type" in raw:
+                options = ", ".join(sorted(known)) or "none"
+                raise ConfigError(path, f"[{name}] type", f"no adapter of type {type_name!r} is installed; installed: {options}")
             options = ", ".join(sorted([*CORE_SECTIONS, "subscription", *known, *classes]))
-            raise ConfigError(path, f"[{name}]", f"unknown section; the sections are: {options}")
+            raise ConfigError(
+                path,
+                f"[{name}]",
+                f"unknown section; the sections are: {options} (a second account of a network is a section of its own "
+                f'name with type = "bluesky" in it)',
+            )
         try:
-            classes[name] = registry.load(name)
+            classes[name], kinds[name] = registry.load_with_kind(type_name)
         except Exception as exc:  # a broken adapter install must not look like a config typo
-            raise ConfigError(path, f"[{name}]", f"the {name} adapter failed to load: {exc}") from None
+            raise ConfigError(path, f"[{name}]", f"the {type_name} adapter failed to load: {exc}") from None
+        if kinds[name] == "chat" and name != type_name:
+            raise ConfigError(
+                path,
+                f"[{name}] type",
+                f"{type_name} is a chat platform; one [{type_name}] section per bridge (several accounts are for networks)",
+            )
     core = {name: _section(data.get(name, {}), schema, path, name) for name, schema in CORE_SECTIONS.items()}
     adapters = {
-        name: _section(data[name], getattr(cls, "CONFIG", {}), path, name) for name, cls in classes.items() if name in data
+        name: _section(raw_sections[name], getattr(cls, "CONFIG", {}), path, name)
+        for name, cls in classes.items()
+        if name in raw_sections
     }
+    for name in adapters:
+        if name not in kinds:
+            try:
+                kinds[name] = registry.kind_of(classes[name])
+            except LookupError as exc:
+                raise ConfigError(path, f"[{name}]", str(exc)) from None
     b = core["bridge"]
     admins = _identities(b["admins"], path, "[bridge] admins")
     senders = _identities(b["senders"], path, "[bridge] senders")
@@ -164,7 +214,7 @@ def config_from_dict(
             "[database] url",
             f"{url!r} is not a database URL; use sqlite://bridge.sqlite3 or postgres://user:pass@host:5432/db",
         )
-    subs = _subscriptions(data.get("subscription", []), path, adapters, classes)
+    subs = _subscriptions(data.get("subscription", []), path, adapters, kinds)
     return Config(
         path=path,
         database_url=url,
@@ -177,6 +227,7 @@ def config_from_dict(
         shutdown_timeout=float(b["shutdown_timeout"]),
         adapters=adapters,
         adapter_classes={k: v for k, v in classes.items() if k in adapters},
+        adapter_kinds={k: kinds[k] for k in adapters},
         subscriptions=subs,
     )
 
@@ -291,17 +342,15 @@ def _identities(values: list[Any], path: str, key: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def _subscriptions(
-    raw: Any, path: str, adapters: Mapping[str, Any], classes: Mapping[str, type]
-) -> tuple[StaticSubscription, ...]:
+def _subscriptions(raw: Any, path: str, adapters: Mapping[str, Any], kinds: Mapping[str, str]) -> tuple[StaticSubscription, ...]:
     if not isinstance(raw, list):
         raise ConfigError(path, "subscription", "must be written as [[subscription]] tables")
     subs = []
     for n, entry in enumerate(raw, 1):
         name = f"subscription #{n}"
         s = _section(entry, SUBSCRIPTION_KEYS, path, name)
-        if s["network"] not in adapters or registry.kind_of(classes[s["network"]]) != "network":
-            nets = [k for k in adapters if registry.kind_of(classes[k]) == "network"]
+        if s["network"] not in adapters or kinds.get(s["network"]) != "network":
+            nets = [k for k in adapters if kinds.get(k) == "network"]
             raise ConfigError(
                 path,
                 f"[{name}] network",

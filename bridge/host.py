@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from bridge.delivery.buttons import parse_token
-from bridge.model import Answer, Batch, ChatEvent, ChatTarget, Source
+from bridge.model import Answer, Batch, ChatEvent, ChatTarget, Source, SubscriptionSummary
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -19,6 +19,7 @@ class AdapterHost:
     def __init__(self, bridge: Bridge, name: str) -> None:
         self._b = bridge
         self._name = name
+        self.name = name  # the account (config section) this adapter serves
         self.log = logging.getLogger(f"bridge.adapters.{name}")
         self._changed = asyncio.Event()
 
@@ -49,6 +50,9 @@ class AdapterHost:
 
     async def handle(self, event: ChatEvent) -> Answer:
         return await self._b.commands.handle(event)
+
+    async def subscriptions(self, target: ChatTarget) -> tuple[SubscriptionSummary, ...]:
+        return await self._b.commands.summaries(target)
 
     async def link_message(self, target: ChatTarget, message_id: str, token: str) -> None:
         parsed = parse_token(token)

@@ -76,7 +76,9 @@ class Post:
     reached us as a repost (``author`` is then the original author). ``reason`` says
     why an inbox item arrived (``"mention"``, ``"reply"``, ``"quote"``, ``"dm"``);
     ``conversation`` is the network's conversation id of a direct message, so that a
-    reply in chat answers in the same conversation.
+    reply in chat answers in the same conversation. ``native`` is the network's own reference
+    for acting on the post, encoded by its adapter (opaque to the core, which only stores it and
+    hands it back; empty when unknown, and the adapter then looks it up).
     """
 
     ref: Ref
@@ -91,6 +93,7 @@ class Post:
     reposted_by: Author | None = None
     reason: str = ""
     conversation: str = ""
+    native: str = ""
 
     @property
     def is_reply(self) -> bool:
@@ -227,6 +230,39 @@ class Answer:
     ask_text_for: str = ""
 
 
+class Action(enum.StrEnum):
+    """What the team account can be asked to do on a network from chat."""
+
+    POST = "post"
+    REPLY = "reply"
+    DM = "dm"
+    LIKE = "like"
+    REPOST = "repost"
+    FOLLOW = "follow"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a network lets the team account do, as its adapter declares it.
+
+    ``refused`` maps each action the network does not allow to the network's reason, shown to
+    the person who asks (X: "likes are Enterprise-only since April 2026"); every other action is
+    allowed. ``text_limit`` is the longest post in ``text_unit`` (it may come from the server at
+    start: Mastodon's per-instance length); 0 means the adapter did not say.
+    """
+
+    refused: tuple[tuple[Action, str], ...] = ()
+    text_limit: int = 0
+    text_unit: str = "characters"
+
+    def allows(self, action: Action) -> bool:
+        return all(a is not action for a, _ in self.refused)
+
+    def refusal(self, action: Action) -> str:
+        """The network's reason for refusing ``action``, or "" when it is allowed."""
+        return next((why for a, why in self.refused if a is action), "")
+
+
 class ButtonAction(enum.StrEnum):
     OPEN = "open"
     REPLY = "reply"
@@ -285,3 +321,12 @@ class Posted:
 
     ref: Ref
     url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSummary:
+    """One subscription of a room, as a chat adapter may list it (autocomplete): its id, and
+    the label people read in /subs after the id (``"follow @alice.bsky.social (bluesky)"``)."""
+
+    id: int
+    label: str

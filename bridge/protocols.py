@@ -18,6 +18,7 @@ from bridge.model import (
     Answer,
     Author,
     Batch,
+    Capabilities,
     ChatEvent,
     ChatTarget,
     Delivery,
@@ -25,6 +26,7 @@ from bridge.model import (
     Posted,
     Sent,
     Source,
+    SubscriptionSummary,
 )
 
 
@@ -32,6 +34,7 @@ class Host(Protocol):
     """What the core offers one adapter. State keys are namespaced per adapter by the core."""
 
     log: logging.Logger
+    name: str  # the account (config section) the adapter serves: "bluesky", "bluesky_sales"
 
     async def load_state(self, key: str) -> str | None:
         """Return the value saved under ``key`` (e.g. a login session), or None."""
@@ -66,6 +69,10 @@ class Host(Protocol):
     async def handle(self, event: ChatEvent) -> Answer:
         """Answer a command, reply or button press. Never raises for bad user input: the
         answer says what was wrong."""
+        ...
+
+    async def subscriptions(self, target: ChatTarget) -> tuple[SubscriptionSummary, ...]:
+        """The enabled subscriptions of the room ``target`` (for autocomplete), oldest first."""
         ...
 
     async def link_message(self, target: ChatTarget, message_id: str, token: str) -> None:
@@ -110,9 +117,18 @@ class NetworkAdapter(Protocol):
       ``check_text`` refuses.
     * ``check``, ``resolve`` and ``owns_handle`` must work without ``start`` (the command line
       calls ``check`` then ``resolve`` to add a subscription while the bridge runs elsewhere).
+    * ``name`` is the account's name (its config section, e.g. ``bluesky`` or
+      ``bluesky_sales``): every Ref, Source and Post the adapter builds carries it, not the
+      network type.
+    * Outbound actions take a ``key`` from ``action_key``, which the core writes down with the
+      action before the call and hands back unchanged when it retries (after a crash, at
+      start). An adapter must not create twice for one key: it uses the key where the network
+      deduplicates (Bluesky: the record key; Mastodon: ``Idempotency-Key``) and, where it cannot,
+      looks for what the first try created before sending again. A retry of an action the
+      network already did returns what the first try created.
     """
 
-    name: ClassVar[str]
+    name: str
     CONFIG: ClassVar[Mapping[str, Key]]
 
     def __init__(self, settings: Mapping[str, Any], host: Host) -> None: ...
@@ -149,25 +165,42 @@ class NetworkAdapter(Protocol):
         ``"the reply is 301 graphemes; Bluesky allows 300"``. Must not do I/O."""
         ...
 
-    async def post(self, text: str) -> Posted:
-        """Create a top-level post from the team account."""
+    def capabilities(self) -> Capabilities:
+        """Which actions the team account may take on this network (the others with the
+        network's reason) and its text limit. Must not do I/O; may change once ``start`` has
+        read the server's limits. The core offers only the buttons and commands allowed here."""
         ...
 
-    async def reply(self, parent: Post, text: str) -> Posted:
+    def action_key(self) -> str:
+        """A new key for one outbound action, in the form this network deduplicates on
+        (Bluesky: a TID, used as the record key). At most 64 characters; must not do I/O."""
+        ...
+
+    async def post(self, text: str, key: str) -> Posted:
+        """Create a top-level post from the team account. Must not create twice for one ``key``."""
+        ...
+
+    async def reply(self, parent: Post, text: str, key: str) -> Posted:
         """Reply to ``parent`` so that it threads under it on the network; a direct message
-        (``parent.conversation``) is answered in the same conversation."""
+        (``parent.conversation``) is answered in the same conversation. Must not create twice
+        for one ``key``."""
         ...
 
-    async def like(self, post: Post) -> Posted: ...
-
-    async def repost(self, post: Post) -> Posted: ...
-
-    async def follow(self, author: Author) -> Posted:
-        """Follow ``author`` from the team account."""
+    async def like(self, post: Post, key: str) -> Posted:
+        """Like ``post``. Must not create twice for one ``key``."""
         ...
 
-    async def direct_message(self, handle: str, text: str) -> Posted:
-        """Send a direct message to the account ``handle``."""
+    async def repost(self, post: Post, key: str) -> Posted:
+        """Repost ``post``. Must not create twice for one ``key``."""
+        ...
+
+    async def follow(self, author: Author, key: str) -> Posted:
+        """Follow ``author`` from the team account; an existing follow counts as done."""
+        ...
+
+    async def direct_message(self, handle: str, text: str, key: str) -> Posted:
+        """Send a direct message to the account ``handle``. Where the network takes no key,
+        the adapter must look for the message a first try of ``key`` sent before sending."""
         ...
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
-from bridge.model import Answer, Batch, ChatEvent, ChatTarget, Item, Source
+from bridge.model import Answer, Batch, ChatEvent, ChatTarget, Item, Source, SubscriptionSummary
 
 
 def _echo(event: ChatEvent) -> Answer:
@@ -19,8 +19,12 @@ def _echo(event: ChatEvent) -> Answer:
 
 
 class FakeHost:
-    def __init__(self, sources: Iterable[Source] = (), answer: Callable[[ChatEvent], Answer] | None = None) -> None:
+    def __init__(
+        self, sources: Iterable[Source] = (), answer: Callable[[ChatEvent], Answer] | None = None, name: str = "bluesky"
+    ) -> None:
         self.log = logging.getLogger("tests.host")
+        self.name = name
+        self.subs: dict[ChatTarget, tuple[SubscriptionSummary, ...]] = {}
         self.state: dict[str, str] = {}
         self.cursors: dict[str, str] = {}
         self.batches: list[Batch] = []
@@ -87,6 +91,9 @@ class FakeHost:
     async def handle(self, event: ChatEvent) -> Answer:
         await self._record(self.events, event)
         return self.answer(event)
+
+    async def subscriptions(self, target: ChatTarget) -> tuple[SubscriptionSummary, ...]:
+        return self.subs.get(target, ())
 
     async def link_message(self, target: ChatTarget, message_id: str, token: str) -> None:
         await self._record(self.links, (target, message_id, token))

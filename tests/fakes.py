@@ -14,11 +14,13 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from bridge.configschema import Key
-from bridge.errors import NotFound
+from bridge.errors import NotFound, Transient
 from bridge.model import (
+    Action,
     Answer,
     Author,
     Batch,
+    Capabilities,
     ChatEvent,
     ChatTarget,
     ChatUser,
@@ -38,20 +40,26 @@ from bridge.protocols import Host, PartRecorder
 class FakeNetwork:
     """Accounts are handles ending in ``.fake``; ``missing.fake`` does not exist."""
 
-    name: ClassVar[str] = "fakenet"
+    kind: ClassVar[str] = "network"  # not registered under an entry point
+    name: str = "fakenet"
     CONFIG: ClassVar[Mapping[str, Key]] = {
         "max_length": Key(int, 300, help="longest post allowed"),
         "token": Key(str, "", secret=True),
+        "refuse": Key(dict, {}, help="actions this network refuses, with its reason"),
     }
 
     def __init__(self, settings: Mapping[str, Any], host: Host) -> None:
         self.settings = settings
         self.host = host
+        self.name = str(getattr(host, "name", "") or type(self).name)
         self.actions: list[tuple[Any, ...]] = []
+        self.done_keys: dict[str, Posted] = {}  # what each action key created: one per key
+        self._keys = itertools.count(1)
         self.published: list[Post] = []
         self.started = False
         self._ids = itertools.count(1)
         self.fail_next: list[Exception] = []
+        self.lose_answers = 0  # the next actions are done, but their answer never arrives
 
     async def start(self) -> None:
         self.started = True
@@ -82,30 +90,45 @@ class FakeNetwork:
             return f"the text is {len(text)} characters; fakenet allows {limit}"
         return None
 
-    async def _do(self, *action: Any) -> Posted:
+    def capabilities(self) -> Capabilities:
+        refused = tuple((Action(a), str(why)) for a, why in dict(self.settings.get("refuse") or {}).items())
+        return Capabilities(refused=refused, text_limit=int(self.settings.get("max_length", 300)))
+
+    def action_key(self) -> str:
+        return f"k{next(self._keys)}-{id(self)}"
+
+    async def _do(self, key: str, *action: Any) -> Posted:
+        # A network that deduplicates on the key: a second call with one key creates nothing.
+        if key in self.done_keys:
+            return self.done_keys[key]
         if self.fail_next:
             raise self.fail_next.pop(0)
         self.actions.append(action)
         n = next(self._ids)
-        return Posted(Ref(self.name, f"out{n}"), f"https://fake.example/out{n}")
+        posted = Posted(Ref(self.name, f"out{n}"), f"https://fake.example/out{n}")
+        self.done_keys[key] = posted
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise Transient("fakenet did not answer in time")
+        return posted
 
-    async def post(self, text: str) -> Posted:
-        return await self._do("post", text)
+    async def post(self, text: str, key: str) -> Posted:
+        return await self._do(key, "post", text)
 
-    async def reply(self, parent: Post, text: str) -> Posted:
-        return await self._do("reply", parent.ref.id, text)
+    async def reply(self, parent: Post, text: str, key: str) -> Posted:
+        return await self._do(key, "reply", parent.ref.id, text)
 
-    async def like(self, post: Post) -> Posted:
-        return await self._do("like", post.ref.id)
+    async def like(self, post: Post, key: str) -> Posted:
+        return await self._do(key, "like", post.ref.id)
 
-    async def repost(self, post: Post) -> Posted:
-        return await self._do("repost", post.ref.id)
+    async def repost(self, post: Post, key: str) -> Posted:
+        return await self._do(key, "repost", post.ref.id)
 
-    async def follow(self, who: Author) -> Posted:
-        return await self._do("follow", who.id)
+    async def follow(self, who: Author, key: str) -> Posted:
+        return await self._do(key, "follow", who.id)
 
-    async def direct_message(self, handle: str, text: str) -> Posted:
-        return await self._do("dm", handle, text)
+    async def direct_message(self, handle: str, text: str, key: str) -> Posted:
+        return await self._do(key, "dm", handle, text)
 
     # --- test controls -------------------------------------------------------------------
 
@@ -151,6 +174,7 @@ def _wants(source: Source, post: Post) -> bool:
 class FakeChat:
     """Chats are any id; a test plays the people in them."""
 
+    kind: ClassVar[str] = "chat"  # not registered under an entry point
     name: ClassVar[str] = "fakechat"
     CONFIG: ClassVar[Mapping[str, Key]] = {"token": Key(str, "", secret=True)}
 

@@ -3,7 +3,9 @@
 A test can open and close it (the server unreachable: nothing listens), ``cut()`` every open
 connection at once (a network failure), ``hang()`` it (connections accepted, nothing answered),
 and read ``request_lines``: the first line of each connection (the HTTP request line, e.g.
-which cursor a firehose client asked for).
+which cursor a firehose client asked for). ``swallow_answer_to(marker)`` lets the next request
+containing ``marker`` through to the server but drops the server's answer (the request was done,
+the client never learns it): ``swallowed`` is set when that request went through.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class TcpProxy:
         self.request_lines: list[str] = []
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._swallow: bytes = b""
+        self.swallowed = asyncio.Event()
 
     async def open(self) -> None:
         """Start listening (again) on the proxy's port and forward."""
@@ -55,6 +59,12 @@ class TcpProxy:
         arrives (it is not delivered late, when the client has long given up on it)."""
         self.hanging = on
 
+    def swallow_answer_to(self, marker: bytes) -> None:
+        """Forward the next request whose bytes contain ``marker``, and drop every byte the server
+        sends back on that connection from then on."""
+        self._swallow = marker
+        self.swallowed.clear()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
@@ -64,15 +74,19 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
         first = True
+        muted = False
 
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, upstream: bool) -> None:
-            nonlocal first
+            nonlocal first, muted
             try:
                 while data := await src.read(65536):
                     if upstream and first:
                         first = False
                         self.request_lines.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
-                    if self.hanging:
+                    if upstream and self._swallow and self._swallow in data:
+                        self._swallow, muted = b"", True
+                        self.swallowed.set()
+                    if self.hanging or (muted and not upstream):
                         continue
                     dst.write(data)
                     await dst.drain()

@@ -14,14 +14,17 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from adapters.bluesky.convert import (
-    NETWORK,
+    as_account,
     author_from,
+    decode_native,
     dm_ref,
+    parse_time,
     post_from_feed_item,
     post_from_view,
     post_url,
@@ -32,10 +35,16 @@ from adapters.bluesky.firehose import Firehose
 from adapters.bluesky.http import Api, PacedRequest, RateState
 from adapters.bluesky.richtext import build_facets, check_text
 from adapters.bluesky.session import SessionClient, SessionKeeper
+from adapters.bluesky.tid import Tids, tid_time
 from bridge.configschema import Key
-from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited
-from bridge.model import Author, Post, Posted, Ref, Source, SourceKind
+from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited, Transient
+from bridge.model import Author, Batch, Capabilities, Post, Posted, Ref, Source, SourceKind
 from bridge.protocols import Host
+
+# Bluesky: a post is at most 300 graphemes (app.bsky.feed.post maxGraphemes).
+TEXT_LIMIT = 300
+# Chat messages a retried direct message looks through for its first try's copy.
+DM_LOOKBACK = 50
 
 # A handle is a domain name (at least two labels); a DID is did:plc:… or did:web:….
 _HANDLE = re.compile(r"^(?=.{3,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", re.I)
@@ -46,8 +55,23 @@ def normalize_handle(handle: str) -> str:
     return handle.strip().removeprefix("@").rstrip(".").lower() if not handle.strip().startswith("did:") else handle.strip()
 
 
+class AccountHost:
+    """The host as the feed readers see it: what they hand over is renamed from the network
+    type the converters use (``bluesky``) to this account's name (``bluesky_sales``)."""
+
+    def __init__(self, host: Host, account: str) -> None:
+        self._host, self._account = host, account
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._host, name)
+
+    async def ingest(self, batch: Batch) -> None:
+        items = tuple(replace(i, post=as_account(i.post, self._account)) for i in batch.items)
+        await self._host.ingest(Batch(items, batch.cursors))
+
+
 class BlueskyAdapter:
-    name: ClassVar[str] = "bluesky"
+    name: str = "bluesky"  # the account's name: the host's, when it says (a [bluesky_sales] section)
     CONFIG: ClassVar[Mapping[str, Key]] = {
         "service": Key(str, "https://bsky.social", help="the account's PDS (or https://bsky.social)"),
         "identifier": Key(str, required=True, help="the team account's handle, e.g. acme.bsky.social"),
@@ -67,7 +91,9 @@ class BlueskyAdapter:
     def __init__(self, settings: Mapping[str, Any], host: Host) -> None:
         self.settings = {k: settings.get(k, spec.default) for k, spec in self.CONFIG.items()}
         self.host = host
+        self.name = str(getattr(host, "name", "") or type(self).name)
         self.log: logging.Logger = getattr(host, "log", None) or logging.getLogger("bridge.adapters.bluesky")
+        self.tids = Tids()
         self.service = str(self.settings["service"]).rstrip("/")
         self.realtime = str(self.settings["realtime"])
         self.poll_interval = float(self.settings["poll_interval"])
@@ -82,7 +108,7 @@ class BlueskyAdapter:
             save=lambda value: host.save_state("session", value),
         )
         self.api = Api(self.client, self.session.ensure, self.session.reauth, chat_base=self.chat_service)
-        self.cursors = Cursors(host)
+        self.cursors = Cursors(AccountHost(host, self.name))
         self.timeline = Timeline(self.api, host, self.cursors, lambda: self.session.did)
         self.search = Search(self.api, self.cursors)
         self.inbox = Inbox(self.api, self.cursors, lambda: self.session.did, self.chat)
@@ -249,96 +275,136 @@ class BlueskyAdapter:
             posts = [post_from_view(x) for x in res.get("posts") or ()]
         else:
             return []
-        found = [p for p in posts if p is not None]
+        found = [as_account(p, self.name) for p in posts if p is not None]
         found.sort(key=lambda p: p.created_at)
         return found[-limit:]
 
     def check_text(self, text: str) -> str | None:
         return check_text(text)
 
+    def capabilities(self) -> Capabilities:
+        return Capabilities(text_limit=TEXT_LIMIT, text_unit="graphemes")
+
     # --- actions ---------------------------------------------------------------------------------
+    #
+    # Every create names its record key: the core's action key, a TID chosen and written down
+    # before the call. A retry of the same action (after a crash, at start) creates the same
+    # at:// uri, which the PDS refuses as existing; the record already there is the first try's
+    # and counts as done. Direct messages have no client key (chat.bsky.convo.sendMessage): a
+    # retry looks through the conversation's latest messages for its first try's copy (sent by
+    # the team account, same text, not before the key's time) and sends only when none is there.
+
+    def action_key(self) -> str:
+        return self.tids.next()
 
     def _refuse(self, text: str) -> None:
         problem = check_text(text)
         if problem:
             raise Permanent(problem)
 
-    async def _record(self, collection: str, record: dict[str, Any]) -> dict[str, Any]:
+    async def _record(self, collection: str, record: dict[str, Any], key: str) -> dict[str, Any]:
+        """Create ``record`` under record key ``key``: {uri, cid} of what the first try of this
+        key created (now or before)."""
         await self.session.ensure()
-        return await self.api.procedure(
-            "com.atproto.repo.createRecord", {"repo": self.session.did, "collection": collection, "record": record}
-        )
+        did = self.session.did
+        try:
+            return await self.api.procedure(
+                "com.atproto.repo.createRecord", {"repo": did, "collection": collection, "rkey": key, "record": record}
+            )
+        except (Permanent, Transient) as exc:
+            existing = await self._existing(did, collection, key)
+            if existing is None:
+                raise
+            self.log.info("action key already used, the first try's record counts collection=%s rkey=%s", collection, key)
+            del exc
+            return existing
 
-    async def _post_record(self, text: str, reply: dict[str, Any] | None = None) -> Posted:
-        record: dict[str, Any] = {"$type": "app.bsky.feed.post", "text": text, "createdAt": iso(datetime.now(UTC))}
+    async def _existing(self, did: str, collection: str, key: str) -> dict[str, Any] | None:
+        try:
+            res = await self.api.query("com.atproto.repo.getRecord", repo=did, collection=collection, rkey=key)
+        except (NotFound, Permanent):
+            return None
+        if isinstance(res.get("uri"), str) and isinstance(res.get("cid"), str):
+            return {"uri": res["uri"], "cid": res["cid"]}
+        return None
+
+    async def _post_record(self, text: str, key: str, reply: dict[str, Any] | None = None) -> Posted:
+        record: dict[str, Any] = {"$type": "app.bsky.feed.post", "text": text, "createdAt": iso(_key_time(key))}
         facets = await build_facets(text, self._resolve_did)
         if facets:
             record["facets"] = facets
         if reply:
             record["reply"] = reply
-        res = await self._record("app.bsky.feed.post", record)
+        res = await self._record("app.bsky.feed.post", record, key)
         uri = str(res.get("uri", ""))
         me = Author(id=self.session.did, handle=self.session.handle)
-        return Posted(Ref(NETWORK, uri), post_url(me, uri))
+        return Posted(Ref(self.name, uri), post_url(me, uri))
 
-    async def post(self, text: str) -> Posted:
+    async def post(self, text: str, key: str) -> Posted:
         self._refuse(text)
-        return await self._post_record(text)
+        return await self._post_record(text, key)
 
-    async def _strong_ref(self, post: Post) -> tuple[dict[str, str], Mapping[str, Any]]:
-        """{uri, cid} of a post and its record, from the AppView (the core keeps only the uri)."""
+    async def _strong_refs(self, post: Post) -> tuple[dict[str, str], dict[str, str]]:
+        """({uri, cid} of a post, {uri, cid} of its thread root): from ``post.native`` where the
+        feed gave it, else from the AppView (posts stored before it existed, firehose records)."""
         uri = post.ref.id
         if not uri.startswith("at://"):
             raise NotFound(f"{uri!r} is not a Bluesky post")
+        known = decode_native(uri, post.native)
+        if known is not None:
+            return known
         views = await hydrate(self.api, [uri])
         view = views.get(uri)
         if view is None or not isinstance(view.get("cid"), str):
             raise NotFound(f"the post by @{post.author.handle} no longer exists on Bluesky")
         record = view.get("record") if isinstance(view.get("record"), Mapping) else {}
-        return {"uri": uri, "cid": view["cid"]}, record
-
-    async def reply(self, parent: Post, text: str) -> Posted:
-        self._refuse(text)
-        if parent.conversation:
-            return await self._send_message(parent.conversation, text)
-        ref, record = await self._strong_ref(parent)
+        ref = {"uri": uri, "cid": view["cid"]}
         root = ref
         parent_reply = record.get("reply") if isinstance(record.get("reply"), Mapping) else None
         if parent_reply and isinstance(parent_reply.get("root"), Mapping):
             r = parent_reply["root"]
             if isinstance(r.get("uri"), str) and isinstance(r.get("cid"), str):
                 root = {"uri": r["uri"], "cid": r["cid"]}
-        return await self._post_record(text, {"root": root, "parent": ref})
+        return ref, root
 
-    async def like(self, post: Post) -> Posted:
-        ref, _ = await self._strong_ref(post)
+    async def reply(self, parent: Post, text: str, key: str) -> Posted:
+        self._refuse(text)
+        if parent.conversation:
+            return await self._send_message(parent.conversation, text, key)
+        ref, root = await self._strong_refs(parent)
+        return await self._post_record(text, key, {"root": root, "parent": ref})
+
+    async def like(self, post: Post, key: str) -> Posted:
+        ref, _ = await self._strong_refs(post)
         res = await self._record(
-            "app.bsky.feed.like", {"$type": "app.bsky.feed.like", "subject": ref, "createdAt": iso(datetime.now(UTC))}
+            "app.bsky.feed.like", {"$type": "app.bsky.feed.like", "subject": ref, "createdAt": iso(_key_time(key))}, key
         )
-        return Posted(Ref(NETWORK, str(res.get("uri", ""))), post.url)
+        return Posted(Ref(self.name, str(res.get("uri", ""))), post.url)
 
-    async def repost(self, post: Post) -> Posted:
-        ref, _ = await self._strong_ref(post)
+    async def repost(self, post: Post, key: str) -> Posted:
+        ref, _ = await self._strong_refs(post)
         res = await self._record(
-            "app.bsky.feed.repost", {"$type": "app.bsky.feed.repost", "subject": ref, "createdAt": iso(datetime.now(UTC))}
+            "app.bsky.feed.repost", {"$type": "app.bsky.feed.repost", "subject": ref, "createdAt": iso(_key_time(key))}, key
         )
-        return Posted(Ref(NETWORK, str(res.get("uri", ""))), post.url)
+        return Posted(Ref(self.name, str(res.get("uri", ""))), post.url)
 
-    async def follow(self, author: Author) -> Posted:
+    async def follow(self, author: Author, key: str) -> Posted:
         did = author.id if author.id.startswith("did:") else (await self.resolve(author.handle)).id
         await self.session.ensure()
         rel = await self.api.query("app.bsky.graph.getRelationships", actor=self.session.did, others=[did])
         for r in rel.get("relationships") or ():
             if isinstance(r, Mapping) and r.get("did") == did and isinstance(r.get("following"), str):
                 await self.timeline.released(did)  # already followed: now the team's own follow
-                return Posted(Ref(NETWORK, r["following"]), profile_url(author.handle or did))
+                return Posted(Ref(self.name, r["following"]), profile_url(author.handle or did))
         res = await self._record(
-            "app.bsky.graph.follow", {"$type": "app.bsky.graph.follow", "subject": did, "createdAt": iso(datetime.now(UTC))}
+            "app.bsky.graph.follow",
+            {"$type": "app.bsky.graph.follow", "subject": did, "createdAt": iso(_key_time(key))},
+            key,
         )
         await self.timeline.released(did)
-        return Posted(Ref(NETWORK, str(res.get("uri", ""))), profile_url(author.handle or did))
+        return Posted(Ref(self.name, str(res.get("uri", ""))), profile_url(author.handle or did))
 
-    async def direct_message(self, handle: str, text: str) -> Posted:
+    async def direct_message(self, handle: str, text: str, key: str) -> Posted:
         self._refuse(text)
         author = await self.resolve(handle)
         res = await self.chat("chat.bsky.convo.getConvoForMembers", members=[author.id])
@@ -346,16 +412,38 @@ class BlueskyAdapter:
         convo_id = convo.get("id")
         if not isinstance(convo_id, str):
             raise Permanent(f"Bluesky gave no conversation with @{author.handle}")
-        return await self._send_message(convo_id, text)
+        return await self._send_message(convo_id, text, key)
 
-    async def _send_message(self, convo_id: str, text: str) -> Posted:
+    async def _send_message(self, convo_id: str, text: str, key: str) -> Posted:
+        # sendMessage takes no client key. The window of a duplicate: a first try whose message
+        # is more than DM_LOOKBACK messages back in a busy conversation, or a clock skew (below).
+        sent = await self._sent_since(convo_id, text, _key_time(key))
+        if sent:
+            self.log.info("direct message of this action already sent, not sending again convo=%s", convo_id)
+            return Posted(dm_ref(convo_id, sent, self.name), f"https://bsky.app/messages/{convo_id}")
         message: dict[str, Any] = {"text": text}
         facets = await build_facets(text, self._resolve_did)
         if facets:
             message["facets"] = facets
         res = await self.chat("chat.bsky.convo.sendMessage", data={"convoId": convo_id, "message": message})
         mid = str(res.get("id", ""))
-        return Posted(dm_ref(convo_id, mid), f"https://bsky.app/messages/{convo_id}")
+        return Posted(dm_ref(convo_id, mid, self.name), f"https://bsky.app/messages/{convo_id}")
+
+    async def _sent_since(self, convo_id: str, text: str, since: datetime) -> str:
+        """The id of a message the team account sent in ``convo_id`` with ``text`` at or after
+        ``since``, or ""."""
+        res = await self.chat("chat.bsky.convo.getMessages", convoId=convo_id, limit=DM_LOOKBACK)
+        me = self.session.did
+        for m in res.get("messages") or ():
+            if not isinstance(m, Mapping) or not isinstance(m.get("id"), str):
+                continue
+            sender = m.get("sender") if isinstance(m.get("sender"), Mapping) else {}
+            # The key's time is our clock, sentAt the chat service's: a skew of our clock ahead of
+            # theirs is a window in which a retry does not find its first try (and sends again);
+            # no slack, so that the same words asked for again later are a new message.
+            if sender.get("did") == me and m.get("text") == text and parse_time(m.get("sentAt")) >= since:
+                return m["id"]
+        return ""
 
     # --- the chat API ------------------------------------------------------------------------------
 
@@ -369,3 +457,9 @@ class BlueskyAdapter:
     def _blob_url(self, did: str, cid: str) -> str:
         base = self.client._base_url.removesuffix("/xrpc")
         return f"{base}/xrpc/com.atproto.sync.getBlob?did={quote(did)}&cid={quote(cid)}"
+
+
+
+def _key_time(key: str) -> datetime:
+    """The time an action key was chosen (a TID carries it), or now for any other key."""
+    return tid_time(key) or datetime.now(UTC)

@@ -8,13 +8,14 @@ would stall a feed.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from adapters.bluesky.richtext import links_from_facets
 from bridge.model import Author, Media, Post, QuotedPost, Ref
 
-NETWORK = "bluesky"
+NETWORK = "bluesky"  # the network type; an account's own name replaces it (as_account)
 APP = "https://bsky.app"
 
 Json = Mapping[str, Any]
@@ -144,6 +145,7 @@ def post_from_view(
     parent = _str(_map(_map(record.get("reply")).get("parent")).get("uri"))
     embed = v.get("embed")
     return Post(
+        native=encode_native(_str(v.get("cid")), record),
         ref=Ref(NETWORK, uri),
         author=author,
         text=text,
@@ -214,8 +216,44 @@ def _blob_cid(blob: Any) -> str:
     return _str(b.get("cid"))
 
 
-def dm_ref(convo_id: str, message_id: str) -> Ref:
-    return Ref(NETWORK, f"chat:{convo_id}/{message_id}")
+def dm_ref(convo_id: str, message_id: str, network: str = NETWORK) -> Ref:
+    return Ref(network, f"chat:{convo_id}/{message_id}")
+
+
+def encode_native(cid: str, record: Json) -> str:
+    """What a like, repost or reply needs besides the uri, as ``Post.native``: the post's CID,
+    and for a reply its thread root's uri and CID (a reply to it must name the same root).
+    "" when the CID is unknown (the adapter then asks the AppView)."""
+    if not cid or " " in cid:
+        return ""
+    root = _map(_map(record.get("reply")).get("root"))
+    root_uri, root_cid = _str(root.get("uri")), _str(root.get("cid"))
+    if root_uri.startswith("at://") and root_cid and " " not in root_uri + root_cid:
+        return f"{cid} {root_uri} {root_cid}"
+    return cid
+
+
+def decode_native(uri: str, native: str) -> tuple[dict[str, str], dict[str, str]] | None:
+    """(strong ref of the post, strong ref of its thread root) from ``Post.native``, or None
+    when it holds nothing usable (an old stored post, a firehose record)."""
+    parts = native.split(" ")
+    if not parts[0] or len(parts) not in (1, 3):
+        return None
+    ref = {"uri": uri, "cid": parts[0]}
+    root = {"uri": parts[1], "cid": parts[2]} if len(parts) == 3 and parts[1].startswith("at://") else ref
+    return ref, root
+
+
+def as_account(post: Post, account: str) -> Post:
+    """``post`` with its refs under the account's name (``bluesky_sales``) instead of the
+    network type the converters use."""
+    if post.ref.network == account:
+        return post
+    return replace(
+        post,
+        ref=Ref(account, post.ref.id),
+        reply_to=Ref(account, post.reply_to.id) if post.reply_to else None,
+    )
 
 
 def post_from_message(message: Any, convo_id: str, sender: Author) -> Post | None:

@@ -12,7 +12,7 @@ import discord
 from discord.http import HTTPClient
 
 from adapters.discord.client import DEFAULT_API_URL, BridgeClient, client_context, rebase_http
-from adapters.discord.commands import build_tree, commands_hash, parse_subscription_lines
+from adapters.discord.commands import build_tree, commands_hash
 from adapters.discord.errors import THREAD_ALREADY_CREATED, map_discord_error
 from adapters.discord.render import (
     NO_MENTIONS,
@@ -274,14 +274,14 @@ class DiscordAdapter:
         await self._answer(interaction, self._event(interaction, EventKind.COMMAND, command=verb, args=args.strip()))
 
     async def _subscription_choices(self, interaction: discord.Interaction, typed: str) -> list[tuple[str, str]]:
+        target = self._target_of(interaction.channel, interaction.channel_id)
         try:
-            answer = await asyncio.wait_for(
-                self.host.handle(self._event(interaction, EventKind.COMMAND, command="subs", args="")), 2.0
-            )
+            # Discord drops an autocomplete answer after 3 s.
+            subs = await asyncio.wait_for(self.host.subscriptions(target), 2.0)
         except Exception:
             return []
-        found = parse_subscription_lines(answer.text)
         typed = typed.strip().lower()
+        found = [(f"{s.id} {s.label}", str(s.id)) for s in subs]
         return [(label, value) for label, value in found if typed in label.lower()]
 
     async def _on_interaction(self, interaction: discord.Interaction) -> None:

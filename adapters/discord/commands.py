@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
@@ -109,18 +108,3 @@ def commands_hash(tree: app_commands.CommandTree, application_id: int | None) ->
     """A digest of the command payload for this application: sync only when it changes."""
     text = json.dumps({"app": application_id, "commands": commands_payload(tree)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-_SUBSCRIPTION_LINE = re.compile(r"^\W*#?(?P<id>\d+)\b[\s:.)\]-]*(?P<label>.*)$")
-
-
-def parse_subscription_lines(subs_text: str) -> list[tuple[str, str]]:
-    """(label, id) for each line of a ``/subs`` answer that starts with a subscription id.
-    The core's /subs answer is the only list of ids an adapter can read."""
-    found = []
-    for line in subs_text.splitlines():
-        match = _SUBSCRIPTION_LINE.match(line.strip())
-        if match:
-            label = f"{match['id']} {match['label']}".strip()
-            found.append((label, match["id"]))
-    return found

@@ -9,16 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from bridge.commands.actions import ActionLog, Unfinished, author_request, post_request
 from bridge.delivery.buttons import parse_token
 from bridge.delivery.quiet import QUIET_HELP, parse_quiet
 from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited, Transient
 from bridge.intake.sanitize import well_formed
 from bridge.matching.filters import DIGEST_MODES, FILTER_HELP, Filters, parse_rules
-from bridge.model import Answer, ButtonAction, ChatEvent, ChatUser, EventKind, Post, Posted, Source, SourceKind
+from bridge.model import (
+    Action,
+    Answer,
+    ButtonAction,
+    ChatEvent,
+    ChatTarget,
+    ChatUser,
+    EventKind,
+    Post,
+    Posted,
+    Source,
+    SourceKind,
+    SubscriptionSummary,
+)
 from bridge.protocols import NetworkAdapter
 from bridge.storage.store import MessagePost, SubscriptionInfo
 
@@ -64,9 +78,21 @@ def _err(exc: Exception, network: str) -> str:
     return f"Something went wrong talking to {net}; it is logged. Try again later."
 
 
+def split_prefix(text: str, names: Iterable[str]) -> tuple[str | None, str]:
+    """(account name, rest) when ``text`` starts with a configured account's name and a colon
+    (``bluesky: hi``, ``bluesky:alice.bsky.social``), else (None, text). Only the names exactly
+    as configured count: ``X: launch`` is text about X, not a post to an account named ``x``,
+    and ``https://…`` is a link."""
+    name, sep, rest = text.strip().partition(":")
+    if sep and name in set(names):
+        return name, rest.strip()
+    return None, text
+
+
 class Commands:
     def __init__(self, bridge: Bridge) -> None:
         self.b = bridge
+        self.actions = ActionLog(bridge.store, lambda: bridge.networks, self._notify)
         self._verbs: dict[str, Callable[[ChatEvent], Awaitable[Answer]]] = {
             "help": self.help,
             "start": self.help,
@@ -136,9 +162,9 @@ class Commands:
         nets = self.b.networks
         if not nets:
             return None, text, "No network is configured; add a [bluesky] section to the config."
-        name, sep, rest = text.partition(":")
-        if sep and name.strip().lower() in nets:
-            return nets[name.strip().lower()], rest.strip(), ""
+        name, rest = split_prefix(text, nets)
+        if name is not None:
+            return nets[name], rest, ""
         if by_handle:
             owners = [n for n in nets.values() if n.owns_handle(text.strip())]
             if len(owners) == 1:
@@ -206,7 +232,7 @@ class Commands:
         for s in subs:
             if wanted.isdigit() and s.id == int(wanted):
                 return s, ""
-        _, _, bare = arg.partition(":") if arg.split(":", 1)[0].lower() in self.b.networks else ("", "", arg)
+        _, bare = split_prefix(arg, self.b.networks)
         bare = bare.strip().lstrip("@").casefold()
         for s in subs:
             if bare in (s.label.lstrip("@").casefold(), s.source.value.casefold()):
@@ -240,6 +266,12 @@ class Commands:
         for s in subs:
             lines.append(_describe(s))
         return Answer("\n".join(lines))
+
+    async def summaries(self, target: ChatTarget) -> tuple[SubscriptionSummary, ...]:
+        """The room's subscriptions with the labels /subs shows (for a chat adapter's
+        autocomplete)."""
+        subs = await self.b.store.subscriptions(target)
+        return tuple(SubscriptionSummary(s.id, _describe(s).removeprefix(f"#{s.id} ")) for s in subs)
 
     async def filter(self, e: ChatEvent) -> Answer:
         if not self.is_admin(e.user):
@@ -292,8 +324,8 @@ class Commands:
     async def inbox(self, e: ChatEvent) -> Answer:
         if not self.is_admin(e.user):
             return self._not_admin()
-        words = [w.rstrip(":") for w in e.args.lower().split()]
-        modes = [w for w in words if w in ("on", "off")]
+        words = [w.rstrip(":") for w in e.args.split()]
+        modes = [w.lower() for w in words if w.lower() in ("on", "off")]
         named = [w for w in words if w in self.b.networks]
         if len(modes) != 1 or len(modes) + len(named) != len(words):
             return Answer("Usage: /inbox on or /inbox off (optionally with the network, e.g. /inbox bluesky on)", ok=False)
@@ -334,52 +366,81 @@ class Commands:
 
     # --- speaking as the team account ------------------------------------------------------
 
+    async def _notify(self, target: ChatTarget, text: str) -> None:
+        chat = self.b.chats.get(target.platform)
+        if chat is not None:
+            await chat.notify(target, text)
+
+    async def _refuse(self, e: ChatEvent, network: str, action: str, subject: str, error: str, text: str = "") -> None:
+        await self.b.store.record_action(
+            actor=e.user.key,
+            actor_name=e.user.name[:255],
+            room=str(e.target),
+            network=network,
+            action=action,
+            subject=subject[:512],
+            text=text,
+            status="refused",
+            error=error,
+        )
+
+    def _not_allowed(self, net: NetworkAdapter, action: Action) -> str:
+        """The network's reason for not allowing ``action`` from the team account, or ""."""
+        why = net.capabilities().refusal(action)
+        return f"{net.name} does not allow it: {why}" if why else ""
+
     async def _act(
         self,
         e: ChatEvent,
         net: NetworkAdapter,
-        action: str,
+        action: Action,
         subject: str,
         text: str,
-        call: Callable[[], Awaitable[Posted]],
+        request: dict[str, Any],
         done: Callable[[Posted], str],
     ) -> Answer:
-        """Check permission and text, do it, record it either way."""
-        record = dict(
-            actor=e.user.key,
-            actor_name=e.user.name[:255],
-            room=str(e.target),
-            network=net.name,
-            action=action,
-            subject=subject[:512],
-            text=text,
-        )
+        """Check permission, the network's capabilities and the text; then write the action
+        down, do it and record the outcome (bridge.commands.actions)."""
         if not self.may_send(e.user):
-            await self.b.store.record_action(**record, status="refused", error="not a sender")
+            await self._refuse(e, net.name, action.value, subject, "not a sender", text)
             log.warning("refused action=%s actor=%s room=%s reason=not-a-sender", action, e.user.key, e.target)
             return self._not_sender(e.user)
-        if action in ("post", "reply", "dm"):
+        refusal = self._not_allowed(net, action)
+        if refusal:
+            await self._refuse(e, net.name, action.value, subject, refusal, text)
+            return Answer(f"Not done: {refusal}.", ok=False)
+        if action in (Action.POST, Action.REPLY, Action.DM):
             problem = "the text is empty" if not text.strip() else net.check_text(text)
             if problem:
-                await self.b.store.record_action(**record, status="refused", error=problem)
+                await self._refuse(e, net.name, action.value, subject, problem, text)
                 return Answer(f"Not sent: {problem}.", ok=False)
         try:
-            posted = await call()
+            posted = await self.actions.run(
+                net,
+                action,
+                text,
+                request,
+                actor=e.user.key,
+                actor_name=e.user.name[:255],
+                room=str(e.target),
+                subject=subject[:512],
+            )
+        except Unfinished as exc:
+            return Answer(
+                _err(exc.cause, net.name).removesuffix(" try again in a minute.").rstrip(";.")
+                + ". The bridge tries again by itself (it cannot be done twice) and tells this room.",
+                ok=False,
+            )
         except (BridgeError, ValueError) as exc:
-            await self.b.store.record_action(**record, status="failed", error=str(exc)[:2000])
             log.warning("action failed action=%s actor=%s network=%s reason=%r", action, e.user.key, net.name, str(exc))
             return Answer(_err(exc, net.name), ok=False)
-        await self.b.store.record_action(**record, status="done", result_ref=posted.ref.id[:512], result_url=posted.url[:1024])
-        log.info("action done action=%s actor=%s network=%s result=%s", action, e.user.key, net.name, posted.ref)
         return Answer(done(posted))
 
     async def post(self, e: ChatEvent) -> Answer:
         net, text, err = self._pick_network(e.args, by_handle=False)
         if net is None:
             return Answer(err, ok=False)
-        return await self._act(
-            e, net, "post", "", text.strip(), lambda: net.post(text.strip()), lambda p: f"Posted: {p.url or p.ref.id}"
-        )
+        return await self._act(e, net, Action.POST, "", text.strip(), {}, lambda p: f"Posted: {p.url or p.ref.id}")
 
     async def dm(self, e: ChatEvent) -> Answer:
         handle, _, text = e.args.strip().partition(" ")
@@ -391,13 +452,7 @@ class Commands:
         if not net.owns_handle(handle):
             return Answer(f"{handle[:100]!r} is not a {net.name} handle.", ok=False)
         return await self._act(
-            e,
-            net,
-            "dm",
-            handle,
-            text.strip(),
-            lambda: net.direct_message(handle, text.strip()),
-            lambda p: f"Message sent to {handle}.",
+            e, net, Action.DM, handle, text.strip(), {"handle": handle}, lambda p: f"Message sent to {handle}."
         )
 
     async def reply(self, e: ChatEvent) -> Answer:
@@ -425,17 +480,17 @@ class Commands:
         if net is None:
             return Answer(f"The {post.ref.network} network is not configured any more.", ok=False)
         text = e.text.strip()
-        what = "dm" if post.conversation else "reply"
+        what = Action.DM if post.conversation else Action.REPLY
         return await self._act(
             e,
             net,
             what,
             str(post.ref),
             text,
-            lambda: net.reply(post, text),
+            post_request(post),
             lambda p: (
                 f"Replied to @{post.author.handle}: {p.url or p.ref.id}"
-                if what == "reply"
+                if what is Action.REPLY
                 else f"Answered @{post.author.handle}."
             ),
         )
@@ -449,15 +504,12 @@ class Commands:
         if found is None or found.destination.room != e.target.room:
             # A button pressed on a forwarded copy (or a forged token) tries to act as the team
             # account too: refused, and recorded like any other refusal.
-            await self.b.store.record_action(
-                actor=e.user.key,
-                actor_name=e.user.name[:255],
-                room=str(e.target),
-                network=found.post.ref.network if found else "",
-                action=action.value,
-                subject=str(found.post.ref)[:512] if found else f"delivery {delivery_id}",
-                status="refused",
-                error="button from another chat",
+            await self._refuse(
+                e,
+                found.post.ref.network if found else "",
+                action.value,
+                str(found.post.ref) if found else f"delivery {delivery_id}",
+                "button from another chat",
             )
             log.warning("refused action=%s actor=%s room=%s reason=button-from-another-chat", action.value, e.user.key, e.target)
             return Answer("That button belongs to a message in another chat.", ok=False)
@@ -467,32 +519,26 @@ class Commands:
             return Answer(f"The {post.ref.network} network is not configured any more.", ok=False)
         if action is ButtonAction.REPLY:
             if not self.may_send(e.user):
-                await self.b.store.record_action(
-                    actor=e.user.key,
-                    actor_name=e.user.name[:255],
-                    room=str(e.target),
-                    network=net.name,
-                    action="reply",
-                    subject=str(post.ref),
-                    status="refused",
-                    error="not a sender",
-                )
+                await self._refuse(e, net.name, "reply", str(post.ref), "not a sender")
                 return self._not_sender(e.user)
+            refusal = self._not_allowed(net, Action.DM if post.conversation else Action.REPLY)
+            if refusal:
+                return Answer(f"Not done: {refusal}.", ok=False)
             return Answer(f"Write your reply to @{post.author.handle}.", ask_text_for=e.token)
-        calls: dict[ButtonAction, tuple[str, Callable[[], Awaitable[Posted]], str]] = {
-            ButtonAction.LIKE: ("like", lambda: net.like(post), f"Liked @{post.author.handle}'s post."),
-            ButtonAction.REPOST: ("repost", lambda: net.repost(post), f"Reposted @{post.author.handle}'s post."),
+        calls: dict[ButtonAction, tuple[Action, dict[str, Any], str]] = {
+            ButtonAction.LIKE: (Action.LIKE, post_request(post), f"Liked @{post.author.handle}'s post."),
+            ButtonAction.REPOST: (Action.REPOST, post_request(post), f"Reposted @{post.author.handle}'s post."),
             ButtonAction.FOLLOW: (
-                "follow",
-                lambda: net.follow(post.author),
+                Action.FOLLOW,
+                author_request(post.author),
                 f"Now following @{post.author.handle} from the team account.",
             ),
         }
         if action not in calls:
             return Answer("That button does nothing.", ok=False)
-        name, call, msg = calls[action]
+        what, request, msg = calls[action]
         subject = post.author.id if action is ButtonAction.FOLLOW else str(post.ref)
-        return await self._act(e, net, name, subject, "", call, lambda _p: msg)
+        return await self._act(e, net, what, subject, "", request, lambda _p: msg)
 
 
 def _what(s: SubscriptionInfo) -> str:

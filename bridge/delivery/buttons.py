@@ -7,7 +7,7 @@ core refuse a button pressed anywhere but the chat it was sent to.
 
 from __future__ import annotations
 
-from bridge.model import Button, ButtonAction, Post
+from bridge.model import Action, Button, ButtonAction, Capabilities, Post
 
 LABELS = {
     ButtonAction.OPEN: "Open",
@@ -18,9 +18,19 @@ LABELS = {
 }
 
 
-def buttons_for(post: Post, delivery_id: int) -> tuple[Button, ...]:
-    """Open (when the post has a link) and the actions that make sense for it: a direct
-    message can only be answered, not liked or reposted."""
+# The network action each button takes.
+ACTIONS = {
+    ButtonAction.REPLY: Action.REPLY,
+    ButtonAction.LIKE: Action.LIKE,
+    ButtonAction.REPOST: Action.REPOST,
+    ButtonAction.FOLLOW: Action.FOLLOW,
+}
+
+
+def buttons_for(post: Post, delivery_id: int, capabilities: Capabilities | None = None) -> tuple[Button, ...]:
+    """Open (when the post has a link) and the actions that make sense for it and that its
+    network allows (``capabilities``): a direct message can only be answered, not liked or
+    reposted; X refuses likes and follows to self-serve apps, so it gets no such buttons."""
     out = []
     if post.url:
         out.append(Button(ButtonAction.OPEN, LABELS[ButtonAction.OPEN], url=post.url))
@@ -29,6 +39,9 @@ def buttons_for(post: Post, delivery_id: int) -> tuple[Button, ...]:
         if post.conversation
         else [ButtonAction.REPLY, ButtonAction.LIKE, ButtonAction.REPOST, ButtonAction.FOLLOW]
     )
+    if capabilities is not None:
+        reply = Action.DM if post.conversation else Action.REPLY
+        actions = [a for a in actions if capabilities.allows(reply if a is ButtonAction.REPLY else ACTIONS[a])]
     out += [Button(a, LABELS[a], token=make_token(a, delivery_id)) for a in actions]
     return tuple(out)
 

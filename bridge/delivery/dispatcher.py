@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from bridge.delivery.buttons import buttons_for
 from bridge.errors import DestinationMoved, DestinationUnavailable, Permanent, RateLimited
-from bridge.model import ChatTarget, Delivery
+from bridge.model import Button, ChatTarget, Delivery, Post
 from bridge.protocols import ChatAdapter
 from bridge.storage.store import Confirmed, PendingDelivery, Store, utcnow
 
@@ -58,6 +58,7 @@ class Dispatcher:
         open_thread: Callable[[int | None], bool] = lambda _sub: False,
         on_paused: Callable[[ChatTarget, str], None] = lambda _t, _r: None,
         on_moved: Callable[[ChatTarget, ChatTarget], Awaitable[None]] | None = None,
+        buttons: Callable[[Post, int], tuple[Button, ...]] = buttons_for,
     ) -> None:
         self._store = store
         self._chats = chats
@@ -66,6 +67,7 @@ class Dispatcher:
         self._open_thread = open_thread
         self._on_paused = on_paused
         self._on_moved = on_moved
+        self._buttons = buttons  # the buttons a post's network allows (bridge.delivery.buttons)
         self._wake = asyncio.Event()
         self._active: dict[str, asyncio.Task[None]] = {}
         self._blocked_until: dict[str, datetime] = {}
@@ -151,7 +153,7 @@ class Dispatcher:
             key=pending.key,
             post=pending.post,
             target=target,
-            buttons=buttons_for(pending.post, pending.id),
+            buttons=self._buttons(pending.post, pending.id),
             open_thread=self._open_thread(pending.subscription_id),
             parts_done=pending.parts,
         )

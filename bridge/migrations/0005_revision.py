@@ -3,7 +3,7 @@ from tortoise.migrations import operations as ops
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('bridge', '0002_quiet_hours')]
+    dependencies = [('bridge', '0004_action_keys')]
 
     initial = False
 

@@ -116,7 +116,14 @@ class OutboundAction(Timestamped):
     action = fields.CharField(max_length=16, description="post, reply, dm, like, repost or follow")
     subject = fields.CharField(max_length=512, default="", description="what it acts on: a post ref, a handle")
     text = fields.TextField(default="", description="the text sent, if any")
-    status = fields.CharField(max_length=16, description="done, refused or failed")
+    status = fields.CharField(max_length=16, description="pending, done, refused or failed")
+    # The following two have no description: tortoise writes it as an SQL comment that
+    # SQLite's ALTER TABLE ADD COLUMN rejects.
+    # The key the network deduplicates on (Bluesky: the record key), written before the call
+    # so that a retry after a crash cannot create twice; "" for refusals.
+    key = fields.CharField(max_length=64, default="")
+    # What a retry needs to do the action again: {"post": Post JSON} or {"author": …}.
+    request = fields.JSONField(null=True)
     result_ref = fields.CharField(max_length=512, default="", description="what the network created")
     result_url = fields.CharField(max_length=1024, default="", description="its link")
     error = fields.TextField(default="", description="why it was refused or failed")

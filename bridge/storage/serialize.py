@@ -26,6 +26,7 @@ def post_to_json(post: Post) -> dict[str, Any]:
         "reposted_by": _author(post.reposted_by) if post.reposted_by else None,
         "reason": post.reason,
         "conversation": post.conversation,
+        "native": post.native,
     }
 
 
@@ -44,4 +45,5 @@ def post_from_json(data: dict[str, Any]) -> Post:
         reposted_by=Author(**data["reposted_by"]) if data.get("reposted_by") else None,
         reason=data.get("reason", ""),
         conversation=data.get("conversation", ""),
+        native=data.get("native", ""),  # rows stored before it existed: the adapter looks it up
     )

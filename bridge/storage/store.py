@@ -116,6 +116,23 @@ class Confirmed:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingAction:
+    """An action written down before its network call whose outcome was not recorded (the
+    process stopped in between, or the network did not answer)."""
+
+    id: int
+    actor: str
+    room: str
+    network: str
+    action: str
+    subject: str
+    text: str
+    key: str
+    request: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class MessagePost:
     """What a chat message the bridge sent carries."""
 
@@ -592,6 +609,42 @@ class Store:
 
     async def record_action(self, **fields: Any) -> None:
         await OutboundAction.create(**fields)
+
+    async def begin_action(self, *, key: str, request: Mapping[str, Any], **fields: Any) -> int:
+        """Write an action as ``pending`` with its key, before the network call; its id."""
+        row = await OutboundAction.create(status="pending", key=key, request=dict(request), **fields)
+        return row.id
+
+    async def finish_action(
+        self, action_id: int, status: str, *, result_ref: str = "", result_url: str = "", error: str = ""
+    ) -> None:
+        """Record the outcome of a pending action. Tried until it holds (a short database blip
+        must not leave a done action pending, where the next start would redo it: harmless with
+        its key, but the room would be told twice)."""
+        delay = 0.2
+        for attempt in range(6):
+            try:
+                await OutboundAction.filter(id=action_id, status="pending").update(
+                    status=status, result_ref=result_ref[:512], result_url=result_url[:1024], error=error[:2000]
+                )
+                return
+            except Exception:
+                if attempt == 5:
+                    raise
+                await asyncio.sleep(delay)
+                delay *= 2
+
+    async def pending_actions(self, older_than: datetime | None = None) -> list[PendingAction]:
+        """Pending actions, oldest first (only those written before ``older_than``)."""
+        q = OutboundAction.filter(status="pending")
+        if older_than is not None:
+            q = q.filter(created_at__lt=older_than)
+        return [
+            PendingAction(
+                r.id, r.actor, r.room, r.network, r.action, r.subject, r.text, r.key, dict(r.request or {}), r.created_at
+            )
+            for r in await q.order_by("id")
+        ]
 
     async def actions(self, limit: int = 100) -> list[dict[str, Any]]:
         return list(await OutboundAction.all().order_by("-id").limit(limit).values())

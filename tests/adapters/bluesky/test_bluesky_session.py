@@ -39,7 +39,7 @@ async def test_expired_access_token_is_refreshed_without_a_login(
     await first.stop()
     with_access_token(host.state, await atproto.expired_access_token(team.account))
     second, _ = await make_adapter(host)
-    posted = await second.post("still here after a long downtime")
+    posted = await second.post("still here after a long downtime", second.action_key())
     assert posted.ref.id.startswith(f"at://{team.account.did}/app.bsky.feed.post/")
     assert await atproto.login_count(team.handle) == 1, "refreshed, not logged in again"
     assert json.loads(host.state["session"])["session"].split(":::")[2] != await atproto.expired_access_token(team.account)
@@ -56,7 +56,7 @@ async def test_token_refused_by_the_server_mid_run_is_refreshed_once(
     head, payload, signature = session.access_jwt.split(".")
     session.access_jwt = ".".join([head, payload, ("A" if signature[0] != "A" else "B") + signature[1:]])
     refused = session.access_jwt
-    posted = await adapter.post("after a refresh")
+    posted = await adapter.post("after a refresh", adapter.action_key())
     assert posted.ref.id.startswith("at://")
     assert adapter.client._session is not None and adapter.client._session.access_jwt != refused
     assert await atproto.login_count(team.handle) == 1
@@ -77,7 +77,7 @@ async def test_revoked_app_password_fails_once_and_clearly(
     assert "session" not in host.state, "the dead session is forgotten"
     # no retry loop: later calls fail at once, without asking the server again
     with pytest.raises(AuthFailed):
-        await second.post("hello?")
+        await second.post("hello?", second.action_key())
     with pytest.raises(AuthFailed):
         await second.poll_once()
     assert await atproto.login_count(team.handle) == 2

@@ -11,7 +11,7 @@ from discord_world import World, make_delivery, make_post
 
 from adapters.discord import DiscordAdapter
 from bridge.errors import AuthFailed, DestinationUnavailable, RateLimited
-from bridge.model import Answer, ChatTarget, EventKind, Media
+from bridge.model import Answer, ChatTarget, EventKind, Media, SubscriptionSummary
 from tests.emulators.discord import DiscordEmulator
 from tests.fakehost import FakeHost
 
@@ -177,11 +177,14 @@ async def test_reply_by_message_with_and_without_visible_content(
 async def test_unwatch_autocompletes_subscription_ids(
     emulator: DiscordEmulator, adapter: DiscordAdapter, host: FakeHost, world: World
 ) -> None:
-    host.answer = lambda event: Answer("Subscriptions here:\n#12 watch CEO biotech\n#15 follow alice.test")
+    host.subs[ChatTarget("discord", str(world.feed))] = (
+        SubscriptionSummary(12, "watch 'CEO biotech' (bluesky)"),
+        SubscriptionSummary(15, "follow @alice.test (bluesky)"),
+    )
     record = await emulator.autocomplete(world.feed, world.admin, "unwatch", "query_or_id", "ceo")
     [response] = await emulator.wait_interaction(record)
     assert response["type"] == 8
-    assert response["data"]["choices"] == [{"name": "12 watch CEO biotech", "value": "12"}]
+    assert response["data"]["choices"] == [{"name": "12 watch 'CEO biotech' (bluesky)", "value": "12"}]
 
 
 async def test_429_on_one_channel_does_not_block_another(
