@@ -312,11 +312,17 @@ class BlueskyAdapter:
                 "com.atproto.repo.createRecord", {"repo": did, "collection": collection, "rkey": key, "record": record}
             )
         except (Permanent, Transient) as exc:
+            # The PDS refuses a record key in use; a lost answer looks the same to us. Either
+            # way, a record under this key is the first try's.
             existing = await self._existing(did, collection, key)
             if existing is None:
                 raise
-            self.log.info("action key already used, the first try's record counts collection=%s rkey=%s", collection, key)
-            del exc
+            self.log.info(
+                "action key already used, the first try's record counts collection=%s rkey=%s reason=%r",
+                collection,
+                key,
+                str(exc),
+            )
             return existing
 
     async def _existing(self, did: str, collection: str, key: str) -> dict[str, Any] | None:
@@ -457,7 +463,6 @@ class BlueskyAdapter:
     def _blob_url(self, did: str, cid: str) -> str:
         base = self.client._base_url.removesuffix("/xrpc")
         return f"{base}/xrpc/com.atproto.sync.getBlob?did={quote(did)}&cid={quote(cid)}"
-
 
 
 def _key_time(key: str) -> datetime:

@@ -21,13 +21,13 @@ Factory = Callable[..., Awaitable[Bridge]]
 
 
 @pytest.fixture
-async def bridge_with(tmp_path: Any) -> AsyncIterator[Factory]:
-    """A bridge on fake adapters with the given network sections."""
+async def bridge_with(db_url: str) -> AsyncIterator[Factory]:
+    """A bridge on fake adapters with the given network sections (on SQLite and Postgres)."""
     running: list[Bridge] = []
 
     async def make(**networks: dict[str, Any]) -> Bridge:
         data = {
-            "database": {"url": f"sqlite://{tmp_path}/bridge.sqlite3"},
+            "database": {"url": db_url},
             "bridge": {"admins": ["fakechat:boss"], "senders": ["fakechat:sender"]},
             "fakechat": {},
             **(networks or {"fakenet": {}}),
