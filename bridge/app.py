@@ -13,6 +13,7 @@ from bridge.commands import Commands, _what
 from bridge.config import Config, StaticSubscription
 from bridge.delivery.digest import Digester, hold_until
 from bridge.delivery.dispatcher import Dispatcher
+from bridge.delivery.notices import NoticeSender, gap_key, gap_text
 from bridge.delivery.quiet import QuietHours
 from bridge.errors import BridgeError
 from bridge.host import AdapterHost
@@ -24,7 +25,7 @@ from bridge.protocols import ChatAdapter, NetworkAdapter
 from bridge.registry import kind_of
 from bridge.storage import holds
 from bridge.storage.db import close_database, open_database
-from bridge.storage.store import Store, SubscriptionInfo, utcnow
+from bridge.storage.store import RoomNotice, Store, SubscriptionInfo, utcnow
 
 log = logging.getLogger("bridge")
 
@@ -48,6 +49,10 @@ class Bridge:
             (self.networks if kind_of(cls) == "network" else self.chats)[name] = adapter
         self._thread_subs: set[int] = set()
         self._paused: set[str] = set()
+        # The source of every enabled subscription, its room paused or not: what the networks
+        # watch. A paused room only stops receiving; it must not change what the team account
+        # follows on the network (an unfollow and a follow again would notify the person).
+        self._wanted: dict[int, Source] = {}
         self.dispatcher = Dispatcher(
             self.store,
             self.chats,
@@ -58,6 +63,7 @@ class Bridge:
         )
         self.quiet: dict[str, QuietHours] = {}
         self.digester = Digester(self.chats, lambda: self.quiet, self.pause, self._describe_sub)
+        self.notices = NoticeSender(self.store, self.chats)
         self._sub_labels: dict[int, str] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._started: list[Any] = []
@@ -79,6 +85,7 @@ class Bridge:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
             self._tasks.append(asyncio.create_task(self._watch_subscriptions(), name="watch-subscriptions"))
             self._tasks.append(asyncio.create_task(self.digester.run(), name="digests"))
+            self._tasks.append(asyncio.create_task(self.notices.run(), name="notices"))
             if self.config.subscriptions:
                 self._tasks.append(
                     asyncio.create_task(self._apply_static(self.config.subscriptions), name="static-subscriptions")
@@ -131,6 +138,7 @@ class Bridge:
             if s.filters.thread:
                 thread_subs.add(s.id)
         self._paused, self.quiet, self.matcher, self._thread_subs = set(paused), quiet, fresh, thread_subs
+        self._wanted = {s.id: s.source for s in subs}
         self._sources_changed()
 
     async def _watch_subscriptions(self, every: float = 3.0) -> None:
@@ -152,6 +160,10 @@ class Bridge:
             self._refresh_pending = True
             self._tasks.append(asyncio.create_task(self.refresh_routes(), name="refresh-routes"))
 
+    def sources(self, network: str) -> frozenset[Source]:
+        """The sources of ``network`` that enabled subscriptions want, paused rooms included."""
+        return frozenset(s for s in self._wanted.values() if s.network == network)
+
     def _sources_changed(self) -> None:
         for name in self.networks:
             self.hosts[name].notify_sources_changed()
@@ -163,6 +175,7 @@ class Bridge:
         self._sub_labels[sub.id] = f"#{sub.id} {_what(sub)}"
         if created:
             self.matcher.put(_route(sub))
+            self._wanted[sub.id] = sub.source
             self._sources_changed()
             log.info("subscribed subscription=%d source=%s destination=%s by=%s", sub.id, source.key, target, created_by)
             if self.config.backfill and source.kind is not SourceKind.INBOX:
@@ -172,6 +185,7 @@ class Bridge:
     async def unsubscribe(self, sub_id: int) -> None:
         await self.store.disable_subscription(sub_id)
         self.matcher.remove(sub_id)
+        self._wanted.pop(sub_id, None)
         self._thread_subs.discard(sub_id)
         self._sources_changed()
         log.info("unsubscribed subscription=%d", sub_id)
@@ -254,10 +268,36 @@ class Bridge:
                     until = hold_until(r.filters.digest, self.quiet.get(dest), now)
                     if until is not None:
                         held[(r.subscription_id, dest)] = until
-        created = await self.store.ingest(network, matched, batch.cursors, held)
+        notices = self._gap_notices(batch)
+        created = await self.store.ingest(network, matched, batch.cursors, held, notices)
         if created:
             log.info("ingested network=%s items=%d deliveries=%d", network, len(batch.items), created)
             self.dispatcher.wake()
+        if notices:
+            for gap in batch.gaps:
+                log.warning(
+                    "gap in a feed source=%s since=%s until=%s missing=%s",
+                    gap.source.key,
+                    gap.since.isoformat(),
+                    gap.until.isoformat(),
+                    gap.missing,
+                )
+            self.notices.wake()
+
+    def _gap_notices(self, batch: Batch) -> list[RoomNotice]:
+        """One notice per room of each gap's source: the rooms that were subscribed during the
+        gap and are not paused (a paused room misses posts anyway)."""
+        out: list[RoomNotice] = []
+        for gap in batch.gaps:
+            key = gap_key(gap)
+            told: set[str] = set()
+            for r in self.matcher.routes(gap.source):
+                dest = str(r.destination)
+                if dest in self._paused or dest in told or r.start_at >= gap.until:
+                    continue
+                told.add(dest)
+                out.append(RoomNotice(r.destination, key, gap_text(gap, r.label, max(gap.since, r.start_at))))
+        return out
 
     def _paused_by_dispatcher(self, target: ChatTarget, _reason: str) -> None:
         self._paused.add(str(target))
@@ -277,7 +317,7 @@ class Bridge:
 
 
 def _route(s: SubscriptionInfo) -> Route:
-    return Route(s.id, s.source, s.destination, s.filters, s.start_at)
+    return Route(s.id, s.source, s.destination, s.filters, s.start_at, s.label)
 
 
 async def _quietly(coro: Any, name: str) -> None:
