@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bridge.intake.paging import Entry, Page, Pager, Position
+from bridge.intake.paging import Entry, Page, Pager, Position, Turn
 from bridge.intake.schedule import RequestBudget, Schedule
 from bridge.model import Gap, Source, SourceKind
 
@@ -72,7 +72,7 @@ def numbers(values: list[str]) -> list[int]:
     return [int(v[1:]) for v in values]
 
 
-async def turn(pager: Pager[str], core: Core):  # noqa: ANN201
+async def turn(pager: Pager[str], core: Core) -> Turn:
     return await pager.turn(core.cursor, {SOURCE}, core.commit)
 
 
