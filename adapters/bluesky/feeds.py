@@ -355,8 +355,9 @@ class Inbox:
     async def _hydrate(self, wanted: list[tuple[str, str]]) -> list[Item]:
         """The notified posts, oldest first, from app.bsky.feed.getPosts (a post deleted since
         is skipped)."""
-        views = await hydrate(self.api, list(dict.fromkeys(u for u, _ in wanted)))
-        self.feeds.budget.spend(-(-len(views) // GET_POSTS_BATCH))
+        uris = list(dict.fromkeys(u for u, _ in wanted))
+        views = await hydrate(self.api, uris)
+        self.feeds.budget.spend(-(-len(uris) // GET_POSTS_BATCH))
         items: list[Item] = []
         seen: set[str] = set()
         for uri, reason in wanted:
