@@ -411,4 +411,3 @@ class Inbox:
                 members = {}
             self._members[convo] = members
         return members.get(did) or Author(id=did, handle=did, url=f"https://bsky.app/profile/{did}")
-

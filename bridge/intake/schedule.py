@@ -90,10 +90,6 @@ class Schedule:
     def due_all(self) -> None:
         self._next.clear()
 
-    def behind(self, keys: Iterable[str]) -> bool:
-        """Whether one of ``keys`` is due now."""
-        return bool(self.due(keys))
-
     def next_in(self, keys: Iterable[str]) -> float:
         """Seconds until the first of ``keys`` is due (0 when one is; ``every`` for none)."""
         now = self._clock()

@@ -71,7 +71,7 @@ _ADD_MESSAGES = _in_both_dialects(
 # Notices to rooms (one per room and key; one that exists already is kept as it is).
 _ADD_NOTICES = _in_both_dialects(
     'INSERT OR IGNORE INTO "notices" ("created_at","updated_at","destination","key","text","status","attempts",'
-    '"next_attempt_at","last_error") VALUES (?,?,?,?,?,\'pending\',0,?,\'\')'
+    "\"next_attempt_at\",\"last_error\") VALUES (?,?,?,?,?,'pending',0,?,'')"
 )
 
 # A room's last_delivery_at (for operators reading the table) is refreshed at most this often,

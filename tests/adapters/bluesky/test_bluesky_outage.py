@@ -13,6 +13,7 @@ import time
 from bridge.app import Bridge
 from tests.adapters.bluesky.conftest import BridgeFactory, Team
 from tests.atproto.harness import Account, AtprotoStack
+from tests.conftest import until
 from tests.fakes import FakeChat
 
 ROOM = "prospects"
@@ -86,9 +87,7 @@ async def test_an_outage_longer_than_the_catch_up_is_told_to_the_room_once(
     chat: FakeChat = b.chats["fakechat"]  # type: ignore[assignment]
     got = await arrived(chat, 200)
     assert got == uris[-200:], "the newest 200, in order"
-    deadline = asyncio.get_running_loop().time() + 30
-    while not chat.notices and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.2)
+    await until(lambda: bool(chat.notices), timeout=30)
     [(target, text)] = chat.notices
     assert target.chat_id == ROOM
     m = re.fullmatch(
