@@ -13,7 +13,7 @@ from bridge.commands import Commands, _what
 from bridge.config import Config, StaticSubscription
 from bridge.delivery.digest import Digester, hold_until
 from bridge.delivery.dispatcher import Dispatcher
-from bridge.delivery.notices import NoticeSender, gap_key, gap_text
+from bridge.delivery.notices import GAP_LINES, NoticeSender, gap_key, gap_key_of_many, gap_text
 from bridge.delivery.quiet import QuietHours
 from bridge.errors import BridgeError
 from bridge.host import AdapterHost
@@ -285,18 +285,29 @@ class Bridge:
             self.notices.wake()
 
     def _gap_notices(self, batch: Batch) -> list[RoomNotice]:
-        """One notice per room of each gap's source: the rooms that were subscribed during the
-        gap and are not paused (a paused room misses posts anyway)."""
-        out: list[RoomNotice] = []
+        """One notice per room for the gaps of its sources: the rooms that were subscribed
+        during a gap and are not paused (a paused room misses posts anyway). A room that
+        follows many accounts of one timeline gets one message, not one per account."""
+        by_room: dict[str, list[tuple[str, str]]] = {}
+        targets: dict[str, ChatTarget] = {}
         for gap in batch.gaps:
             key = gap_key(gap)
-            told: set[str] = set()
             for r in self.matcher.routes(gap.source):
                 dest = str(r.destination)
-                if dest in self._paused or dest in told or r.start_at >= gap.until:
+                if dest in self._paused or r.start_at >= gap.until:
                     continue
-                told.add(dest)
-                out.append(RoomNotice(r.destination, key, gap_text(gap, r.label, max(gap.since, r.start_at))))
+                told = by_room.setdefault(dest, [])
+                if all(k != key for k, _ in told):
+                    told.append((key, gap_text(gap, r.label, max(gap.since, r.start_at))))
+                    targets[dest] = r.destination
+        out: list[RoomNotice] = []
+        for dest, told in by_room.items():
+            keys = sorted(k for k, _ in told)
+            key = keys[0] if len(keys) == 1 else gap_key_of_many(keys)
+            texts = [t for _, t in told]
+            if len(texts) > GAP_LINES:
+                texts = [*texts[:GAP_LINES], f"… and {len(texts) - GAP_LINES} more of this room's subscriptions."]
+            out.append(RoomNotice(targets[dest], key, "\n".join(texts)))
         return out
 
     def _paused_by_dispatcher(self, target: ChatTarget, _reason: str) -> None:

@@ -24,6 +24,7 @@ log = logging.getLogger("bridge.delivery.notices")
 
 RETRY_FIRST = timedelta(seconds=15)
 RETRY_MAX = timedelta(minutes=30)
+GAP_LINES = 10  # gaps told in one room's notice; the rest are counted (a message fits every chat)
 GIVE_UP_AFTER = 20  # attempts: about a day of retries at the longest interval, then failed
 
 
@@ -31,6 +32,11 @@ def gap_key(gap: Gap) -> str:
     """The notice's key: the same gap is told once per room (64 characters at most)."""
     digest = hashlib.blake2b(f"{gap.source.network}\0{gap.source.key}\0{gap.since.isoformat()}".encode(), digest_size=16)
     return f"gap:{digest.hexdigest()}"
+
+
+def gap_key_of_many(keys: list[str]) -> str:
+    """The key of one notice that tells several gaps (sorted ``gap_key``s)."""
+    return "gaps:" + hashlib.blake2b("\0".join(keys).encode(), digest_size=16).hexdigest()
 
 
 def _when(t: datetime, until: datetime) -> str:

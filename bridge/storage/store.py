@@ -493,11 +493,6 @@ class Store:
     async def notice_failed(self, notice_id: int, error: str) -> None:
         await Notice.filter(id=notice_id).update(status="failed", last_error=error[:2000], attempts=F("attempts") + 1)
 
-    async def notices(self, destination: ChatTarget) -> list[RoomNotice]:
-        """Every notice recorded for ``destination``, oldest first (for status and tests)."""
-        rows = await Notice.filter(destination=str(destination)).order_by("id").values("id", "destination", "key", "text")
-        return [RoomNotice(ChatTarget.parse(r["destination"]), r["key"], r["text"], r["id"]) for r in rows]
-
     # --- chat messages, buttons ----------------------------------------------------------
 
     async def message_post(self, target: ChatTarget, message_id: str) -> MessagePost | None:

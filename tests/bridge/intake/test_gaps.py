@@ -80,3 +80,21 @@ async def test_a_paused_room_keeps_its_sources_watched(make_bridge: BridgeFactor
     assert chat.sent_to("sales") == [seen.ref.id] and missed.ref.id not in chat.sent_to("sales")
     assert (await chat.command("sales", "boss", "/unfollow alice.fake")).ok
     assert alice() not in net.host.sources(), "removed by people: now it goes"
+
+
+async def test_gaps_of_several_accounts_reach_a_room_as_one_notice(make_bridge: BridgeFactory) -> None:
+    b = await make_bridge()
+    net: FakeNetwork = b.networks["fakenet"]  # type: ignore[assignment]
+    chat: FakeChat = b.chats["fakechat"]  # type: ignore[assignment]
+    for who in ("alice", "bob"):
+        assert (await chat.command("sales", "boss", f"/follow {who}.fake")).ok
+    since, until_ = utcnow(), utcnow() + timedelta(minutes=1)
+    gaps = tuple(Gap(Source("fakenet", SourceKind.FOLLOW, f"id:{w}.fake"), since, until_, 3) for w in ("alice", "bob"))
+    await net.host.ingest(Batch((), {"stream": "x"}, gaps))
+    await until(lambda: len(chat.notices) >= 1, timeout=10)
+    await asyncio.sleep(0.3)
+    [(_, text)] = chat.notices
+    assert [line.split(" since ")[0] for line in text.splitlines()] == [
+        "About 3 posts by @alice.fake",
+        "About 3 posts by @bob.fake",
+    ]
