@@ -14,6 +14,7 @@ from bridge.config import Config, StaticSubscription
 from bridge.delivery.buttons import buttons_for
 from bridge.delivery.digest import Digester, held_routes
 from bridge.delivery.dispatcher import Dispatcher
+from bridge.delivery.notices import GAP_LINES, NoticeSender, gap_key, gap_key_of_many, gap_text
 from bridge.delivery.quiet import QuietHours
 from bridge.errors import BridgeError
 from bridge.host import AdapterHost
@@ -26,7 +27,7 @@ from bridge.registry import kind_of
 from bridge.storage import changes
 from bridge.storage.changes import ChangeFeed
 from bridge.storage.db import close_database, open_database
-from bridge.storage.store import Store, SubscriptionInfo, utcnow
+from bridge.storage.store import RoomNotice, Store, SubscriptionInfo, utcnow
 
 log = logging.getLogger("bridge")
 
@@ -51,6 +52,10 @@ class Bridge:
             (self.networks if kind == "network" else self.chats)[name] = adapter
         self._thread_subs: set[int] = set()
         self._paused: set[str] = set()
+        # The source of every enabled subscription, its room paused or not: what the networks
+        # watch. A paused room only stops receiving; it must not change what the team account
+        # follows on the network (an unfollow and a follow again would notify the person).
+        self._wanted: dict[int, Source] = {}
         self.dispatcher = Dispatcher(
             self.store,
             self.chats,
@@ -63,6 +68,7 @@ class Bridge:
         )
         self.quiet: dict[str, QuietHours] = {}
         self.digester = Digester(self.store, self.chats, lambda: self.quiet, self.pause, self._describe_sub)
+        self.notices = NoticeSender(self.store, self.chats)
         self._sub_labels: dict[int, str] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._started: list[Any] = []
@@ -88,6 +94,7 @@ class Bridge:
             self._tasks.append(asyncio.create_task(self._watch_changes(), name="watch-changes"))
             self._tasks.append(asyncio.create_task(self.digester.run(), name="digests"))
             self._tasks.append(asyncio.create_task(self.commands.actions.run_forever(), name="pending-actions"))
+            self._tasks.append(asyncio.create_task(self.notices.run(), name="notices"))
             if self.config.subscriptions:
                 self._tasks.append(
                     asyncio.create_task(self._apply_static(self.config.subscriptions), name="static-subscriptions")
@@ -143,6 +150,7 @@ class Bridge:
                 thread_subs.add(s.id)
         self._paused, self.quiet, self.matcher, self._thread_subs = set(paused), quiet, fresh, thread_subs
         self._revision = max(self._revision, revision)
+        self._wanted = {s.id: s.source for s in subs}
         self._sources_changed()
         self.dispatcher.wake()  # a resumed room's deliveries may be due
 
@@ -170,6 +178,10 @@ class Bridge:
             self._refresh_pending = True
             self._tasks.append(asyncio.create_task(self.refresh_routes(), name="refresh-routes"))
 
+    def sources(self, network: str) -> frozenset[Source]:
+        """The sources of ``network`` that enabled subscriptions want, paused rooms included."""
+        return frozenset(s for s in self._wanted.values() if s.network == network)
+
     def _sources_changed(self) -> None:
         for name in self.networks:
             self.hosts[name].notify_sources_changed()
@@ -181,6 +193,7 @@ class Bridge:
         self._sub_labels[sub.id] = f"#{sub.id} {_what(sub)}"
         if created:
             self.matcher.put(_route(sub))
+            self._wanted[sub.id] = sub.source
             self._sources_changed()
             log.info("subscribed subscription=%d source=%s destination=%s by=%s", sub.id, source.key, target, created_by)
             if self.config.backfill and source.kind is not SourceKind.INBOX:
@@ -190,6 +203,7 @@ class Bridge:
     async def unsubscribe(self, sub_id: int) -> None:
         await self.store.disable_subscription(sub_id)
         self.matcher.remove(sub_id)
+        self._wanted.pop(sub_id, None)
         self._thread_subs.discard(sub_id)
         self._sources_changed()
         log.info("unsubscribed subscription=%d", sub_id)
@@ -268,10 +282,47 @@ class Bridge:
             if routes:
                 matched.append((well_formed(item.post), [(r.subscription_id, r.destination) for r in routes]))
                 held.update(held_routes(routes, self.quiet, now))
-        created = await self.store.ingest(network, matched, batch.cursors, held)
+        notices = self._gap_notices(batch)
+        created = await self.store.ingest(network, matched, batch.cursors, held, notices)
         if created:
             log.info("ingested network=%s items=%d deliveries=%d", network, len(batch.items), created)
             self.dispatcher.wake()
+        if notices:
+            for gap in batch.gaps:
+                log.warning(
+                    "gap in a feed source=%s since=%s until=%s missing=%s",
+                    gap.source.key,
+                    gap.since.isoformat(),
+                    gap.until.isoformat(),
+                    gap.missing,
+                )
+            self.notices.wake()
+
+    def _gap_notices(self, batch: Batch) -> list[RoomNotice]:
+        """One notice per room for the gaps of its sources: the rooms that were subscribed
+        during a gap and are not paused (a paused room misses posts anyway). A room that
+        follows many accounts of one timeline gets one message, not one per account."""
+        by_room: dict[str, list[tuple[str, str]]] = {}
+        targets: dict[str, ChatTarget] = {}
+        for gap in batch.gaps:
+            key = gap_key(gap)
+            for r in self.matcher.routes(gap.source):
+                dest = str(r.destination)
+                if dest in self._paused or r.start_at >= gap.until:
+                    continue
+                told = by_room.setdefault(dest, [])
+                if all(k != key for k, _ in told):
+                    told.append((key, gap_text(gap, r.label, max(gap.since, r.start_at))))
+                    targets[dest] = r.destination
+        out: list[RoomNotice] = []
+        for dest, told in by_room.items():
+            keys = sorted(k for k, _ in told)
+            key = keys[0] if len(keys) == 1 else gap_key_of_many(keys)
+            texts = [t for _, t in told]
+            if len(texts) > GAP_LINES:
+                texts = [*texts[:GAP_LINES], f"… and {len(texts) - GAP_LINES} more of this room's subscriptions."]
+            out.append(RoomNotice(targets[dest], key, "\n".join(texts)))
+        return out
 
     def _buttons(self, post: Post, delivery_id: int) -> tuple[Button, ...]:
         net = self.networks.get(post.ref.network)
@@ -295,7 +346,7 @@ class Bridge:
 
 
 def _route(s: SubscriptionInfo) -> Route:
-    return Route(s.id, s.source, s.destination, s.filters, s.start_at)
+    return Route(s.id, s.source, s.destination, s.filters, s.start_at, s.label)
 
 
 async def _quietly(coro: Any, name: str) -> None:

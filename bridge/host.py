@@ -30,7 +30,7 @@ class AdapterHost:
         await self._b.store.save_state(self._name, key, value)
 
     def sources(self) -> frozenset[Source]:
-        return self._b.matcher.sources(self._name)
+        return self._b.sources(self._name)
 
     def notify_sources_changed(self) -> None:
         self._changed.set()

@@ -132,15 +132,33 @@ class Item:
 
 
 @dataclass(frozen=True, slots=True)
-class Batch:
-    """What a network adapter hands the core in one step: items and the cursors that follow them.
+class Gap:
+    """Posts of ``source`` the adapter could not fetch: those that reached the network after
+    ``since`` and before ``until`` (the network's history or the adapter's request budget did
+    not reach back that far). ``missing`` estimates how many (None when unknown); ``url`` is
+    where people can read them on the network. The core tells each room of the source once.
+    """
 
-    The core commits the deliveries the items produce and the cursors in one transaction,
-    so a restart resumes exactly after the last committed batch.
+    source: Source
+    since: datetime
+    until: datetime
+    missing: int | None = None
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What a network adapter hands the core in one step: items, the cursors that follow them,
+    and the gaps the cursors skip.
+
+    The core commits the deliveries the items produce, the notices of the gaps and the cursors
+    in one transaction, so a restart resumes exactly after the last committed batch and a gap
+    is told once.
     """
 
     items: tuple[Item, ...] = ()
     cursors: dict[str, str] = field(default_factory=dict)
+    gaps: tuple[Gap, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

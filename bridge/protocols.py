@@ -47,7 +47,10 @@ class Host(Protocol):
     # --- network adapters -------------------------------------------------------------
 
     def sources(self) -> frozenset[Source]:
-        """The sources of this network that enabled subscriptions currently want."""
+        """The sources of this network that enabled subscriptions currently want, including
+        those of paused rooms: a pause only stops the room receiving. A source leaves this set
+        only when people removed its last subscription; only then may the adapter undo what it
+        did on the network for it (a follow it made)."""
         ...
 
     async def sources_changed(self) -> None:
@@ -59,9 +62,10 @@ class Host(Protocol):
         ...
 
     async def ingest(self, batch: Batch) -> None:
-        """Match the items to subscriptions, write their deliveries and the batch's cursors in
-        one transaction. Returns once committed; the adapter may then advance. Idempotent: a
-        post ingested twice is delivered once per destination."""
+        """Match the items to subscriptions, write their deliveries, the notices of the batch's
+        gaps and its cursors in one transaction. Returns once committed; the adapter may then
+        advance. Idempotent: a post ingested twice is delivered once per destination, a gap
+        is told once per room."""
         ...
 
     # --- chat adapters ------------------------------------------------------------------
@@ -113,6 +117,10 @@ class NetworkAdapter(Protocol):
     * A source without a cursor starts from now: its first fetch must only record the
       position, not hand over old posts (``recent`` exists for an explicit backfill).
     * Cursors advance only through ``ingest``: a crash between fetch and ingest re-fetches.
+    * No silent gap: when a cursor must skip posts the adapter could not fetch (the network's
+      history or the request budget did not reach back), the batch that moves it carries a
+      ``Gap`` per source. ``bridge.intake.paging.Pager`` walks a newest-first feed back to its
+      watermark and does this accounting; an adapter supplies one page per cursor.
     * Outbound methods raise the ``bridge.errors`` hierarchy; they must never send text that
       ``check_text`` refuses.
     * ``check``, ``resolve`` and ``owns_handle`` must work without ``start`` (the command line

@@ -3,7 +3,9 @@ actions the team takes from chat.
 
 Tasks while running:
 * the poll loop: every ``poll_interval`` seconds (and at once when subscriptions change) it
-  polls searches, the inbox and, in poll mode, the timeline (feeds.py);
+  polls searches, the inbox and, in poll mode, the timeline (feeds.py); a feed still walking
+  back to its position after an outage or a burst gets its next turn at once, as far as the
+  intake's request budget allows (bridge.intake.schedule);
 * in firehose mode, the firehose reader (firehose.py) for followed accounts.
 """
 
@@ -30,7 +32,7 @@ from adapters.bluesky.convert import (
     post_url,
     profile_url,
 )
-from adapters.bluesky.feeds import Cursors, Inbox, Search, Timeline, hydrate, iso
+from adapters.bluesky.feeds import TIMELINE_KEY, Cursors, Feeds, Inbox, Search, Timeline, hydrate, iso
 from adapters.bluesky.firehose import Firehose
 from adapters.bluesky.http import Api, PacedRequest, RateState
 from adapters.bluesky.richtext import build_facets, check_text
@@ -38,6 +40,8 @@ from adapters.bluesky.session import SessionClient, SessionKeeper
 from adapters.bluesky.tid import Tids, tid_time
 from bridge.configschema import Key
 from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited, Transient
+from bridge.intake.paging import Turn
+from bridge.intake.schedule import RequestBudget, Schedule
 from bridge.model import Author, Batch, Capabilities, Post, Posted, Ref, Source, SourceKind
 from bridge.protocols import Host
 
@@ -49,6 +53,11 @@ DM_LOOKBACK = 50
 # A handle is a domain name (at least two labels); a DID is did:plc:… or did:web:….
 _HANDLE = re.compile(r"^(?=.{3,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", re.I)
 _DID = re.compile(r"^did:(plc:[a-z2-7]{24}|web:[a-zA-Z0-9.%:-]+)$")
+
+# Bluesky's PDS allows 3000 requests per 5 minutes per IP address; intake takes at most half,
+# which leaves the rest for actions from chat, session refreshes and the firehose's lookups.
+INTAKE_REQUESTS = 1500
+INTAKE_WINDOW = 300.0
 
 
 def normalize_handle(handle: str) -> str:
@@ -67,7 +76,7 @@ class AccountHost:
 
     async def ingest(self, batch: Batch) -> None:
         items = tuple(replace(i, post=as_account(i.post, self._account)) for i in batch.items)
-        await self._host.ingest(Batch(items, batch.cursors))
+        await self._host.ingest(replace(batch, items=items))
 
 
 class BlueskyAdapter:
@@ -80,6 +89,12 @@ class BlueskyAdapter:
         ),
         "realtime": Key(str, "poll", choices=("poll", "firehose"), help="how followed accounts are watched"),
         "poll_interval": Key((int, float), 30, min=1, help="seconds between polls (searches and the inbox poll in both modes)"),
+        "catch_up": Key(
+            int,
+            5000,
+            min=100,
+            help="posts read back per feed after an outage or a burst; beyond them the rooms are told what they missed",
+        ),
         "firehose_url": Key(str, "", help="subscribeRepos server; empty: the public relay wss://bsky.network"),
         "chat_service": Key(
             str,
@@ -109,9 +124,12 @@ class BlueskyAdapter:
         )
         self.api = Api(self.client, self.session.ensure, self.session.reauth, chat_base=self.chat_service)
         self.cursors = Cursors(AccountHost(host, self.name))
-        self.timeline = Timeline(self.api, host, self.cursors, lambda: self.session.did)
-        self.search = Search(self.api, self.cursors)
-        self.inbox = Inbox(self.api, self.cursors, lambda: self.session.did, self.chat)
+        self.budget = RequestBudget(INTAKE_REQUESTS, INTAKE_WINDOW)
+        self.schedule = Schedule(self.poll_interval)
+        feeds = Feeds(self.cursors, self.budget, int(self.settings["catch_up"]))
+        self.timeline = Timeline(self.api, host, feeds, lambda: self.session.did)
+        self.search = Search(self.api, feeds)
+        self.inbox = Inbox(self.api, feeds, lambda: self.session.did, self.chat)
         self._follow_sources: dict[str, Source] = {}
         self.firehose = Firehose(
             str(self.settings["firehose_url"]), self.api, self.cursors, lambda: self._follow_sources, self._blob_url
@@ -157,6 +175,7 @@ class BlueskyAdapter:
     async def _watch_sources(self) -> None:
         while True:
             await self.host.sources_changed()
+            self.schedule.due_all()
             self._wake.set()
 
     def _refresh_follow_sources(self) -> frozenset[Source]:
@@ -165,46 +184,72 @@ class BlueskyAdapter:
         return sources
 
     async def poll_once(self) -> int:
-        """One cycle over every polled source; the number of items handed to the core. Cycles
-        never overlap (the loop's and a caller's)."""
+        """One cycle over every polled source (a turn each, due or not); the number of items
+        handed to the core. Cycles never overlap (the loop's and a caller's)."""
         async with self._poll_lock:
+            self.schedule.due_all()
             return await self._poll()
 
-    async def _poll(self) -> int:
-        await self.session.ensure()
+    def _jobs(self) -> list[tuple[str, Callable[[], Awaitable[Turn]]]]:
         sources = self._refresh_follow_sources()
-        jobs: list[tuple[str, Callable[[], Awaitable[int]]]] = []
+        jobs: list[tuple[str, Callable[[], Awaitable[Turn]]]] = []
         follows = {s for s in sources if s.kind is SourceKind.FOLLOW}
         if self.realtime == "poll":
-            jobs.append(("timeline", lambda: self.timeline.poll(follows)))
-        for source in sorted((s for s in sources if s.kind is SourceKind.QUERY), key=lambda s: s.value):
+            jobs.append((TIMELINE_KEY, lambda: self.timeline.poll(follows)))
+        queries = sorted((s for s in sources if s.kind is SourceKind.QUERY), key=lambda s: s.value)
+        self.search.forget(queries)
+        for source in queries:
             jobs.append((source.key, lambda source=source: self.search.poll(source)))
         for source in (s for s in sources if s.kind is SourceKind.INBOX):
             jobs.append((source.key, lambda source=source: self.inbox.poll(source)))
+        self.schedule.forget(key for key, _ in jobs)
+        return jobs
+
+    async def _poll(self) -> int:
+        """A turn for every feed the schedule has due; the number of items handed over."""
+        await self.session.ensure()
+        jobs = self._jobs()
+        due = set(self.schedule.due(key for key, _ in jobs))
         n = 0
         failed: BridgeError | None = None
+        ran = 0
         for what, job in jobs:
+            if what not in due:
+                continue
+            ran += 1
             # One failing source must not hold up the others; a rate limit or refused
             # credentials stop the whole cycle.
             try:
-                n += await job()
+                turn = await job()
             except (RateLimited, AuthFailed):
                 raise
             except BridgeError as exc:
                 self.log.warning("poll of %s failed reason=%r", what, str(exc))
+                self.schedule.done(what, behind=False)
                 failed = failed or exc
+                continue
+            n += turn.handed
+            self.schedule.done(what, behind=turn.behind)
         self.polls += 1
-        if failed is not None and n == 0 and len(jobs) == 1:
+        if failed is not None and n == 0 and ran == 1:
             raise failed
         return n
+
+    def _next_turn_in(self) -> float:
+        """Seconds until a feed is due; a feed behind waits for the request budget."""
+        delay = self.schedule.next_in(key for key, _ in self._jobs())
+        if delay <= 0:
+            delay = max(self.budget.wait(), 0.05)
+        return delay
 
     async def _poll_loop(self) -> None:
         delay = self.poll_interval
         while True:
             self._wake.clear()
             try:
-                await self.poll_once()
-                delay = self.poll_interval
+                async with self._poll_lock:
+                    await self._poll()
+                delay = self._next_turn_in()
             except RateLimited as exc:
                 delay = max(self.poll_interval, exc.retry_after)
                 self.log.warning("poll rate limited, next poll in %.0fs", delay)

@@ -1,20 +1,23 @@
 """What the adapter polls: the team account's timeline (followed accounts, in poll mode),
 searches (queries, in both modes) and the inbox (notifications and direct messages).
 
-Positions are watermarks, committed only through ``host.ingest`` together with the items
-that produced them, so a restart resumes where the last committed batch left off. A source
-without a position starts from now: the first fetch only records where "now" is. The core's
-ledger is idempotent, so a batch fetched twice (a crash between fetch and commit) never
-delivers a post twice.
+The timeline, each search and the notifications are newest-first feeds: the core's pager
+(bridge.intake.paging) walks each back to its watermark, within the adapter's request budget,
+and hands what it found to the core oldest first with the new position, in one ``host.ingest``;
+what it cannot reach is handed over as a gap the rooms are told of. This module supplies one
+page per cursor. A feed without a position starts from now: its first turn only records where
+"now" is. The core's ledger is idempotent, so a page fetched twice (a crash between fetch and
+commit, a walk continued after a restart) never delivers a post twice.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from adapters.bluesky.convert import (
     author_from,
@@ -22,38 +25,24 @@ from adapters.bluesky.convert import (
     post_from_feed_item,
     post_from_message,
     post_from_view,
+    profile_url,
 )
 from adapters.bluesky.http import Api
 from bridge.errors import AuthFailed, NotFound, Permanent, RateLimited, Transient
-from bridge.model import Author, Batch, Item, Source, SourceKind
+from bridge.intake.paging import Entry, Page, Pager, Position, Turn, iso
+from bridge.intake.schedule import RequestBudget
+from bridge.model import Author, Batch, Gap, Item, Source, SourceKind
 from bridge.protocols import Host
 
 log = logging.getLogger("bridge.adapters.bluesky")
 
-PAGE = 100  # app.bsky.feed.getTimeline / searchPosts: limit ≤ 100
-MAX_PAGES = 5  # per source and cycle: a burst beyond 500 items waits for the next cycle
+PAGE = 100  # app.bsky.feed.getTimeline / searchPosts / listNotifications: limit ≤ 100
+PAGES_PER_TURN = 10  # per feed and turn: one busy feed must not hold up the others
 GET_POSTS_BATCH = 25  # app.bsky.feed.getPosts: at most 25 uris
 INBOX_REASONS = {"mention", "reply", "quote"}
+TIMELINE_KEY = "timeline"
 
-
-# A new source starts from "now"; when the feed itself shows no newer time, our clock stands in
-# for the server's, a little early: the server's times have millisecond precision, and a post
-# made as the subscription was created must not be lost (the core drops older ones anyway).
-NOW_SLACK = timedelta(seconds=2)
-
-
-def now_mark() -> str:
-    return iso(datetime.now(UTC) - NOW_SLACK)
-
-
-def iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def mark_of(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return parse_time(value)
+__all__ = ["Cursors", "Inbox", "Search", "Timeline", "hydrate", "iso"]
 
 
 def _item_time(item: Mapping[str, Any]) -> datetime:
@@ -76,6 +65,20 @@ def _sort_time(item: Mapping[str, Any]) -> datetime:
     return t
 
 
+def _next(res: Mapping[str, Any]) -> str | None:
+    cursor = res.get("cursor")
+    return cursor if isinstance(cursor, str) and cursor else None
+
+
+def gap_url(source: Source) -> str:
+    """Where people read on Bluesky what a gap of ``source`` holds."""
+    if source.kind is SourceKind.FOLLOW:
+        return profile_url(source.value)
+    if source.kind is SourceKind.QUERY:
+        return f"https://bsky.app/search?q={quote(source.value)}"
+    return "https://bsky.app/notifications"
+
+
 class Cursors:
     """The committed positions of this adapter's sources, cached after the first read."""
 
@@ -88,23 +91,45 @@ class Cursors:
             self._cache[key] = await self._host.load_cursor(key)
         return self._cache[key]
 
-    async def commit(self, items: Iterable[Item], cursors: dict[str, str]) -> None:
-        batch = Batch(tuple(items), dict(cursors))
-        if not batch.items and all(self._cache.get(k) == v for k, v in cursors.items()):
+    async def commit(self, items: Iterable[Item], cursors: dict[str, str], gaps: Iterable[Gap] = ()) -> None:
+        batch = Batch(tuple(items), dict(cursors), tuple(gaps))
+        if not batch.items and not batch.gaps and all(self._cache.get(k) == v for k, v in cursors.items()):
             return
         await self._host.ingest(batch)
         self._cache.update(cursors)
 
-    async def advance(self, key: str, items: list[Item], mark: datetime | None, newest: datetime | None) -> int:
-        """Hand over ``items`` oldest first and move ``key`` to the newest time seen (a source
-        without a mark starts from now). Returns how many items were handed over."""
-        if mark is None:
-            position = iso(newest) if newest else now_mark()
-        else:
-            position = iso(max(mark, newest)) if newest else iso(mark)
-        items.sort(key=lambda it: it.post.created_at)
-        await self.commit(items, {key: position})
-        return len(items)
+
+class Feeds:
+    """What the timeline, the searches and the inbox share: the cursors, the request budget,
+    and how far back a walk may reach (``catch_up`` entries)."""
+
+    def __init__(self, cursors: Cursors, budget: RequestBudget, catch_up: int) -> None:
+        self.cursors = cursors
+        self.budget = budget
+        self.max_pages = max(1, -(-catch_up // PAGE))
+
+    def pager(self, fetch: Callable[[str | None], Awaitable[Page[Any]]]) -> Pager[Any]:
+        return Pager(fetch, budget=self.budget, pages_per_turn=PAGES_PER_TURN, max_pages=self.max_pages, where=gap_url)
+
+    async def turn(
+        self,
+        pager: Pager[Any],
+        key: str,
+        sources: Collection[Source],
+        to_items: Callable[[list[Any]], Awaitable[list[Item]]],
+    ) -> Turn:
+        async def commit(values: list[Any], position: str, gaps: tuple[Gap, ...]) -> None:
+            items = await to_items(values) if values else []
+            await self.cursors.commit(items, {key: position}, gaps)
+
+        turn = await pager.turn(await self.cursors.get(key), sources, commit)
+        if turn.gaps:
+            log.warning("feed could not be read back to its position feed=%s gaps=%d", key, len(turn.gaps))
+        return turn
+
+
+async def _as_is(values: list[Any]) -> list[Item]:
+    return list(values)
 
 
 async def hydrate(api: Api, uris: list[str]) -> dict[str, Mapping[str, Any]]:
@@ -126,23 +151,28 @@ class Timeline:
     Why the timeline: one ``getTimeline`` request per cycle (more only when over 100 new items
     arrived since the last one) covers every followed account, however many there are, and it
     carries posts, replies *and reposts*. A curation list polled with ``getListFeed`` would be
-    as cheap but has no reposts; author feeds cost one request per account per cycle.
+    as cheap but has no reposts; author feeds cost one request per account per cycle. The
+    timeline is one feed with one position (``timeline``); a subscription added later gets
+    nothing older than itself (the core's matcher starts it from now).
 
     The price: the team account must follow the accounts on Bluesky. The adapter follows each
     followed source's account itself, remembers which follows it made (adapter state
-    ``managed_follows``), and removes only those when the source goes away; a follow the team
-    made itself (on Bluesky, or with the Follow button) is never undone.
+    ``managed_follows``), and removes only those when the source goes away (its last
+    subscription removed: a paused room keeps its sources); a follow the team made itself (on
+    Bluesky, or with the Follow button) is never undone.
     """
 
     STATE_KEY = "managed_follows"
 
-    def __init__(self, api: Api, host: Host, cursors: Cursors, team_did: Callable[[], str]) -> None:
+    def __init__(self, api: Api, host: Host, feeds: Feeds, team_did: Callable[[], str]) -> None:
         self.api = api
         self.host = host
-        self.cursors = cursors
+        self.feeds = feeds
         self.team_did = team_did
         self._managed: dict[str, str] | None = None  # did -> follow record uri we created
         self._following: set[str] = set()  # dids we know the team follows
+        self._by_did: dict[str, Source] = {}
+        self.pager = feeds.pager(self._page)
 
     async def _load_managed(self) -> dict[str, str]:
         if self._managed is None:
@@ -213,77 +243,69 @@ class Timeline:
         if changed:
             await self._save_managed()
 
-    async def poll(self, follows: set[Source]) -> int:
-        """One cycle; returns the number of items handed to the core."""
-        by_did = {s.value: s for s in follows}
-        await self.sync_follows(set(by_did))  # also when the last source went: unfollow
+    async def _page(self, cursor: str | None) -> Page[Item]:
+        res = await self.api.query("app.bsky.feed.getTimeline", limit=PAGE, cursor=cursor)
+        feed = [f for f in res.get("feed") or () if isinstance(f, Mapping)]
+        entries: list[Entry[Item]] = []
+        for raw in feed:
+            post = post_from_feed_item(raw)
+            source = None
+            if post is not None:
+                source = self._by_did.get(post.reposted_by.id if post.reposted_by else post.author.id)
+            entries.append(Entry(_item_time(raw), Item(source, post) if source and post else None, source))
+        return Page(entries, _next(res), min((_sort_time(f) for f in feed), default=None))
+
+    async def _position(self, follows: set[Source]) -> None:
+        """Cursors kept per followed account before the timeline had one position: the oldest
+        of them becomes the timeline's, so that an upgrade loses nothing."""
+        if await self.feeds.cursors.get(TIMELINE_KEY) is not None:
+            return
+        marks = [Position.load(await self.feeds.cursors.get(s.key)).mark for s in follows]
+        known = [m for m in marks if m is not None]
+        if known:
+            await self.feeds.cursors.commit((), {TIMELINE_KEY: Position(min(known)).dump()})
+
+    async def poll(self, follows: set[Source]) -> Turn:
+        """One turn of the timeline for the followed sources ``follows``."""
+        self._by_did = {s.value: s for s in follows}
+        await self.sync_follows(set(self._by_did))  # also when the last source went: unfollow
         if not follows:
-            return 0
-        marks = {s: mark_of(await self.cursors.get(s.key)) for s in follows}
-        known = [m for m in marks.values() if m is not None]
-        floor = min(known) if known else None
-        items: list[Item] = []
-        newest: datetime | None = None
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            res = await self.api.query("app.bsky.feed.getTimeline", limit=PAGE, cursor=cursor)
-            feed = [f for f in res.get("feed") or () if isinstance(f, Mapping)]
-            for entry in feed:
-                t = _item_time(entry)
-                newest = t if newest is None or t > newest else newest
-                post = post_from_feed_item(entry)
-                if post is None:
-                    continue
-                origin = post.reposted_by.id if post.reposted_by else post.author.id
-                source = by_did.get(origin)
-                if source is None:
-                    continue
-                mark = marks[source]
-                if mark is not None and t > mark:
-                    items.append(Item(source, post))
-            cursor = res.get("cursor") if isinstance(res.get("cursor"), str) else None
-            # Stop once the page reaches back past every watermark (or, with only new
-            # sources, after the first page: they start from now).
-            if not feed or not cursor or floor is None or min(_sort_time(f) for f in feed) < floor:
-                break
-        top = iso(newest) if newest else now_mark()
-        positions: dict[str, str] = {}
-        for source, mark in marks.items():
-            positions[source.key] = top if mark is None or (newest and newest > mark) else iso(mark)
-        items.sort(key=lambda it: it.post.created_at)
-        await self.cursors.commit(items, positions)
-        return len(items)
+            # Nobody follows anyone: the next followed source starts from now, not from here.
+            if await self.feeds.cursors.get(TIMELINE_KEY):
+                await self.feeds.cursors.commit((), {TIMELINE_KEY: ""})
+            return Turn()
+        await self._position(follows)
+        return await self.feeds.turn(self.pager, TIMELINE_KEY, follows, _as_is)
 
 
 class Search:
-    """A query source, through app.bsky.feed.searchPosts (sort=latest), paged back to the
-    source's watermark (the newest indexedAt already handed over)."""
+    """A query source, through app.bsky.feed.searchPosts (sort=latest), newest indexedAt first."""
 
-    def __init__(self, api: Api, cursors: Cursors) -> None:
+    def __init__(self, api: Api, feeds: Feeds) -> None:
         self.api = api
-        self.cursors = cursors
+        self.feeds = feeds
+        self._pagers: dict[Source, Pager[Any]] = {}
 
-    async def poll(self, source: Source) -> int:
-        mark = mark_of(await self.cursors.get(source.key))
-        items: list[Item] = []
-        newest: datetime | None = None
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            res = await self.api.query("app.bsky.feed.searchPosts", q=source.value, sort="latest", limit=PAGE, cursor=cursor)
-            views = [v for v in res.get("posts") or () if isinstance(v, Mapping)]
-            oldest: datetime | None = None
-            for view in views:
-                t = parse_time(view.get("indexedAt"))
-                newest = t if newest is None or t > newest else newest
-                oldest = t if oldest is None or t < oldest else oldest
-                if mark is not None and t > mark:
-                    post = post_from_view(view)
-                    if post is not None:
-                        items.append(Item(source, post))
-            cursor = res.get("cursor") if isinstance(res.get("cursor"), str) else None
-            if mark is None or not views or not cursor or (oldest is not None and oldest < mark):
-                break
-        return await self.cursors.advance(source.key, items, mark, newest)
+    def forget(self, keep: Collection[Source]) -> None:
+        for source in [s for s in self._pagers if s not in keep]:
+            del self._pagers[source]
+
+    async def poll(self, source: Source) -> Turn:
+        pager = self._pagers.get(source)
+        if pager is None:
+            pager = self._pagers[source] = self.feeds.pager(lambda cursor: self._page(source, cursor))
+        return await self.feeds.turn(pager, source.key, (source,), _as_is)
+
+    async def _page(self, source: Source, cursor: str | None) -> Page[Item]:
+        res = await self.api.query("app.bsky.feed.searchPosts", q=source.value, sort="latest", limit=PAGE, cursor=cursor)
+        views = [v for v in res.get("posts") or () if isinstance(v, Mapping)]
+        entries: list[Entry[Item]] = []
+        for view in views:
+            post = post_from_view(view)
+            entries.append(Entry(parse_time(view.get("indexedAt")), Item(source, post) if post else None, source))
+        nxt = _next(res)
+        # A full page without a cursor: the search service stopped paging, older posts exist.
+        return Page(entries, nxt, min((e.at for e in entries), default=None), complete=nxt is None and len(views) < PAGE)
 
 
 class Inbox:
@@ -292,17 +314,22 @@ class Inbox:
     with the atproto-proxy header, or ``chat_service`` when set)."""
 
     def __init__(
-        self, api: Api, cursors: Cursors, team_did: Callable[[], str], chat: Callable[..., Awaitable[dict[str, Any]]]
+        self, api: Api, feeds: Feeds, team_did: Callable[[], str], chat: Callable[..., Awaitable[dict[str, Any]]]
     ) -> None:
         self.api = api
-        self.cursors = cursors
+        self.feeds = feeds
+        self.cursors = feeds.cursors
         self.team_did = team_did
         self.chat = chat
         self._members: dict[str, dict[str, Author]] = {}
         self.dms_disabled = ""  # why DMs are not read (e.g. the app password has no DM access)
+        self._source = Source("bluesky", SourceKind.INBOX, "")
+        self.pager = feeds.pager(self._page)
 
-    async def poll(self, source: Source) -> int:
-        n = await self._notifications(source)
+    async def poll(self, source: Source) -> Turn:
+        self._source = source
+        turn = await self.feeds.turn(self.pager, source.key, (source,), self._hydrate)
+        n = turn.handed
         if not self.dms_disabled:
             try:
                 n += await self._messages(source)
@@ -313,38 +340,34 @@ class Inbox:
                 log.warning("direct messages are not read: %s", exc)
             except Transient as exc:  # the chat service is down: notifications still flow
                 log.warning("direct messages not read this time reason=%r", str(exc))
-        return n
+        return Turn(n, turn.requests, turn.behind, turn.gaps)
 
-    async def _notifications(self, source: Source) -> int:
-        mark = mark_of(await self.cursors.get(source.key))
-        wanted: list[tuple[str, str]] = []  # (uri, reason)
-        newest: datetime | None = None
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            res = await self.api.query("app.bsky.notification.listNotifications", limit=PAGE, cursor=cursor)
-            notes = [x for x in res.get("notifications") or () if isinstance(x, Mapping)]
-            oldest: datetime | None = None
-            for note in notes:
-                t = parse_time(note.get("indexedAt"))
-                newest = t if newest is None or t > newest else newest
-                oldest = t if oldest is None or t < oldest else oldest
-                if mark is not None and t > mark and note.get("reason") in INBOX_REASONS and isinstance(note.get("uri"), str):
-                    wanted.append((note["uri"], str(note["reason"])))
-            cursor = res.get("cursor") if isinstance(res.get("cursor"), str) else None
-            if mark is None or not notes or not cursor or (oldest is not None and oldest < mark):
-                break
+    async def _page(self, cursor: str | None) -> Page[tuple[str, str]]:
+        res = await self.api.query("app.bsky.notification.listNotifications", limit=PAGE, cursor=cursor)
+        notes = [x for x in res.get("notifications") or () if isinstance(x, Mapping)]
+        entries: list[Entry[tuple[str, str]]] = []
+        for note in notes:
+            wanted = note.get("reason") in INBOX_REASONS and isinstance(note.get("uri"), str)
+            value = (note["uri"], str(note["reason"])) if wanted else None
+            entries.append(Entry(parse_time(note.get("indexedAt")), value, self._source))
+        return Page(entries, _next(res), min((e.at for e in entries), default=None))
+
+    async def _hydrate(self, wanted: list[tuple[str, str]]) -> list[Item]:
+        """The notified posts, oldest first, from app.bsky.feed.getPosts (a post deleted since
+        is skipped)."""
+        uris = list(dict.fromkeys(u for u, _ in wanted))
+        views = await hydrate(self.api, uris)
+        self.feeds.budget.spend(-(-len(uris) // GET_POSTS_BATCH))
         items: list[Item] = []
-        if wanted:
-            views = await hydrate(self.api, list(dict.fromkeys(u for u, _ in wanted)))
-            seen: set[str] = set()
-            for uri, reason in wanted:
-                if uri in seen or uri not in views:
-                    continue
-                seen.add(uri)
-                post = post_from_view(views[uri], reason=reason)
-                if post is not None:
-                    items.append(Item(source, post))
-        return await self.cursors.advance(source.key, items, mark, newest)
+        seen: set[str] = set()
+        for uri, reason in wanted:
+            if uri in seen or uri not in views:
+                continue
+            seen.add(uri)
+            post = post_from_view(views[uri], reason=reason)
+            if post is not None:
+                items.append(Item(self._source, post))
+        return items
 
     async def _messages(self, source: Source) -> int:
         key = f"{source.key}#dm"
@@ -388,7 +411,3 @@ class Inbox:
                 members = {}
             self._members[convo] = members
         return members.get(did) or Author(id=did, handle=did, url=f"https://bsky.app/profile/{did}")
-
-
-def follows_of(sources: Iterable[Source]) -> set[Source]:
-    return {s for s in sources if s.kind is SourceKind.FOLLOW}

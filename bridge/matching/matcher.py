@@ -28,6 +28,7 @@ class Route:
     destination: ChatTarget
     filters: Filters
     start_at: datetime
+    label: str = ""  # the handle or query the room subscribed with, for notices
 
 
 class Matcher:

@@ -132,6 +132,23 @@ class OutboundAction(Timestamped):
         table = "outbound_actions"
 
 
+class Notice(Timestamped):
+    id = fields.BigIntField(primary_key=True)
+    destination = fields.CharField(max_length=255, description="chat target, platform:chat_id[/thread]")
+    key = fields.CharField(max_length=64, description="what it tells, so that it is told once (e.g. a gap of a source)")
+    text = fields.TextField(description="the notice, plain text")
+    status = fields.CharField(max_length=16, default="pending", description="pending, sent or failed")
+    attempts = fields.IntField(default=0, description="failed attempts so far")
+    next_attempt_at = fields.DatetimeField(description="not sent before this time")
+    last_error = fields.TextField(default="", description="the last failure's reason")
+    sent_at = fields.DatetimeField(null=True, description="when the chat platform confirmed it")
+
+    class Meta:
+        table = "notices"
+        unique_together = (("destination", "key"),)
+        indexes = (("status", "next_attempt_at"),)
+
+
 class AdapterState(Timestamped):
     id = fields.IntField(primary_key=True)
     adapter = fields.CharField(max_length=32, description="adapter name")

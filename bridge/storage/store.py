@@ -32,6 +32,7 @@ from bridge.storage.models import (
     Cursor,
     DeliveryRow,
     Destination,
+    Notice,
     OutboundAction,
     SeenPost,
     Subscription,
@@ -68,6 +69,12 @@ _ADD_DELIVERIES = _in_both_dialects(
 _ADD_MESSAGES = _in_both_dialects(
     'INSERT OR IGNORE INTO "chat_messages" ("created_at","updated_at","platform","chat_id","message_id","post_id",'
     '"delivery_id") VALUES (?,?,?,?,?,?,?)'
+)
+
+# Notices to rooms (one per room and key; one that exists already is kept as it is).
+_ADD_NOTICES = _in_both_dialects(
+    'INSERT OR IGNORE INTO "notices" ("created_at","updated_at","destination","key","text","status","attempts",'
+    "\"next_attempt_at\",\"last_error\") VALUES (?,?,?,?,?,'pending',0,?,'')"
 )
 
 # A room's last_delivery_at (for operators reading the table) is refreshed at most this often,
@@ -130,6 +137,17 @@ class PendingAction:
     key: str
     request: dict[str, Any]
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RoomNotice:
+    """A plain-text notice for a room, told once per (destination, key)."""
+
+    destination: ChatTarget
+    key: str
+    text: str
+    id: int = 0
+    attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,11 +386,13 @@ class Store:
         matched: Sequence[tuple[Post, Sequence[tuple[int, ChatTarget]]]],
         cursors: dict[str, str],
         held: Mapping[tuple[int, str], datetime] | None = None,
+        notices: Sequence[RoomNotice] = (),
     ) -> int:
         """In one transaction: remember the posts, add one delivery per (post, destination)
-        that does not exist yet, and move the cursors. Returns the number of new deliveries.
-        ``held`` maps (subscription id, destination) to the time its deliveries are released as
-        a summary (digests, quiet hours)."""
+        that does not exist yet, add the ``notices`` not recorded yet (by destination and key),
+        and move the cursors. Returns the number of new deliveries. ``held`` maps (subscription
+        id, destination) to the time its deliveries are released as a summary (digests, quiet
+        hours)."""
         now = utcnow()
         created = 0
         async with in_transaction() as conn:
@@ -400,6 +420,8 @@ class Store:
                 if fresh:
                     await _execute_many(conn, _ADD_DELIVERIES, fresh)
                 created = len(fresh)
+            if notices:
+                await _execute_many(conn, _ADD_NOTICES, [[now, now, str(n.destination), n.key, n.text, now] for n in notices])
             for key, value in cursors.items():
                 updated = await Cursor.filter(network=network, key=key).update(value=value)
                 if not updated:
@@ -568,6 +590,31 @@ class Store:
 
     async def mark_failed(self, delivery_id: int, error: str) -> None:
         await DeliveryRow.filter(id=delivery_id).update(status="failed", last_error=error[:2000], attempts=F("attempts") + 1)
+
+    # --- notices ------------------------------------------------------------------------------
+
+    async def due_notices(self, now: datetime, limit: int = 100) -> list[RoomNotice]:
+        """Pending notices whose time has come, oldest first."""
+        rows = (
+            await Notice.filter(status="pending", next_attempt_at__lte=now)
+            .order_by("id")
+            .limit(limit)
+            .values("id", "destination", "key", "text", "attempts")
+        )
+        return [RoomNotice(ChatTarget.parse(r["destination"]), r["key"], r["text"], r["id"], r["attempts"]) for r in rows]
+
+    async def next_notice_at(self) -> datetime | None:
+        row = await Notice.filter(status="pending").order_by("next_attempt_at").first().values("next_attempt_at")
+        return row["next_attempt_at"] if row else None
+
+    async def notice_sent(self, notice_id: int) -> None:
+        await Notice.filter(id=notice_id).update(status="sent", sent_at=utcnow(), last_error="")
+
+    async def notice_retry(self, notice_id: int, next_at: datetime, error: str) -> None:
+        await Notice.filter(id=notice_id).update(next_attempt_at=next_at, last_error=error[:2000], attempts=F("attempts") + 1)
+
+    async def notice_failed(self, notice_id: int, error: str) -> None:
+        await Notice.filter(id=notice_id).update(status="failed", last_error=error[:2000], attempts=F("attempts") + 1)
 
     # --- chat messages, buttons ----------------------------------------------------------
 

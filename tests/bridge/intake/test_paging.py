@@ -1,0 +1,197 @@
+"""The core's pager on a fake newest-first feed: the walk back to the watermark, turns within a
+budget, a restart in the middle of a walk, and the gaps it tells instead of skipping silently."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bridge.intake.paging import Entry, Page, Pager, Position, Turn
+from bridge.intake.schedule import RequestBudget, Schedule
+from bridge.model import Gap, Source, SourceKind
+
+T0 = datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
+SOURCE = Source("fakenet", SourceKind.FOLLOW, "id:alice")
+
+
+class Feed:
+    """A newest-first feed of posts ``p0``, ``p1`` … one second apart, paged ``size`` at a time;
+    the cursor is the index of the next (older) entry. ``depth``: how many entries the network
+    pages through before it stops (a search API's limit)."""
+
+    def __init__(self, size: int = 10, depth: int | None = None) -> None:
+        self.size = size
+        self.depth = depth
+        self.count = 0
+        self.fetches: list[str | None] = []
+
+    def post(self, n: int = 1) -> None:
+        self.count += n
+
+    def at(self, i: int) -> datetime:
+        return T0 + timedelta(seconds=i)
+
+    async def fetch(self, cursor: str | None) -> Page[str]:
+        self.fetches.append(cursor)
+        newest_first = list(range(self.count - 1, -1, -1))
+        start = int(cursor) if cursor else 0
+        chunk = newest_first[start : start + self.size]
+        end = start + len(chunk)
+        more = end < len(newest_first)
+        stopped = self.depth is not None and end >= self.depth and more
+        entries = [Entry(self.at(i), f"p{i}", SOURCE) for i in chunk]
+        return Page(
+            entries,
+            str(end) if more and not stopped else None,
+            self.at(chunk[-1]) if chunk else None,
+            complete=not stopped,
+        )
+
+
+class Core:
+    """What the core keeps: the committed cursor, what was handed over, and the gaps told."""
+
+    def __init__(self) -> None:
+        self.cursor: str | None = None
+        self.batches: list[list[str]] = []
+        self.gaps: list[Gap] = []
+
+    async def commit(self, values: list[str], cursor: str, gaps: tuple[Gap, ...]) -> None:
+        if values:
+            self.batches.append(values)
+        self.gaps.extend(gaps)
+        self.cursor = cursor
+
+    @property
+    def handed(self) -> list[str]:
+        return [v for batch in self.batches for v in batch]
+
+
+def numbers(values: list[str]) -> list[int]:
+    return [int(v[1:]) for v in values]
+
+
+async def turn(pager: Pager[str], core: Core) -> Turn:
+    return await pager.turn(core.cursor, {SOURCE}, core.commit)
+
+
+async def test_a_new_feed_starts_from_now() -> None:
+    feed, core = Feed(), Core()
+    feed.post(25)
+    pager = Pager(feed.fetch)
+    await turn(pager, core)
+    assert core.handed == [] and Position.load(core.cursor).mark == feed.at(24)
+
+
+async def test_700_posts_after_an_outage_arrive_once_oldest_first() -> None:
+    feed, core = Feed(size=100), Core()
+    pager = Pager(feed.fetch, pages_per_turn=10, max_pages=50)
+    feed.post(3)
+    await turn(pager, core)
+    feed.post(700)
+    t = await turn(pager, core)
+    assert numbers(core.handed) == list(range(3, 703)), "every post, once, oldest first"
+    assert [len(b) for b in core.batches] == [700], "in one batch, with the cursor"
+    assert not t.behind and not core.gaps and t.requests == 8
+    await turn(pager, core)
+    assert len(core.handed) == 700, "nothing twice"
+
+
+async def test_a_walk_longer_than_a_turn_continues_where_it_stopped() -> None:
+    feed, core = Feed(size=10), Core()
+    pager = Pager(feed.fetch, pages_per_turn=2, max_pages=50)
+    await turn(pager, core)
+    feed.post(55)
+    first = await turn(pager, core)
+    assert first.behind and core.handed == [], "nothing handed over before the walk reaches the watermark"
+    walk = Position.load(core.cursor).walk
+    assert walk is not None and walk.next == "20" and walk.pages == 2, "the cursor records how far back it got"
+    while (await turn(pager, core)).behind:
+        pass
+    assert numbers(core.handed) == list(range(55)) and not core.gaps
+    assert feed.fetches.count("20") == 1, "each page fetched once"
+
+
+async def test_a_restart_in_the_middle_of_a_walk_loses_nothing() -> None:
+    feed, core = Feed(size=10), Core()
+    await turn(Pager(feed.fetch, pages_per_turn=2), core)
+    feed.post(55)
+    await turn(Pager(feed.fetch, pages_per_turn=2), core)  # finds p54..p35, then the process dies
+    pager = Pager(feed.fetch, pages_per_turn=2)  # a new process, with the committed cursor
+    turns = 0
+    while (await turn(pager, core)).behind:
+        turns += 1
+        assert turns < 20
+    assert sorted(numbers(core.handed)) == list(range(55)), "nothing skipped"
+    assert not core.gaps
+    below, above = core.batches[0], core.batches[-1]
+    assert numbers(below) == list(range(35)), "what lay below the point reached is handed over first"
+    assert numbers(above)[-1] == 54 and numbers(above) == sorted(numbers(above))
+
+
+async def test_a_walk_that_cannot_reach_the_watermark_tells_the_gap_per_source() -> None:
+    feed, core = Feed(size=100), Core()
+    pager = Pager(feed.fetch, pages_per_turn=10, max_pages=2, where=lambda s: f"https://fake.example/{s.value}")
+    core.cursor = Position(T0 - timedelta(seconds=1)).dump()
+    feed.post(700)
+    t = await turn(pager, core)
+    assert numbers(core.handed) == list(range(500, 700)), "the newest it could reach, oldest first"
+    [gap] = t.gaps
+    assert gap.source == SOURCE and gap.url == "https://fake.example/id:alice"
+    assert gap.since == T0 - timedelta(seconds=1) and gap.until == feed.at(500)
+    assert gap.missing is not None and 450 <= gap.missing <= 560
+    assert Position.load(core.cursor) == Position(feed.at(699)), "the cursor moves past the gap, with it"
+    core.cursor = Position(T0 - timedelta(days=1)).dump()
+    feed.post(700)
+    [gap] = (await turn(pager, core)).gaps
+    assert gap.missing is None, "a day before a burst of minutes: no estimate"
+
+
+@pytest.mark.parametrize(
+    ("depth", "gap"),
+    [(300, True), (None, False)],
+    ids=["the network stops paging", "the feed's beginning"],
+)
+async def test_the_end_of_what_the_network_pages_is_a_gap_only_when_older_posts_exist(depth: int | None, gap: bool) -> None:
+    feed, core = Feed(size=100, depth=depth), Core()
+    core.cursor = Position(T0 - timedelta(hours=1)).dump()  # a watermark from before the feed began
+    feed.post(350 if depth else 250)
+    t = await Pager(feed.fetch, pages_per_turn=10).turn(core.cursor, {SOURCE}, core.commit)
+    assert bool(t.gaps) is gap
+    assert len(core.handed) == (300 if depth else 250)
+
+
+async def test_the_request_budget_pauses_a_walk_and_it_resumes_when_the_window_moves() -> None:
+    now = [0.0]
+    budget = RequestBudget(3, 60, clock=lambda: now[0])
+    feed, core = Feed(size=10), Core()
+    pager = Pager(feed.fetch, budget=budget, pages_per_turn=10)
+    await turn(pager, core)
+    feed.post(60)
+    t = await turn(pager, core)
+    assert t.behind and t.requests == 2 and budget.left() == 0 and core.handed == []
+    assert budget.wait() == 60
+    t = await turn(pager, core)
+    assert t.behind and t.requests == 0, "no request beyond the budget"
+    now[0] = 61
+    while (await turn(pager, core)).behind:
+        now[0] += 61
+    assert numbers(core.handed) == list(range(60))
+
+
+def test_schedule_polls_a_feed_that_is_behind_at_once_and_the_others_every_interval() -> None:
+    now = [0.0]
+    schedule = Schedule(30, clock=lambda: now[0])
+    assert schedule.due(["a", "b"]) == ["a", "b"]
+    schedule.done("a", behind=True)
+    schedule.done("b", behind=False)
+    assert schedule.due(["a", "b"]) == ["a"] and schedule.next_in(["b"]) == 30
+    now[0] = 30
+    assert schedule.due(["a", "b"]) == ["a", "b"]
+
+
+def test_a_cursor_kept_as_a_bare_time_is_a_watermark() -> None:
+    assert Position.load("2026-12-02T14:00:00.000Z").mark == T0
+    assert Position.load("not a cursor").mark is None
+    assert Position.load(Position(T0).dump()) == Position(T0)
