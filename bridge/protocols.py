@@ -41,6 +41,15 @@ class Host(Protocol):
         """Persist ``value`` under ``key`` (None deletes it). Survives restarts."""
         ...
 
+    async def report_health(self, ok: bool, reason: str = "") -> None:
+        """Say whether the adapter can do its work. ``ok=False`` means it cannot until a person
+        acts (the platform refused our credentials while running); ``reason`` is one line for
+        people, naming the config key to fix. ``ok=True`` once it works again. The core records
+        it (``bridge status`` shows it) and, on a change only, tells the rooms the platform
+        feeds and the bridge's admins once. Repeating the current state does nothing. The
+        adapter must keep trying by itself at a calm pace while it is down."""
+        ...
+
     # --- network adapters -------------------------------------------------------------
 
     def sources(self) -> frozenset[Source]:

@@ -33,7 +33,7 @@ from adapters.bluesky.http import Api, PacedRequest, RateState
 from adapters.bluesky.richtext import build_facets, check_text
 from adapters.bluesky.session import SessionClient, SessionKeeper
 from bridge.configschema import Key
-from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited
+from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited, Transient
 from bridge.model import Author, Post, Posted, Ref, Source, SourceKind
 from bridge.protocols import Host
 
@@ -100,7 +100,11 @@ class BlueskyAdapter:
     async def start(self) -> None:
         """Verify the session (restoring the saved one; logging in only without one), then start
         the poll loop and, in firehose mode, the firehose reader."""
-        await self._verify()
+        self.client.request.reopen()
+        try:
+            await self._verify()
+        except Transient as exc:
+            raise Transient(f"cannot reach Bluesky at {self.service}: {exc}") from exc
         self._tasks.append(asyncio.create_task(self._watch_sources(), name="bluesky-sources"))
         self._tasks.append(asyncio.create_task(self._poll_loop(), name="bluesky-poll"))
         if self.realtime == "firehose":
@@ -117,8 +121,11 @@ class BlueskyAdapter:
             await self.client.request.close()
 
     async def check(self) -> str:
-        await self._verify()
-        return f"ok: @{self.session.handle}"
+        try:
+            await self._verify()
+        except Transient as exc:
+            raise Transient(f"cannot reach Bluesky at {self.service}: {exc}") from exc
+        return f"ok: @{self.session.handle} on {self.service}"
 
     async def _verify(self) -> None:
         """One cheap authenticated call (getSession): restores the saved session, refreshes

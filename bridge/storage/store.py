@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,6 +24,7 @@ from tortoise.transactions import in_transaction
 
 from bridge.matching.filters import Filters
 from bridge.model import ChatTarget, Post, Source, SourceKind
+from bridge.redaction import redact
 from bridge.storage.models import (
     AdapterState,
     ChatMessage,
@@ -73,6 +75,21 @@ TOUCH_EVERY = timedelta(seconds=1)
 
 # Decoded posts kept for the dispatcher's workers (about 2 KB each).
 POST_CACHE = 2048
+
+
+# The core's record of a platform's health, kept beside the adapter's own state under a key
+# no adapter uses (adapters' keys are plain words).
+HEALTH_KEY = "core:health"
+
+
+@dataclass(frozen=True)
+class PlatformHealth:
+    """``state``: "ok"; "down" (refused credentials: needs a person); "unreachable" (not
+    answering at start: retried by itself)."""
+
+    state: str
+    reason: str
+    since: datetime
 
 
 def utcnow() -> datetime:
@@ -235,6 +252,7 @@ class Store:
         """Pause ``target`` and fail its pending deliveries with ``reason``; returns how many."""
         async with in_transaction():
             row, _ = await Destination.get_or_create(target=str(target))
+            reason = redact(reason)  # failure reasons are shown by `bridge status` and /status
             row.paused, row.reason = True, reason[:2000]
             await row.save()
             return await DeliveryRow.filter(destination=str(target), status="pending").update(
@@ -270,6 +288,23 @@ class Store:
         updated = await AdapterState.filter(adapter=adapter, key=key).update(value=value)
         if not updated:
             await AdapterState.create(adapter=adapter, key=key, value=value)
+
+    async def platform_health(self) -> dict[str, PlatformHealth]:
+        """The last health each platform reported (see ``Host.report_health``), by name."""
+        out = {}
+        for row in await AdapterState.filter(key=HEALTH_KEY):
+            try:
+                data = json.loads(row.value)
+                out[row.adapter] = PlatformHealth(
+                    str(data["state"]), str(data.get("reason", "")), datetime.fromisoformat(data["since"])
+                )
+            except (ValueError, KeyError, TypeError):
+                continue  # unreadable: as if never reported
+        return out
+
+    async def set_platform_health(self, platform: str, health: PlatformHealth) -> None:
+        value = json.dumps({"state": health.state, "reason": redact(health.reason)[:2000], "since": health.since.isoformat()})
+        await self.save_state(platform, HEALTH_KEY, value)
 
     # --- the ledger --------------------------------------------------------------------
 
@@ -437,6 +472,7 @@ class Store:
         return list(targets)
 
     async def mark_retry(self, delivery_id: int, next_at: datetime, error: str, *, count_attempt: bool = True) -> None:
+        error = redact(error)
         q = DeliveryRow.filter(id=delivery_id)
         if count_attempt:
             await q.update(next_attempt_at=next_at, last_error=error[:2000], attempts=F("attempts") + 1)
@@ -444,6 +480,7 @@ class Store:
             await q.update(next_attempt_at=next_at, last_error=error[:2000])
 
     async def mark_failed(self, delivery_id: int, error: str) -> None:
+        error = redact(error)
         await DeliveryRow.filter(id=delivery_id).update(status="failed", last_error=error[:2000], attempts=F("attempts") + 1)
 
     # --- chat messages, buttons ----------------------------------------------------------
@@ -485,6 +522,8 @@ class Store:
     # --- outbound actions ------------------------------------------------------------------
 
     async def record_action(self, **fields: Any) -> None:
+        if fields.get("error"):
+            fields["error"] = redact(fields["error"])
         await OutboundAction.create(**fields)
 
     async def actions(self, limit: int = 100) -> list[dict[str, Any]]:
