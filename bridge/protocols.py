@@ -100,7 +100,9 @@ class NetworkAdapter(Protocol):
     Contract:
     * ``start`` logs in (reusing a saved session where the network allows) and starts the
       adapter's own tasks that watch ``host.sources()`` and hand posts to ``host.ingest``.
-      It must return promptly; it raises AuthFailed when the credentials are refused.
+      It must return promptly; it raises AuthFailed when the credentials are refused, and
+      Transient when the network cannot be reached. After a failed start the core calls
+      ``stop`` (which must close what the attempt opened) and later ``start`` again.
     * A source without a cursor starts from now: its first fetch must only record the
       position, not hand over old posts (``recent`` exists for an explicit backfill).
     * Cursors advance only through ``ingest``: a crash between fetch and ingest re-fetches.
@@ -175,7 +177,8 @@ class ChatAdapter(Protocol):
 
     Contract:
     * ``start`` connects and begins turning what people do into ``host.handle`` calls,
-      rendering the Answer it returns. It must return promptly.
+      rendering the Answer it returns. It must return promptly. As for networks: AuthFailed
+      on a refused token, Transient when unreachable; after ``stop`` it may be called again.
     * ``send`` delivers one post to one destination and returns the created message ids. It
       must raise RateLimited (with the server's retry_after) on a 429 for that destination,
       DestinationUnavailable when the chat is gone or closed to the bot, Permanent when the
