@@ -16,25 +16,37 @@ from bridge.delivery.digest import Digester, held_routes
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.delivery.notices import GAP_LINES, NoticeSender, gap_key, gap_key_of_many, gap_text
 from bridge.delivery.quiet import QuietHours
-from bridge.errors import BridgeError
+from bridge.errors import AuthFailed, BridgeError
 from bridge.host import AdapterHost
 from bridge.intake.sanitize import well_formed
 from bridge.matching.filters import Filters
 from bridge.matching.matcher import Matcher, Route
 from bridge.model import Batch, Button, ChatTarget, Item, Post, Source, SourceKind
 from bridge.protocols import ChatAdapter, NetworkAdapter
+from bridge.redaction import redact, register
 from bridge.registry import kind_of
 from bridge.storage import changes
 from bridge.storage.changes import ChangeFeed
 from bridge.storage.db import close_database, open_database
-from bridge.storage.store import RoomNotice, Store, SubscriptionInfo, utcnow
+from bridge.storage.db import redact as redact_url
+from bridge.storage.store import PlatformHealth, RoomNotice, Store, SubscriptionInfo, utcnow
 
 log = logging.getLogger("bridge")
+
+# An adapter's start (logging in, connecting) that takes longer is given up and retried.
+START_TIMEOUT = 60.0
+# A platform that cannot be reached at start is tried again after 5 s, doubling up to 5 min.
+START_RETRY_FIRST, START_RETRY_MAX = 5.0, 300.0
+# A platform that refuses our credentials while the bridge runs is tried again this often
+# (Bluesky allows 300 logins a day per account: every 10 min is 144).
+AUTH_RETRY = 600.0
+NOTICE_TIMEOUT = 15.0
 
 
 class Bridge:
     def __init__(self, config: Config, adapter_classes: Mapping[str, type] | None = None) -> None:
         self.config = config
+        register(config.secrets())  # masked in logs, chat, the ledger and errors from now on
         self.store = Store()
         self.matcher = Matcher()
         self.commands = Commands(self)
@@ -75,22 +87,31 @@ class Bridge:
         self._refresh_pending = False
         self.changes = ChangeFeed()
         self._revision = 0  # the settings revision the routes were last loaded at
+        self._health: dict[str, PlatformHealth] = {}
+        self._dispatching: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the database (raises DatabaseUnavailable), load subscriptions, start the chat
-        adapters, then the networks, then deliveries. Raises AuthFailed when a platform refuses
-        our credentials, after stopping what had started."""
+        adapters, then the networks, then deliveries. A platform that cannot be reached is
+        retried in the background with backoff while the others run. Raises AuthFailed when a
+        platform refuses our credentials, after stopping what had started."""
+        self._stopping = False
         await open_database(self.config.database_url)
+        log.info("database ready url=%s", redact_url(self.config.database_url))
         try:
             await self.changes.start()
             await self.refresh_routes()
+            self._health = await self.store.platform_health()
             for adapter in [*self.chats.values(), *self.networks.values()]:
-                await adapter.start()
-                self._started.append(adapter)
-                log.info("adapter started adapter=%s", adapter.name)
-            self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+                problem = await self._start_adapter(adapter)
+                if problem is not None:
+                    await self._set_health(adapter.name, "unreachable", problem)
+                    self._tasks.append(asyncio.create_task(self._keep_starting(adapter, problem), name=f"start {adapter.name}"))
+            self._dispatching = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+            self._tasks.append(self._dispatching)
             self._tasks.append(asyncio.create_task(self._watch_changes(), name="watch-changes"))
             self._tasks.append(asyncio.create_task(self.digester.run(), name="digests"))
             self._tasks.append(asyncio.create_task(self.commands.actions.run_forever(), name="pending-actions"))
@@ -104,18 +125,130 @@ class Bridge:
             raise
         log.info("bridge running networks=%s chats=%s subscriptions=%d", list(self.networks), list(self.chats), len(self.matcher))
 
+    async def _start_adapter(self, adapter: Any) -> str | None:
+        """Start one adapter: None once it runs, else one line saying why it could not be
+        reached. AuthFailed (refused credentials) is raised: retrying will not help."""
+        try:
+            await asyncio.wait_for(adapter.start(), START_TIMEOUT)
+        except AuthFailed:
+            await _quietly(adapter.stop(), adapter.name)
+            raise
+        except asyncio.CancelledError:
+            await _quietly(adapter.stop(), adapter.name)
+            raise
+        except Exception as exc:  # unreachable, timed out, or refused for another reason
+            await _quietly(adapter.stop(), adapter.name)  # closes what the attempt opened
+            if isinstance(exc, TimeoutError):
+                return f"no answer within {START_TIMEOUT:g} s"
+            if not isinstance(exc, BridgeError | OSError):  # an adapter bug: its traceback, once
+                log.debug("adapter start failed adapter=%s", adapter.name, exc_info=True)
+            return _one_line(exc)
+        self._started.append(adapter)
+        log.info("adapter started adapter=%s", adapter.name)
+        await self._set_health(adapter.name, "ok", "")
+        return None
+
+    async def _keep_starting(self, adapter: Any, problem: str) -> None:
+        """Try a platform that could not be started again, with backoff, one log line per
+        retry, until it runs; the rest of the bridge works meanwhile."""
+        name = adapter.name
+        delay = START_RETRY_FIRST
+        while True:
+            log.warning("%s cannot be reached; retrying in %.0f s reason=%r", name, delay, problem)
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            try:
+                failed = await self._start_adapter(adapter)
+            except AuthFailed as exc:
+                await self.report_health(name, False, str(exc))
+                problem, delay = str(exc), AUTH_RETRY
+                continue
+            if self._stopping:  # started while the bridge stops (a cancellation can be lost)
+                await _quietly(adapter.stop(), name)
+                return
+            if failed is None:
+                if name in self.chats:
+                    self.dispatcher.wake()
+                else:
+                    self.hosts[name].notify_sources_changed()
+                return
+            problem, delay = failed, min(delay * 2, START_RETRY_MAX)
+
+    async def report_health(self, name: str, ok: bool, reason: str = "") -> None:
+        """An adapter's ``Host.report_health``: record it; on a change, tell its rooms and the
+        admins once."""
+        await self._set_health(name, "ok" if ok else "down", reason)
+
+    async def _set_health(self, name: str, state: str, reason: str) -> None:
+        reason = redact(" ".join(reason.split()))
+        before = self._health.get(name)
+        was = before.state if before else "ok"
+        if before is not None and was == state and before.reason == reason:
+            return
+        if before is None and state == "ok":
+            return  # nothing to record: never reported a problem
+        health = PlatformHealth(state, reason, before.since if before and was == state else utcnow())
+        self._health[name] = health
+        try:
+            await self.store.set_platform_health(name, health)
+        except Exception as exc:  # the database may be briefly away; the log and the rooms still hear it
+            log.warning("could not record the health of %s reason=%r", name, str(exc))
+        if was == state:
+            return
+        title = name.capitalize()
+        if state == "down":
+            log.error("%s stopped working; rooms and admins are told reason=%r", name, reason)
+            text = (
+                f"{title} stopped working: {reason} Nothing is relayed from or to {title} until this is fixed; "
+                "the bridge keeps trying and will say here when it is back."
+            )
+        elif state == "ok":
+            log.info("%s works again (was %s)", name, was)
+            text = f"{title} works again: relaying has resumed." if was == "down" else ""
+        else:
+            text = ""
+        if text:
+            self._tasks.append(asyncio.create_task(self._tell(name, text), name=f"health notice {name}"))
+
+    async def _tell(self, name: str, text: str) -> None:
+        """Notify the rooms that ``name`` feeds (a network's subscribers) and the admins, each
+        once, through the chats that run."""
+        targets: dict[str, ChatTarget] = {}
+        try:
+            for s in await self.store.subscriptions():
+                if s.source.network == name and str(s.destination) not in self._paused:
+                    targets.setdefault(str(s.destination.room), s.destination.room)
+        except Exception as exc:
+            log.warning("could not list the rooms to tell about %s reason=%r", name, str(exc))
+        for admin in sorted(self.config.admins):
+            platform, _, user = admin.partition(":")
+            # An admin's private chat: on Telegram its chat id is the user's id.
+            targets.setdefault(f"{platform}:{user}", ChatTarget(platform, user))
+        running = {a.name for a in self._started}
+        for key, target in targets.items():
+            chat = self.chats.get(target.platform)
+            if chat is None or target.platform == name or target.platform not in running:
+                continue
+            try:
+                await asyncio.wait_for(chat.notify(target, redact(text)), NOTICE_TIMEOUT)
+            except Exception as exc:
+                log.info("could not tell about %s destination=%s reason=%r", name, key, str(exc))
+
     async def stop(self, timeout: float | None = None) -> None:
         """Stop taking new work, give in-flight sends ``timeout`` seconds (config
         shutdown_timeout by default), stop adapters in reverse order, close the database."""
         deadline = self.config.shutdown_timeout if timeout is None else timeout
+        self._stopping = True
         for adapter in reversed(self._started):
             if adapter.name in self.networks:
                 await _quietly(adapter.stop(), adapter.name)
         cancelled = await self.dispatcher.drain(deadline)
         if cancelled:
             log.warning("shutdown released in-flight sends count=%d (they are sent after the next start)", cancelled)
-        if self._tasks:  # the dispatcher loop ends by itself once drained; the rest are cancelled
-            await asyncio.wait(self._tasks[:1], timeout=2)
+        if self._dispatching is not None:  # the dispatcher loop ends by itself once drained; the rest are cancelled
+            await asyncio.wait([self._dispatching], timeout=2)
+            self._dispatching = None
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -125,6 +258,8 @@ class Bridge:
             if adapter.name in self.chats:
                 await _quietly(adapter.stop(), adapter.name)
         self._started.clear()
+        for adapter in self.adapters.values():  # those still being retried: close what an attempt opened
+            await _quietly(adapter.stop(), adapter.name)
         await self.changes.close()
         await close_database()
         log.info("bridge stopped")
@@ -347,6 +482,10 @@ class Bridge:
 
 def _route(s: SubscriptionInfo) -> Route:
     return Route(s.id, s.source, s.destination, s.filters, s.start_at, s.label)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 async def _quietly(coro: Any, name: str) -> None:

@@ -9,10 +9,16 @@ wait for that destination only (`RateLimited`), record and move on
 from __future__ import annotations
 
 from bridge.model import ChatTarget
+from bridge.redaction import redact
 
 
 class BridgeError(Exception):
-    """Base of every error the core understands."""
+    """Base of every error the core understands. Its text never carries a secret of the
+    config: a platform's error may quote the refused token, and this text reaches logs,
+    chat and the ledger."""
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
 
 
 class Transient(BridgeError):

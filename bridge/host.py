@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
 from bridge.delivery.buttons import parse_token
 from bridge.model import Answer, Batch, ChatEvent, ChatTarget, Source, SubscriptionSummary
+from bridge.redaction import redact
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -49,7 +51,9 @@ class AdapterHost:
         await self._b.ingest(self._name, batch)
 
     async def handle(self, event: ChatEvent) -> Answer:
-        return await self._b.commands.handle(event)
+        answer = await self._b.commands.handle(event)
+        text = redact(answer.text)  # an answer may quote a platform's error
+        return answer if text == answer.text else dataclasses.replace(answer, text=text)
 
     async def subscriptions(self, target: ChatTarget) -> tuple[SubscriptionSummary, ...]:
         return await self._b.commands.summaries(target)
@@ -64,3 +68,6 @@ class AdapterHost:
 
     async def destination_unavailable(self, target: ChatTarget, reason: str) -> None:
         await self._b.pause(target, reason)
+
+    async def report_health(self, ok: bool, reason: str = "") -> None:
+        await self._b.report_health(self._name, ok, reason)

@@ -44,6 +44,15 @@ class Host(Protocol):
         """Persist ``value`` under ``key`` (None deletes it). Survives restarts."""
         ...
 
+    async def report_health(self, ok: bool, reason: str = "") -> None:
+        """Say whether the adapter can do its work. ``ok=False`` means it cannot until a person
+        acts (the platform refused our credentials while running); ``reason`` is one line for
+        people, naming the config key to fix. ``ok=True`` once it works again. The core records
+        it (``bridge status`` shows it) and, on a change only, tells the rooms the platform
+        feeds and the bridge's admins once. Repeating the current state does nothing. The
+        adapter must keep trying by itself at a calm pace while it is down."""
+        ...
+
     # --- network adapters -------------------------------------------------------------
 
     def sources(self) -> frozenset[Source]:
@@ -113,7 +122,9 @@ class NetworkAdapter(Protocol):
     Contract:
     * ``start`` logs in (reusing a saved session where the network allows) and starts the
       adapter's own tasks that watch ``host.sources()`` and hand posts to ``host.ingest``.
-      It must return promptly; it raises AuthFailed when the credentials are refused.
+      It must return promptly; it raises AuthFailed when the credentials are refused, and
+      Transient when the network cannot be reached. After a failed start the core calls
+      ``stop`` (which must close what the attempt opened) and later ``start`` again.
     * A source without a cursor starts from now: its first fetch must only record the
       position, not hand over old posts (``recent`` exists for an explicit backfill).
     * Cursors advance only through ``ingest``: a crash between fetch and ingest re-fetches.
@@ -218,7 +229,8 @@ class ChatAdapter(Protocol):
 
     Contract:
     * ``start`` connects and begins turning what people do into ``host.handle`` calls,
-      rendering the Answer it returns. It must return promptly.
+      rendering the Answer it returns. It must return promptly. As for networks: AuthFailed
+      on a refused token, Transient when unreachable; after ``stop`` it may be called again.
     * ``send`` delivers one post to one destination and returns the created message ids. It
       must raise RateLimited (with the server's retry_after) on a 429 for that destination,
       DestinationMoved when the platform says the chat now lives elsewhere (without sending

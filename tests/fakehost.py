@@ -32,6 +32,7 @@ class FakeHost:
         self.links: list[tuple[ChatTarget, str, str]] = []
         self.moves: list[tuple[ChatTarget, ChatTarget]] = []
         self.unavailable: list[tuple[ChatTarget, str]] = []
+        self.health: list[tuple[bool, str]] = []
         self.answer: Callable[[ChatEvent], Answer] = answer or _echo
         self._sources = set(sources)
         self._sources_changed = asyncio.Event()
@@ -57,6 +58,9 @@ class FakeHost:
             self.state.pop(key, None)
         else:
             self.state[key] = value
+
+    async def report_health(self, ok: bool, reason: str = "") -> None:
+        await self._record(self.health, (ok, reason))
 
     # --- network side ---------------------------------------------------------------------
 

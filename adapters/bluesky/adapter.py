@@ -138,13 +138,18 @@ class BlueskyAdapter:
         self._wake = asyncio.Event()
         self._poll_lock = asyncio.Lock()
         self.polls = 0  # completed poll cycles, for tests and status
+        self._down = False  # the login was refused and the core was told
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Verify the session (restoring the saved one; logging in only without one), then start
         the poll loop and, in firehose mode, the firehose reader."""
-        await self._verify()
+        self.client.request.reopen()
+        try:
+            await self._verify()
+        except Transient as exc:
+            raise Transient(f"cannot reach Bluesky at {self.service}: {exc}") from exc
         self._tasks.append(asyncio.create_task(self._watch_sources(), name="bluesky-sources"))
         self._tasks.append(asyncio.create_task(self._poll_loop(), name="bluesky-poll"))
         if self.realtime == "firehose":
@@ -161,8 +166,11 @@ class BlueskyAdapter:
             await self.client.request.close()
 
     async def check(self) -> str:
-        await self._verify()
-        return f"ok: @{self.session.handle}"
+        try:
+            await self._verify()
+        except Transient as exc:
+            raise Transient(f"cannot reach Bluesky at {self.service}: {exc}") from exc
+        return f"ok: @{self.session.handle} on {self.service}"
 
     async def _verify(self) -> None:
         """One cheap authenticated call (getSession): restores the saved session, refreshes
@@ -250,12 +258,21 @@ class BlueskyAdapter:
                 async with self._poll_lock:
                     await self._poll()
                 delay = self._next_turn_in()
+                await self._healthy()
             except RateLimited as exc:
                 delay = max(self.poll_interval, exc.retry_after)
                 self.log.warning("poll rate limited, next poll in %.0fs", delay)
             except AuthFailed as exc:
-                self.log.error("poll stopped: %s", exc)
-                return
+                # A dead login: the core tells the rooms and the admins (once); the session
+                # keeper tries one login again after its calm pause, so a fixed password or a
+                # lifted suspension is picked up without a restart.
+                delay = max(self.session.retry_in(), self.poll_interval)
+                if not self._down:
+                    self._down = True
+                    await self.host.report_health(False, str(exc))
+                self.log.warning("poll paused: the login was refused; next attempt in %.0fs", delay)
+                await asyncio.sleep(delay)  # not woken early by subscription changes
+                continue
             except BridgeError as exc:
                 delay = min(max(delay * 2, self.poll_interval), 300.0)
                 self.log.warning("poll failed, next in %.0fs reason=%r", delay, str(exc))
@@ -265,12 +282,23 @@ class BlueskyAdapter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
+    async def _healthy(self) -> None:
+        if self._down:
+            self._down = False
+            self.log.info("login works again account=@%s", self.session.handle)
+            await self.host.report_health(True)
+
     async def _firehose_loop(self) -> None:
-        self._refresh_follow_sources()
-        try:
-            await self.firehose.run()
-        except AuthFailed as exc:
-            self.log.error("firehose stopped: %s", exc)
+        while True:
+            self._refresh_follow_sources()
+            try:
+                await self.firehose.run()
+                return
+            except AuthFailed as exc:
+                # The poll loop reports the dead login; the firehose waits for the same retry.
+                delay = max(self.session.retry_in(), self.poll_interval)
+                self.log.warning("firehose paused: %s; next attempt in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
 
     # --- lookups ---------------------------------------------------------------------------------
 

@@ -79,6 +79,11 @@ class PacedRequest(AsyncRequest):
         self.rate = rate or RateState()
         self.max_wait = max_wait
 
+    def reopen(self) -> None:
+        """A new HTTP client after ``close`` (the core starts an adapter again after a failed start)."""
+        if self._client.is_closed:
+            self._client = httpx.AsyncClient(follow_redirects=True, **self._client_kwargs)
+
     def _new_instance(self) -> PacedRequest:
         return type(self)(rate=self.rate, max_wait=self.max_wait, **self._client_kwargs)
 

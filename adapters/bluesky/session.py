@@ -9,8 +9,10 @@ account: a bridge that logs in on every start or every error locks its owner out
   expires, or when the server calls it expired or invalid;
 * the password is used only when there is no saved session or the refresh token itself is
   refused (revoked, or expired after months): one ``createSession``;
-* when that is refused too, the keeper fails for good with one AuthFailed and makes no more
-  requests until the adapter is restarted: no retry loop against a revoked password.
+* when that is refused too, the keeper fails with one AuthFailed and makes no request for
+  ``LOGIN_RETRY`` seconds (every call meanwhile gets the same AuthFailed at once); then it
+  tries one login again, so a password fixed on the account's side is picked up without a
+  restart. No retry loop against a revoked password: 144 attempts a day at most.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ log = logging.getLogger("bridge.adapters.bluesky")
 STATE_KEY = "session"
 # Refresh this long before the access token expires (Bluesky's live for about 2 hours).
 REFRESH_MARGIN = 300.0
+# After a refused login, wait this long before the next attempt (Bluesky: 300 logins a day).
+LOGIN_RETRY = 600.0
 
 
 class SessionClient(AsyncClient):
@@ -61,6 +65,8 @@ class SessionKeeper:
         self._lock = asyncio.Lock()
         self._loaded = False
         self.failed: AuthFailed | None = None
+        self.failed_at = 0.0  # time.monotonic() of the refusal
+        self.login_retry = LOGIN_RETRY
         self.logins = 0  # createSession calls made by this process
         client.on_session_change(self._on_change)
 
@@ -77,14 +83,12 @@ class SessionKeeper:
     async def ensure(self) -> None:
         """Have a usable session: the saved one, a refreshed one, or (only when neither works)
         a new login. Raise AuthFailed when the credentials are refused."""
-        if self.failed:
-            raise self.failed
+        self._raise_if_failed()
         session = self.client._session
         if session is not None and _expires_in(session) > REFRESH_MARGIN:
             return
         async with self._lock:
-            if self.failed:
-                raise self.failed
+            self._raise_if_failed()
             session = self.client._session
             if session is None and not self._loaded:
                 self._loaded = True
@@ -99,12 +103,27 @@ class SessionKeeper:
         """The server refused ``failed_token`` as expired or invalid: refresh (or, if the
         refresh token is refused too, log in once), unless another task already did."""
         async with self._lock:
-            if self.failed:
-                raise self.failed
+            self._raise_if_failed()
             session = self.client._session
             if session is not None and session.access_jwt != failed_token:
                 return  # someone refreshed meanwhile
+            if session is None:  # forgotten after a refused login: only the password can help
+                await self._login()
+                return
             await self._refresh_or_login()
+
+    def retry_in(self) -> float:
+        """Seconds until the next login attempt after a refusal (0 when not failed)."""
+        if self.failed is None:
+            return 0.0
+        return max(0.0, self.failed_at + self.login_retry - time.monotonic())
+
+    def _raise_if_failed(self) -> None:
+        if self.failed is None:
+            return
+        if self.retry_in() > 0:
+            raise self.failed
+        self.failed = None  # time for one more attempt; without a session, ensure() logs in
 
     async def _restore(self) -> None:
         raw = await self._load()
@@ -143,8 +162,9 @@ class SessionKeeper:
             if isinstance(exc, sdk.UnauthorizedError) or status == 401 or name in ("AuthenticationRequired", "AccountTakedown"):
                 self.failed = AuthFailed(
                     f"Bluesky refused the login of {self.identifier} ({message or name or status}); "
-                    "check [bluesky] identifier and password (use an app password), then restart the bridge"
+                    "check [bluesky] identifier and password (use an app password) and run `bridge check`"
                 )
+                self.failed_at = time.monotonic()
                 await self._forget()
                 log.error("login refused identifier=%s error=%s", self.identifier, name or status)
                 raise self.failed from None

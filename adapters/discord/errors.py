@@ -60,7 +60,8 @@ def map_discord_error(exc: BaseException, scope: str) -> BridgeError:
             return Transient(f"{scope}: {_describe(exc)}")
         return Permanent(f"{scope}: {_describe(exc)}")
     if isinstance(exc, aiohttp.ClientError | OSError | asyncio.TimeoutError | discord.GatewayNotFound):
-        return Transient(f"{scope}: connection failed: {exc!r}")
+        # str(), not repr(): aiohttp's repr is a dump of its connection key
+        return Transient(f"{scope}: connection failed: {type(exc).__name__}: {exc}".rstrip(": "))
     return Transient(f"{scope}: unexpected {type(exc).__name__}: {exc}")
 
 

@@ -59,6 +59,7 @@ class TelegramAdapter:
         self._app: Application | None = None
         self._outbox: Outbox | None = None
         self._handler: UpdateHandler | None = None
+        self._requests: list[AiohttpRequest] = []
         protect_token(self._token)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -68,12 +69,15 @@ class TelegramAdapter:
         callback-data cache nor its defaults, and skipping them saves CPU on every call. Its
         requests go through aiohttp (see transport.py), ``sends`` connections at most, and
         with ``long_poll`` a connection of its own for getUpdates."""
+        request = AiohttpRequest(pool_size=sends)
+        updates = AiohttpRequest(pool_size=1, read_timeout=self._poll_timeout + 10) if long_poll else None
+        self._requests = [r for r in (request, updates) if r is not None]
         return Bot(
             self._token,
             base_url=f"{self._api_url}/bot",
             base_file_url=f"{self._api_url}/file/bot",
-            request=AiohttpRequest(pool_size=sends),
-            get_updates_request=AiohttpRequest(pool_size=1, read_timeout=self._poll_timeout + 10) if long_poll else None,
+            request=request,
+            get_updates_request=updates,
         )
 
     async def start(self) -> None:
@@ -83,10 +87,16 @@ class TelegramAdapter:
         app = ApplicationBuilder().bot(bot).concurrent_updates(ChatOrderedUpdates(slots=16)).build()
         try:
             await app.initialize()
-        except InvalidToken as exc:
-            raise auth_failed(exc) from exc
-        except TelegramError as exc:
-            raise Transient(f"telegram: cannot reach the Bot API at {self._api_url}: {exc.message}") from exc
+        except BaseException as exc:
+            # A failed initialize leaves the HTTP sessions open and the Bot "not initialized",
+            # so its shutdown would not close them; the core tries the start again later.
+            for request in self._requests:
+                await request.shutdown()
+            if isinstance(exc, InvalidToken):
+                raise auth_failed(exc) from exc
+            if isinstance(exc, TelegramError):
+                raise Transient(f"telegram: cannot reach the Bot API at {self._api_url}: {exc.message}") from exc
+            raise
         self._app = app
         bot = app.bot
         self._outbox = Outbox(bot, self._pacer, self._max_wait)

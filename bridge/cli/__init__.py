@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import stat
 import sys
 from collections.abc import Sequence
 
@@ -14,7 +16,7 @@ from bridge import __version__, logs
 from bridge.config import Config, ConfigError, load_config, resolve_path
 from bridge.errors import AuthFailed, BridgeError
 from bridge.model import ChatEvent, ChatTarget, ChatUser, EventKind
-from bridge.storage.db import DatabaseUnavailable, close_database, open_database, redact
+from bridge.storage.db import DatabaseUnavailable, DatabaseUnusable, close_database, open_database, redact
 
 log = logging.getLogger("bridge.cli")
 
@@ -78,12 +80,18 @@ async def cmd_run(config: Config, args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    if not config.adapters:
+        print(f"error: {_no_platform(config)}", file=sys.stderr)
+        return EXIT_CONFIG
     bridge = Bridge(config)
     delay = 1.0
     while True:  # the database may come up after us (containers, reboots): wait for it, calmly
         try:
             await bridge.start()
             break
+        except DatabaseUnusable as exc:  # a path that can never work: say so at once
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         except DatabaseUnavailable as exc:
             print(f"error: {exc}; retrying in {delay:.0f} s (check [database] url in {config.path})", file=sys.stderr)
         except AuthFailed as exc:
@@ -120,8 +128,10 @@ async def cmd_check(config: Config, args: argparse.Namespace) -> int:
     ok = True
     try:
         if not bridge.adapters:
-            print(f"no platform is configured: add a [telegram] or [discord] section and a [bluesky] section to {config.path}")
+            print(_no_platform(config))
             ok = False
+        if warning := _readable_secrets(config):
+            print(warning)
         for name, adapter in bridge.adapters.items():
             try:
                 line = await asyncio.wait_for(adapter.check(), 30)
@@ -140,6 +150,23 @@ async def cmd_check(config: Config, args: argparse.Namespace) -> int:
     finally:
         await close_database()
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _no_platform(config: Config) -> str:
+    return f"no platform is configured: add a [telegram] or [discord] section and a [bluesky] section to {config.path}"
+
+
+def _readable_secrets(config: Config) -> str | None:
+    """A warning when the config file holds a secret (not through ${VAR}) and others may read it."""
+    try:
+        mode = stat.S_IMODE(os.stat(config.path).st_mode)
+        text = open(config.path, encoding="utf-8").read()
+    except OSError:
+        return None
+    if not mode & 0o044 or not any(secret in text for secret in config.secrets()):
+        return None
+    who = "anyone on this machine" if mode & 0o004 else "its group"
+    return f"warning: {config.path} holds a secret and {who} can read it (mode {mode:o}); fix: chmod 600 {config.path}"
 
 
 async def cmd_manage(config: Config, args: argparse.Namespace) -> int:
@@ -215,6 +242,7 @@ async def cmd_status(config: Config, args: argparse.Namespace) -> int:
     try:
         rows = await store.status_rows()
         paused = await store.paused_destinations()
+        health_rows = await store.platform_health()
     finally:
         await close_database()
     if not rows:
@@ -230,4 +258,7 @@ async def cmd_status(config: Config, args: argparse.Namespace) -> int:
         )
     for target, reason in sorted(paused.items()):
         print(f"paused {target}: {reason}")
+    for name, health in sorted(health_rows.items()):
+        if health.state != "ok":
+            print(f"{name}: {health.state} since {health.since.strftime('%Y-%m-%d %H:%M:%S')}: {health.reason}")
     return EXIT_OK

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import sqlite3
+import stat
+from pathlib import Path
 from typing import Any
 
 from tortoise import Tortoise
@@ -21,6 +26,18 @@ _open_clients: list[Any] = []
 
 class DatabaseUnavailable(Exception):
     """The database did not answer; the message says which URL (without its password)."""
+
+
+class DatabaseUnusable(DatabaseUnavailable):
+    """The database can never be opened as configured (a SQLite file in a missing or read-only
+    folder, a file that is not a database): waiting will not help. The message names the path,
+    why, and the fix."""
+
+
+# The database holds the team account's login session (a Bluesky refresh token is as good as
+# the password for a while): owner-only, like ~/.ssh.
+PRIVATE_MODE = 0o600
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def tortoise_config(url: str) -> dict[str, Any]:
@@ -96,10 +113,90 @@ def _harden_pooled_transactions() -> None:
     TransactionContextPooled._bridge_hardened = True  # type: ignore[attr-defined]
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite://`` URL, None for another database or an in-memory one."""
+    if not url.startswith("sqlite://"):
+        return None
+    path = str(expand_db_url(url)["credentials"]["file_path"])
+    return None if path == ":memory:" or path.startswith("file::memory:") else path
+
+
+def prepare_sqlite_file(path: str) -> None:
+    """Make sure SQLite can open ``path`` for writing, and that only its owner can read it.
+
+    Checked here, with the standard library, before tortoise opens it: a file it cannot open
+    (missing or read-only folder) makes tortoise's migration step wait forever on a lock,
+    deaf to Ctrl-C. A new file is created owner-only (SQLite gives its -wal, -shm and
+    -journal files the database file's mode); an existing one readable by others is
+    tightened. Raises DatabaseUnusable with the path, why, and the fix.
+    """
+    file = Path(path)
+    folder = file.parent if str(file.parent) else Path(".")
+    where = f"the SQLite database {path}"
+    fix_url = "or point [database] url at another file (sqlite:///absolute/path/bridge.sqlite3)"
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise DatabaseUnusable(f"cannot open {where}: its folder {folder} {what}; create it (mkdir -p {folder}) {fix_url}")
+    if file.exists() and not file.is_file():
+        raise DatabaseUnusable(f"cannot open {where}: it is not a regular file; {fix_url.removeprefix('or ')}")
+    if not file.exists():
+        try:
+            os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+        except FileExistsError:
+            pass  # another process created it meanwhile: checked below like any existing file
+        except OSError as exc:
+            raise DatabaseUnusable(
+                f"cannot create {where}: the folder {folder} is not writable ({exc.strerror}); "
+                f"make it writable for this user (chown/chmod) {fix_url}"
+            ) from None
+    _tighten(file)
+    try:
+        # timeout: another process may hold the write lock for a moment (a bridge at work)
+        probe = sqlite3.connect(file, timeout=10)
+        try:
+            probe.execute("PRAGMA schema_version").fetchone()  # a file that is not a database fails here
+            probe.execute("BEGIN IMMEDIATE")  # a read-only file or folder fails here
+            probe.rollback()
+        finally:
+            probe.close()
+    except sqlite3.Error as exc:
+        reason = str(exc)
+        if "locked" in reason or "busy" in reason:
+            raise DatabaseUnavailable(f"cannot open {where}: {reason} (another process holds it)") from None
+        if "readonly" in reason or "read-only" in reason or "unable to open" in reason:
+            fix = f"make {file} and its folder {folder} writable for this user (chown/chmod) {fix_url}"
+        elif "not a database" in reason or "malformed" in reason:
+            fix = f"this file is not a bridge database; move it away {fix_url}"
+        else:
+            fix = fix_url.removeprefix("or ")
+        raise DatabaseUnusable(f"cannot open {where}: {reason}; {fix}") from None
+    for suffix in SQLITE_SIDE_FILES:  # made by the probe, or left from before with their old mode
+        _tighten(Path(f"{file}{suffix}"))
+
+
+def _tighten(file: Path) -> None:
+    """Owner-only: remove every group and other permission bit of an existing file."""
+    try:
+        mode = stat.S_IMODE(file.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        try:
+            file.chmod(mode & 0o700)
+        except OSError as exc:
+            log.warning("could not make the database file owner-only path=%s mode=%o reason=%r", file, mode, exc.strerror)
+            return
+        log.warning("database file was readable by others; made it owner-only path=%s mode=%o->%o", file, mode, mode & 0o700)
+
+
 async def open_database(url: str) -> None:
-    """Connect and bring the schema up to date. Raises DatabaseUnavailable when the server
-    does not answer."""
+    """Connect and bring the schema up to date. Raises DatabaseUnusable when the database can
+    never be opened as configured (a SQLite file in a missing or read-only folder),
+    DatabaseUnavailable when the server does not answer."""
     _harden_pooled_transactions()
+    path = sqlite_path(url)
+    if path is not None:
+        await asyncio.to_thread(prepare_sqlite_file, path)
     config = tortoise_config(url)
     try:
         await migrate(config=config)
@@ -117,7 +214,8 @@ async def open_database(url: str) -> None:
         if type(exc).__module__.startswith("asyncpg"):
             raise DatabaseUnavailable(f"cannot open the database at {redact(url)}: {exc}") from exc
         raise
-    log.info("database ready url=%s", redact(url))
+    # At debug: every command opens the database; `bridge run` says so at info itself.
+    log.debug("database ready url=%s", redact(url))
 
 
 async def close_database() -> None:

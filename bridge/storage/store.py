@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import json
 import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -25,6 +26,7 @@ from tortoise.transactions import in_transaction
 from bridge.delivery.quiet import QuietHours
 from bridge.matching.filters import Filters
 from bridge.model import ChatTarget, Post, Source, SourceKind
+from bridge.redaction import redact
 from bridge.storage import changes
 from bridge.storage.models import (
     AdapterState,
@@ -83,6 +85,21 @@ TOUCH_EVERY = timedelta(seconds=1)
 
 # Decoded posts kept for the dispatcher's workers (about 2 KB each).
 POST_CACHE = 2048
+
+
+# The core's record of a platform's health, kept beside the adapter's own state under a key
+# no adapter uses (adapters' keys are plain words).
+HEALTH_KEY = "core:health"
+
+
+@dataclass(frozen=True)
+class PlatformHealth:
+    """``state``: "ok"; "down" (refused credentials: needs a person); "unreachable" (not
+    answering at start: retried by itself)."""
+
+    state: str
+    reason: str
+    since: datetime
 
 
 def utcnow() -> datetime:
@@ -293,13 +310,17 @@ class Store:
 
     async def pause_destination(self, target: ChatTarget, reason: str) -> int:
         """Pause ``target`` and fail its pending deliveries with ``reason``; returns how many."""
+        reason = redact(reason)  # failure reasons are shown by `bridge status` and /status
         async with self._changing():
+            # Deliveries first, then the room's row: the order in which recording a send takes
+            # them, so a pause and a send recorded at the same moment cannot deadlock.
+            failed = await DeliveryRow.filter(destination=str(target), status="pending").update(
+                status="failed", last_error=f"destination paused: {reason}"[:2000]
+            )
             row, _ = await Destination.get_or_create(target=str(target))
             row.paused, row.reason = True, reason[:2000]
             await row.save()
-            return await DeliveryRow.filter(destination=str(target), status="pending").update(
-                status="failed", last_error=f"destination paused: {reason}"[:2000]
-            )
+            return failed
 
     async def resume_destination(self, target: ChatTarget) -> bool:
         """Unpause ``target`` (someone acted in it, so it is reachable again). True if it was paused."""
@@ -377,6 +398,23 @@ class Store:
         updated = await AdapterState.filter(adapter=adapter, key=key).update(value=value)
         if not updated:
             await AdapterState.create(adapter=adapter, key=key, value=value)
+
+    async def platform_health(self) -> dict[str, PlatformHealth]:
+        """The last health each platform reported (see ``Host.report_health``), by name."""
+        out = {}
+        for row in await AdapterState.filter(key=HEALTH_KEY):
+            try:
+                data = json.loads(row.value)
+                out[row.adapter] = PlatformHealth(
+                    str(data["state"]), str(data.get("reason", "")), datetime.fromisoformat(data["since"])
+                )
+            except (ValueError, KeyError, TypeError):
+                continue  # unreadable: as if never reported
+        return out
+
+    async def set_platform_health(self, platform: str, health: PlatformHealth) -> None:
+        value = json.dumps({"state": health.state, "reason": redact(health.reason)[:2000], "since": health.since.isoformat()})
+        await self.save_state(platform, HEALTH_KEY, value)
 
     # --- the ledger --------------------------------------------------------------------
 
@@ -582,6 +620,7 @@ class Store:
         return list(targets)
 
     async def mark_retry(self, delivery_id: int, next_at: datetime, error: str, *, count_attempt: bool = True) -> None:
+        error = redact(error)
         q = DeliveryRow.filter(id=delivery_id)
         if count_attempt:
             await q.update(next_attempt_at=next_at, last_error=error[:2000], attempts=F("attempts") + 1)
@@ -589,6 +628,7 @@ class Store:
             await q.update(next_attempt_at=next_at, last_error=error[:2000])
 
     async def mark_failed(self, delivery_id: int, error: str) -> None:
+        error = redact(error)
         await DeliveryRow.filter(id=delivery_id).update(status="failed", last_error=error[:2000], attempts=F("attempts") + 1)
 
     # --- notices ------------------------------------------------------------------------------
@@ -655,6 +695,8 @@ class Store:
     # --- outbound actions ------------------------------------------------------------------
 
     async def record_action(self, **fields: Any) -> None:
+        if fields.get("error"):
+            fields["error"] = redact(fields["error"])
         await OutboundAction.create(**fields)
 
     async def begin_action(self, *, key: str, request: Mapping[str, Any], **fields: Any) -> int:

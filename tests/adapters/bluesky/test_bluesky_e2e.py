@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+from pathlib import Path
 
 from bridge.app import Bridge
 from bridge.model import ButtonAction, Delivery
@@ -13,6 +15,7 @@ from tests.adapters.bluesky.conftest import BridgeFactory, Team
 from tests.atproto.harness import AtprotoStack
 from tests.emulators.bsky_chat import BskyChatEmulator
 from tests.fakes import FakeChat
+from tests.faults.bridge_process import run_cli
 
 ROOM = "room1"
 
@@ -208,3 +211,77 @@ async def test_revoked_app_password_mid_run_gives_a_clear_message_and_sends_noth
     await atproto.process_all()
     feed = await atproto.query_appview("app.bsky.feed.getAuthorFeed", actor=team.account.did)
     assert feed["feed"] == [], "nothing was posted"
+
+
+async def test_revoked_app_password_mid_run_is_told_once_shown_in_status_and_picked_up_when_fixed(
+    atproto: AtprotoStack, bluesky_bridge: BridgeFactory, team: Team, tmp_path: Path
+) -> None:
+    gus = await atproto.create_account("gus", "Gus")
+    b = await bluesky_bridge()
+    chat: FakeChat = b.chats["fakechat"]  # type: ignore[assignment]
+    assert (await chat.command(ROOM, "boss", f"/follow {gus.handle}", admin=True)).ok
+    await settle(atproto, b)
+    adapter = b.networks["bluesky"]
+    adapter.session.login_retry = 2.0  # type: ignore[attr-defined]  # the calm pace (10 min), shortened
+    await atproto.revoke_app_password(team.account)
+    adapter.client._session.access_jwt = await atproto.expired_access_token(team.account)  # type: ignore[attr-defined]
+
+    # the room it feeds and the admin are told, once each
+    def told(chat_id: str, words: str) -> list[str]:
+        return [text for target, text in chat.notices if target.chat_id == chat_id and words in text]
+
+    deadline = time.monotonic() + 20
+    while not (told(ROOM, "Bluesky stopped working") and told("boss", "Bluesky stopped working")):
+        assert time.monotonic() < deadline, chat.notices
+        await asyncio.sleep(0.1)
+    [notice] = told(ROOM, "Bluesky stopped working")
+    assert f"Bluesky refused the login of {team.handle}" in notice and "[bluesky]" in notice
+    assert team.app_password not in notice
+
+    # `bridge status` shows it, from the database the running bridge writes
+    config = tmp_path / "status.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite://{tmp_path}/bridge.sqlite3"\n'
+        f'[bluesky]\nservice = "{atproto.pds}"\nidentifier = "{team.handle}"\npassword = "{team.app_password}"\n'
+    )
+    status = run_cli(config, "status")
+    assert status.returncode == 0, status.stderr
+    assert re.search(
+        rf"^bluesky: down since [0-9-]+ [0-9:]+: Bluesky refused the login of {re.escape(team.handle)}", status.stdout, re.M
+    )
+    assert team.app_password not in status.stdout + status.stderr
+
+    # it keeps trying at its calm pace, and says nothing more meanwhile
+    logins = await atproto.login_count(team.handle)
+    await asyncio.sleep(5)
+    assert 1 <= await atproto.login_count(team.handle) - logins <= 3
+    assert len(told(ROOM, "stopped working")) == 1 and len(told("boss", "stopped working")) == 1
+
+    # the login works again (here: the account takes another app password, as a fixed
+    # [bluesky] password or a lifted suspension would): picked up without a restart
+    adapter.session._password = await atproto.app_password(team.account, name="bridge-fixed")  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 20
+    while not told(ROOM, "Bluesky works again"):
+        assert time.monotonic() < deadline, chat.notices
+        await asyncio.sleep(0.1)
+    assert len(told("boss", "works again")) == 1
+    rec = await atproto.post(gus, "relayed again after the fix")
+    await settle(atproto, b)
+    await chat.wait_sent(1, timeout=15)
+    assert chat.sent_to(ROOM) == [rec.uri]
+    status = run_cli(config, "status")
+    assert "bluesky: down" not in status.stdout
+
+
+async def test_a_restart_with_a_fixed_password_tells_the_rooms_it_is_back(
+    atproto: AtprotoStack, bluesky_bridge: BridgeFactory, team: Team
+) -> None:
+    b = await bluesky_bridge()
+    await b.report_health("bluesky", False, "Bluesky refused the login of the team")  # as the adapter does
+    fixed = await atproto.app_password(team.account, name="bridge-restart")
+    b = await bluesky_bridge(password=fixed)  # the operator put the new password in and restarted
+    chat: FakeChat = b.chats["fakechat"]  # type: ignore[assignment]
+    deadline = time.monotonic() + 10
+    while not any("Bluesky works again" in text for target, text in chat.notices if target.chat_id == "boss"):
+        assert time.monotonic() < deadline, chat.notices
+        await asyncio.sleep(0.05)

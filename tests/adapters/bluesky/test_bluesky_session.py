@@ -23,12 +23,12 @@ def with_access_token(state: dict[str, str], token: str) -> None:
 
 async def test_session_is_saved_and_reused(atproto: AtprotoStack, make_adapter: AdapterFactory, team: Team) -> None:
     first, host = await make_adapter()
-    assert await first.check() == f"ok: @{team.handle}"
+    assert await first.check() == f"ok: @{team.handle} on {atproto.pds}"
     assert "session" in host.state
     assert team.app_password not in host.state["session"], "the password is never stored"
     await first.stop()
     second, _ = await make_adapter(host)
-    assert await second.check() == f"ok: @{team.handle}"
+    assert await second.check() == f"ok: @{team.handle} on {atproto.pds}"
     assert await atproto.login_count(team.handle) == 1
 
 

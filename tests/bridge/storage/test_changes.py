@@ -84,7 +84,7 @@ async def test_a_dropped_listening_connection_falls_back_to_polling(postgres_url
         await close_database()
 
 
-async def test_changes_written_by_another_process_reach_the_running_bridge(make_bridge: BridgeFactory, db_url: str) -> None:
+async def test_changes_written_by_another_process_reach_the_running_bridge(db_url: str, make_bridge: BridgeFactory) -> None:
     """Another Store is another process's view: its revisions are not the bridge's own. Each
     kind of change must take effect in the running bridge, not only in the database."""
     b = await make_bridge(db_url)
