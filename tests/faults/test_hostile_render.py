@@ -154,18 +154,22 @@ async def _through_discord(w: Wire, post: Post) -> None:
     before = len(w.dc.bot_messages(w.channel))
     n = next(_keys)
     await w.discord.send(Delivery(n, f"k{n}", post, ChatTarget("discord", str(w.channel)), BUTTONS))
-    [sent] = w.dc.bot_messages(w.channel)[before:]
-    assert sent.payload.get("allowed_mentions") == {"parse": []}  # @everyone and <@id> ping no one
-    description = sent.embeds[0].get("description") or ""
+    sent_all = w.dc.bot_messages(w.channel)[before:]
+    assert 1 <= len(sent_all) <= 5  # a long text continues in up to 5 messages
+    for sent in sent_all:
+        assert sent.payload.get("allowed_mentions") == {"parse": []}  # @everyone and <@id> ping no one
+    description = "".join(m.embeds[0].get("description") or "" for m in sent_all)  # read in order
     text = visible(post.text)
-    if len(post.text) < 3000:  # fits the embed (4096, less the escapes)
+    if not re.search(r"(?<!\\)\[Read the full post\]\(", description):
         # links become [label](url) or <url>; outside of them the text reads as written
         assert text in visible(_ESCAPED.sub(r"\1", _as_read(description))), (post.text, description)
     else:
-        # shortened: what is shown is the post's own text, and the original is a click away
+        # beyond 5 messages, shortened: what is shown is the post's own text, and the original
+        # is a click away
+        assert len(sent_all) == 5
         head = visible(_ESCAPED.sub(r"\1", _as_read(description))).split("…", 1)[0]
         assert head in text, (head[:200], text[:200])
-        assert post.url in description or sent.embeds[0].get("url") == post.url  # shortened: the original is a click away
+        assert post.url in description
     # A "[label](url)" typed in the post must not become a link: its bracket is escaped.
     unescaped_links = re.findall(r"(?<!\\)\[[^\]]*\]\((\S+?)\)", description)
     for url in unescaped_links:
@@ -194,8 +198,9 @@ def test_a_long_word_is_cut_not_dropped_on_discord(wire: tuple[LoopRunner, Wire]
     )
     before = len(w.dc.bot_messages(w.channel))
     runner.run(w.discord.send(Delivery(9999, "k9999", post, ChatTarget("discord", str(w.channel)), BUTTONS)))
-    [sent] = w.dc.bot_messages(w.channel)[before:]
-    assert "x" * 1000 in (sent.embeds[0].get("description") or "")
+    sent = w.dc.bot_messages(w.channel)[before:]
+    assert 3 <= len(sent) <= 5  # 10,004 characters: continued in further messages (a word is cut at 4096)
+    assert "x" * 10_000 in "".join(m.embeds[0].get("description") or "" for m in sent)
 
 
 def test_a_masked_link_with_spaces_is_not_a_link(wire: tuple[LoopRunner, Wire]) -> None:
