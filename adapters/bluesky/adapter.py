@@ -42,8 +42,15 @@ _HANDLE = re.compile(r"^(?=.{3,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z
 _DID = re.compile(r"^did:(plc:[a-z2-7]{24}|web:[a-zA-Z0-9.%:-]+)$")
 
 
+# A profile link as bsky.app shows it: https://bsky.app/profile/alice.bsky.social (or a DID).
+_PROFILE_URL = re.compile(r"^(?:https?://)?(?:www\.)?bsky\.app/profile/([^/?#\s]+)/?(?:[?#].*)?$", re.I)
+
+
 def normalize_handle(handle: str) -> str:
-    return handle.strip().removeprefix("@").rstrip(".").lower() if not handle.strip().startswith("did:") else handle.strip()
+    h = handle.strip()
+    if m := _PROFILE_URL.match(h):
+        h = m.group(1)
+    return h.removeprefix("@").rstrip(".").lower() if not h.startswith("did:") else h
 
 
 class BlueskyAdapter:
@@ -205,6 +212,8 @@ class BlueskyAdapter:
 
     def owns_handle(self, handle: str) -> bool:
         h = handle.strip()
+        if m := _PROFILE_URL.match(h):
+            h = m.group(1)
         if h.startswith("did:"):
             return bool(_DID.match(h))
         if h.count("@") > 1 or ("@" in h and not h.startswith("@")):

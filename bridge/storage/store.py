@@ -67,6 +67,10 @@ _ADD_MESSAGES = _in_both_dialects(
     '"delivery_id") VALUES (?,?,?,?,?,?,?)'
 )
 
+# The reason of a pause someone asked for (/pause, ``bridge pause``), followed by who: only a
+# resume ends it, while a room paused by a failure resumes when someone acts in it.
+MANUAL_PAUSE = "paused by "
+
 # A room's last_delivery_at (for operators reading the table) is refreshed at most this often,
 # which keeps a statement out of most sends' transactions.
 TOUCH_EVERY = timedelta(seconds=1)
@@ -241,9 +245,14 @@ class Store:
                 status="failed", last_error=f"destination paused: {reason}"[:2000]
             )
 
-    async def resume_destination(self, target: ChatTarget) -> bool:
-        """Unpause ``target`` (someone acted in it, so it is reachable again). True if it was paused."""
-        return bool(await Destination.filter(target=str(target), paused=True).update(paused=False))
+    async def resume_destination(self, target: ChatTarget, *, paused_on_purpose: bool = False) -> bool:
+        """Unpause ``target``; True if it was paused. By default only a room paused by a failure
+        (someone acted in it, so it is reachable again); with ``paused_on_purpose`` also one
+        paused with /pause or ``bridge pause`` (whose reason starts with MANUAL_PAUSE)."""
+        rows = Destination.filter(target=str(target), paused=True)
+        if not paused_on_purpose:
+            rows = rows.exclude(reason__startswith=MANUAL_PAUSE)
+        return bool(await rows.update(paused=False))
 
     async def note_notice(self, target: ChatTarget, when: datetime) -> datetime | None:
         """Record that the room was told of a failure; returns when it was told before."""

@@ -229,3 +229,25 @@ async def test_deleted_channel_is_paused_and_others_continue(
     [message] = await emulator.wait_sent(world.other, 1)
     assert message.embeds[0]["description"] == "still here"
     assert emulator.bot_messages(world.feed) == []
+
+
+async def test_help_says_this_channels_destination_and_your_id(
+    emulator: DiscordEmulator, world: World, start_bridge: StartBridge
+) -> None:
+    await start_bridge()
+    shown = await emulator.wait_shown(await emulator.slash(world.feed, world.member, "help"))
+    assert f"This chat is discord:{world.feed}: use it as --to discord:{world.feed}" in shown["content"]
+    assert f'You are discord:{world.member}: an admin adds you with admins = ["discord:{world.member}"]' in shown["content"]
+    assert "/pause, /resume" in shown["content"]
+
+
+async def test_pause_and_resume_are_slash_commands_for_room_admins(
+    emulator: DiscordEmulator, world: World, start_bridge: StartBridge
+) -> None:
+    await start_bridge()
+    refused = await emulator.wait_shown(await emulator.slash(world.feed, world.member, "pause"))
+    assert refused["content"].startswith("Only this room's admins")
+    paused = await emulator.wait_shown(await emulator.slash(world.feed, world.admin, "pause"))
+    assert paused["content"].startswith("Paused: nothing is relayed here until /resume")
+    resumed = await emulator.wait_shown(await emulator.slash(world.feed, world.admin, "resume"))
+    assert resumed["content"].startswith("Resumed")
