@@ -88,6 +88,11 @@ class _Words:
     def room(self) -> str:
         return str(self.target) if self.terminal else "this room"
 
+    @property
+    def room_first(self) -> str:
+        """``room`` at the start of a sentence."""
+        return str(self.target) if self.terminal else "This room"
+
     def cmd(self, verb: str, args: str = "") -> str:
         tail = f" {args}" if args else ""
         return f"bridge {verb}{tail} --to {self.target}" if self.terminal else f"/{verb}{tail}"
@@ -394,7 +399,7 @@ class Commands:
         w = words_for(e)
         rows = await self.b.store.status_rows(e.target)
         paused = (await self.b.store.paused_destinations()).get(str(e.target))
-        head = f"{'This room' if not w.terminal else w.room} is paused ({paused}); {self.comes_back(e.target, paused, w)}" if paused else ""
+        head = f"{w.room_first} is paused ({paused}); {self.comes_back(e.target, paused, w)}" if paused else ""
         if not rows:
             return Answer("\n".join(filter(None, [head, f"No subscriptions in {w.room}."])))
         lines = [head or f"Feeds of {w.room}:"]
@@ -435,7 +440,7 @@ class Commands:
         w = words_for(e)
         paused = (await self.b.store.paused_destinations()).get(str(e.target))
         if paused is not None:
-            return Answer(f"{w.room[0].upper()}{w.room[1:]} is already paused ({paused}); {self.comes_back(e.target, paused, w)}.")
+            return Answer(f"{w.room_first} is already paused ({paused}); {self.comes_back(e.target, paused, w)}.")
         who = "the command line" if w.terminal else (e.user.name or e.user.key)
         dropped = await self.b.pause(e.target, f"{MANUAL_PAUSE}{who[:100]}")
         waiting = f" {dropped} waiting posts are dropped." if dropped else ""
@@ -446,7 +451,7 @@ class Commands:
             return self._not_admin()
         w = words_for(e)
         if not await self.b.store.resume_destination(e.target, paused_on_purpose=True):
-            return Answer(f"{w.room[0].upper()}{w.room[1:]} is not paused.")
+            return Answer(f"{w.room_first} is not paused.")
         log.info("destination resumed destination=%s by=%s", e.target, e.user.key)
         await self.b.refresh_routes()
         return Answer(f"Resumed: new posts are relayed {w.here} again.", public=True)

@@ -208,3 +208,15 @@ async def test_revoked_app_password_mid_run_gives_a_clear_message_and_sends_noth
     await atproto.process_all()
     feed = await atproto.query_appview("app.bsky.feed.getAuthorFeed", actor=team.account.did)
     assert feed["feed"] == [], "nothing was posted"
+
+
+async def test_follow_by_profile_link_as_bsky_app_shows_it(atproto: AtprotoStack, bluesky_bridge: BridgeFactory) -> None:
+    alice = await atproto.create_account("alice", "Alice")
+    b = await bluesky_bridge()
+    chat: FakeChat = b.chats["fakechat"]  # type: ignore[assignment]
+    answer = await chat.command(ROOM, "boss", f"/follow https://bsky.app/profile/{alice.handle}", admin=True)
+    assert answer.ok and f"Following @{alice.handle} on bluesky here" in answer.text
+    again = await chat.command(ROOM, "boss", f"/follow bsky.app/profile/{alice.handle.upper()}/", admin=True)
+    assert again.ok and f"Already following @{alice.handle} here" in again.text
+    wrong = await chat.command(ROOM, "boss", "/follow mastodon:@alice@mastodon.social", admin=True)
+    assert not wrong.ok and wrong.text == "The mastodon network is not configured; configured: bluesky."
