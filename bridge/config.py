@@ -268,20 +268,24 @@ def _type_name(t: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(x, x.__name__) for x in ts)
 
 
-def _section(raw: Any, schema: Mapping[str, Key], problems: _Problems, name: str) -> dict[str, Any]:
-    """The section's values with defaults filled in. A key with a mistake is reported and
-    gets its default, so that the rest of the file is still checked."""
+def _section(
+    raw: Any, schema: Mapping[str, Key], problems: _Problems, name: str, bad: set[str] | None = None
+) -> dict[str, Any]:
+    """The section's values with defaults filled in. A key with a mistake is reported (and
+    added to ``bad``) and gets its default, so that the rest of the file is still checked."""
     out: dict[str, Any] = {}
     if not isinstance(raw, Mapping):
         problems.add(f"[{name}]", "must be a table: write it as a [" + name + "] header with keys under it")
         raw = {}
-    bad: set[str] = set()
+    bad = set() if bad is None else bad
     for key, value in raw.items():
         problem = _key_problem(schema, key, value)
         if problem is None:
             out[key] = value
         else:
             bad.add(key)
+            # A typo of a key ("tokn") already says its fix; "token is missing" would repeat it.
+            bad.update(k for k in schema if key not in schema and _similar(k, key))
             if problem:
                 problems.add(f"[{name}] {key}", problem)
     for key, spec in schema.items():
@@ -387,13 +391,14 @@ def _subscriptions(
     for n, entry in enumerate(raw, 1):
         name = f"subscription #{n}"
         before = len(problems.found)
-        s = _section(entry, SUBSCRIPTION_KEYS, problems, name)
-        if s["network"] is not None and s["network"] not in nets:
+        bad: set[str] = set()
+        s = _section(entry, SUBSCRIPTION_KEYS, problems, name, bad)
+        if s["network"] is not None and "network" not in bad and s["network"] not in nets:
             problems.add(
                 f"[{name}] network",
                 f"{s['network']!r} is not a configured network; configured: {', '.join(nets) or 'none (add a [bluesky] section)'}",
             )
-        if bool(s["follow"]) == bool(s["query"]):
+        if bool(s["follow"]) == bool(s["query"]) and not bad & {"follow", "query"}:
             problems.add(f"[{name}]", 'set exactly one of follow = "handle" or query = "words"')
         if s["to"] == []:
             problems.add(f"[{name}] to", 'is empty; list at least one destination like "telegram:-1001234567890"')
