@@ -467,11 +467,13 @@ class Bridge:
         self._paused.add(str(target))
         self.refresh_routes_later()
 
-    async def pause(self, target: ChatTarget, reason: str) -> None:
+    async def pause(self, target: ChatTarget, reason: str) -> int:
+        """Stop relaying into ``target``; returns how many waiting deliveries were failed."""
         n = await self.store.pause_destination(target, reason)
         self._paused.add(str(target))
         await self.refresh_routes()
         log.warning("destination paused destination=%s reason=%r failed_pending=%d", target, reason, n)
+        return n
 
     async def chat_moved(self, old: ChatTarget, new: ChatTarget) -> None:
         moved = await self.store.move_destination(old, new)

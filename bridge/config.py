@@ -20,8 +20,6 @@ from bridge.configschema import Key
 from bridge.model import ChatTarget
 
 DEFAULT_PATH = "config.toml"
-# A section's name is its account's name: it is stored with every subscription and post (at
-# most 32 characters) and typed as a prefix in chat (bluesky_sales:alice.bsky.social).
 _ACCOUNT = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Values people leave in from an example: refusing them beats a confusing 401 later.
@@ -32,12 +30,49 @@ _PLACEHOLDER = re.compile(
 
 
 class ConfigError(Exception):
-    """A mistake in the config: ``str(error)`` is the one line to show the user."""
+    """A mistake in the config: ``str(error)`` is the one line to show the user.
+
+    ``load_config`` and ``config_from_dict`` look at the whole file before giving up, so the
+    one they raise carries every mistake found in ``errors`` (itself first); its ``str`` is
+    one line per mistake."""
 
     def __init__(self, path: str, key: str, problem: str) -> None:
         self.path, self.key, self.problem = path, key, problem
-        where = f"{path}: {key}: " if key else f"{path}: "
-        super().__init__(where + problem)
+        self.line = (f"{path}: {key}: " if key else f"{path}: ") + problem
+        self.errors: tuple[ConfigError, ...] = (self,)
+        super().__init__(self.line)
+
+    @classmethod
+    def of(cls, errors: list[ConfigError]) -> ConfigError:
+        """One error that stands for all of ``errors`` (in the order found)."""
+        first = errors[0]
+        combined = cls(first.path, first.key, first.problem)
+        combined.errors = tuple(errors)
+        combined.args = ("\n".join(e.line for e in errors),)
+        return combined
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self.line
+
+
+class _Problems:
+    """The mistakes found so far in one file: validation goes on after one, so that a user
+    fixes them all in one round instead of one per run."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.found: list[ConfigError] = []
+
+    def add(self, key: str, problem: str) -> None:
+        self.found.append(ConfigError(self.path, key, problem))
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise ConfigError.of(self.found)
+
+
+# A value whose ${VAR} is not set: already reported, so no other check speaks of it.
+_UNSET = object()
 
 
 CORE_SECTIONS: dict[str, dict[str, Key]] = {
@@ -119,8 +154,8 @@ def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(
             path,
             "",
-            "no such file; create it with `cp config.example.toml config.toml` and fill in the sections "
-            "of the platforms you use (or name another file with -c PATH or BRIDGE_CONFIG)",
+            "no such file; create one with `bridge init --chat telegram --network bluesky` (or copy "
+            "config.example.toml and delete the sections you do not use), or name another file with -c PATH or BRIDGE_CONFIG",
         )
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -139,9 +174,10 @@ def config_from_dict(
     adapter_classes: Mapping[str, type] | None = None,
 ) -> Config:
     """Validate a parsed TOML document. ``adapter_classes`` overrides entry-point lookup
-    (tests use it to add fake adapters). Raises ConfigError."""
+    (tests use it to add fake adapters). Raises ConfigError carrying every mistake found."""
     env = os.environ if environ is None else environ
-    data = _substitute(data, env, path, "")
+    problems = _Problems(path)
+    data = _substitute(data, env, problems, "")
     known = registry.available()
     classes: dict[str, type] = dict(adapter_classes or {})
     kinds: dict[str, str] = {}
@@ -151,21 +187,22 @@ def config_from_dict(
             continue
         raw = data[name]
         if not isinstance(raw, Mapping):
-            raise ConfigError(path, f"[{name}]", "must be a table: write it as a [" + name + "] header with keys under it")
+            problems.add(f"[{name}]", f"must be a table: write it as a [{name}] header with keys under it")
+            continue
+        # A section is an account; its type is the adapter (matterbridge's protocol.name):
+        # [bluesky] is the account "bluesky" of type bluesky, [bluesky_sales] with
+        # type = "bluesky" a second one.
         type_name = raw.get("type", name)
-        raw_sections[name] = {k: v for k, v in raw.items() if k != "type"}
         if not isinstance(type_name, str) or not type_name:
-            raise ConfigError(
-                path,
-                f"[{name}] type",
-                f'must be an adapter type in quotes, e.g. type = "bluesky"; installed: {", ".join(sorted(known))}',
-            )
+            problems.add(f"[{name}] type", f'must be an adapter type in quotes, e.g. type = "bluesky"; installed: {", ".join(sorted(known))}')
+            continue
         if not _ACCOUNT.match(name):
-            raise ConfigError(
-                path,
+            problems.add(
                 f"[{name}]",
                 "an account name is lower-case letters, digits and _ (at most 32, starting with a letter), e.g. [bluesky_sales]",
             )
+            continue
+        raw_sections[name] = {k: v for k, v in raw.items() if k != "type"}
         if name in classes and type_name == name:
             continue
         if type_name in classes:  # a second account of a type handed in directly (tests)
@@ -174,27 +211,32 @@ def config_from_dict(
         if type_name not in known:
             if "type" in raw:
                 options = ", ".join(sorted(known)) or "none"
-                raise ConfigError(path, f"[{name}] type", f"no adapter of type {type_name!r} is installed; installed: {options}")
-            options = ", ".join(sorted([*CORE_SECTIONS, "subscription", *known, *classes]))
-            raise ConfigError(
-                path,
-                f"[{name}]",
-                f"unknown section; the sections are: {options} (a second account of a network is a section of its own "
-                f'name with type = "bluesky" in it)',
-            )
+                problems.add(f"[{name}] type", f"no adapter of type {type_name!r} is installed; installed: {options}")
+            else:
+                options = ", ".join(sorted({*CORE_SECTIONS, "subscription", *known, *classes}))
+                close = [k for k in {*known, *classes} if _similar(k, name)]
+                hint = f"did you mean [{close[0]}]? " if close else ""
+                problems.add(
+                    f"[{name}]",
+                    f'unknown section; {hint}a second account of a network is a section of its own name with type = "bluesky" '
+                    f"in it; the sections are: {options}",
+                )
+            raw_sections.pop(name)
+            continue
         try:
             classes[name], kinds[name] = registry.load_with_kind(type_name)
         except Exception as exc:  # a broken adapter install must not look like a config typo
-            raise ConfigError(path, f"[{name}]", f"the {type_name} adapter failed to load: {exc}") from None
+            problems.add(f"[{name}]", f"the {type_name} adapter failed to load: {exc}")
+            raw_sections.pop(name)
+            continue
         if kinds[name] == "chat" and name != type_name:
-            raise ConfigError(
-                path,
+            problems.add(
                 f"[{name}] type",
                 f"{type_name} is a chat platform; one [{type_name}] section per bridge (several accounts are for networks)",
             )
-    core = {name: _section(data.get(name, {}), schema, path, name) for name, schema in CORE_SECTIONS.items()}
+    core = {name: _section(data.get(name, {}), schema, problems, name) for name, schema in CORE_SECTIONS.items()}
     adapters = {
-        name: _section(raw_sections[name], getattr(cls, "CONFIG", {}), path, name)
+        name: _section(raw_sections[name], getattr(cls, "CONFIG", {}), problems, name)
         for name, cls in classes.items()
         if name in raw_sections
     }
@@ -203,18 +245,22 @@ def config_from_dict(
             try:
                 kinds[name] = registry.kind_of(classes[name])
             except LookupError as exc:
-                raise ConfigError(path, f"[{name}]", str(exc)) from None
+                problems.add(f"[{name}]", str(exc))
     b = core["bridge"]
-    admins = _identities(b["admins"], path, "[bridge] admins")
-    senders = _identities(b["senders"], path, "[bridge] senders")
+    admins = _identities(b["admins"], problems, "[bridge] admins", classes)
+    senders = _identities(b["senders"], problems, "[bridge] senders", classes)
     url = core["database"]["url"]
-    if not url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
-        raise ConfigError(
-            path,
-            "[database] url",
-            f"{url!r} is not a database URL; use sqlite://bridge.sqlite3 or postgres://user:pass@host:5432/db",
-        )
-    subs = _subscriptions(data.get("subscription", []), path, adapters, kinds)
+    database = data.get("database")
+    if (not isinstance(database, Mapping) or "url" not in database) and env.get("DATABASE_URL", "").strip():
+        # The convention of Heroku-style hosts: the database they attach is named by DATABASE_URL.
+        url = env["DATABASE_URL"].strip()
+        key = "DATABASE_URL (environment)"
+    else:
+        key = "[database] url"
+    if isinstance(url, str) and not url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
+        problems.add(key, f"{url!r} is not a database URL; use sqlite://bridge.sqlite3 or postgres://user:pass@host:5432/db")
+    subs = _subscriptions(data.get("subscription", []), problems, adapters, classes, kinds)
+    problems.raise_any()
     return Config(
         path=path,
         database_url=url,
@@ -227,29 +273,29 @@ def config_from_dict(
         shutdown_timeout=float(b["shutdown_timeout"]),
         adapters=adapters,
         adapter_classes={k: v for k, v in classes.items() if k in adapters},
-        adapter_kinds={k: kinds[k] for k in adapters},
+        adapter_kinds={k: kinds.get(k, "") for k in adapters},
         subscriptions=subs,
     )
 
 
-def _substitute(value: Any, env: Mapping[str, str], path: str, key: str) -> Any:
+def _substitute(value: Any, env: Mapping[str, str], problems: _Problems, key: str) -> Any:
     if isinstance(value, str):
-
-        def repl(m: re.Match[str]) -> str:
-            name = m.group(1)
-            if name not in env:
-                raise ConfigError(
-                    path,
-                    key or "value",
-                    f"environment variable {name} is not set; export {name}=... or write the value in the file",
-                )
-            return env[name]
-
-        return _VAR.sub(repl, value)
+        missing = [m.group(1) for m in _VAR.finditer(value) if m.group(1) not in env]
+        if missing:
+            name = missing[0]
+            section = key.split("]")[0] + "]" if key.startswith("[") else ""
+            # Most often the example's section of a platform this user does not use.
+            unused = f", or delete the whole {section} section if you do not use it" if section and " " in key else ""
+            problems.add(
+                key or "value",
+                f"environment variable {name} is not set; export {name}=... or write the value in the file{unused}",
+            )
+            return _UNSET
+        return _VAR.sub(lambda m: env[m.group(1)], value)
     if isinstance(value, Mapping):
-        return {k: _substitute(v, env, path, _join(key, k, isinstance(v, Mapping))) for k, v in value.items()}
+        return {k: _substitute(v, env, problems, _join(key, k, isinstance(v, Mapping))) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, env, path, key) for v in value]
+        return [_substitute(v, env, problems, key) for v in value]
     return value
 
 
@@ -272,48 +318,59 @@ def _type_name(t: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(x, x.__name__) for x in ts)
 
 
-def _section(raw: Any, schema: Mapping[str, Key], path: str, name: str) -> dict[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(path, f"[{name}]", "must be a table: write it as a [" + name + "] header with keys under it")
+def _section(
+    raw: Any, schema: Mapping[str, Key], problems: _Problems, name: str, bad: set[str] | None = None
+) -> dict[str, Any]:
+    """The section's values with defaults filled in. A key with a mistake is reported (and
+    added to ``bad``) and gets its default, so that the rest of the file is still checked."""
     out: dict[str, Any] = {}
+    if not isinstance(raw, Mapping):
+        problems.add(f"[{name}]", "must be a table: write it as a [" + name + "] header with keys under it")
+        raw = {}
+    bad = set() if bad is None else bad
     for key, value in raw.items():
-        if key not in schema:
-            close = [k for k in schema if _similar(k, key)]
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(path, f"[{name}] {key}", f"unknown key; {hint}the keys are: {', '.join(schema) or '(none)'}")
-        spec = schema[key]
-        types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
-        # TOML ints are valid where floats are asked for; bools are not numbers here.
-        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-        if not ok and float in types and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok:
-            raise ConfigError(
-                path,
-                f"[{name}] {key}",
-                f"must be {_type_name(spec.type)}, not {value!r}" + (f" ({spec.help})" if spec.help else ""),
-            )
-        if spec.choices and value not in spec.choices:
-            raise ConfigError(path, f"[{name}] {key}", f"must be one of {', '.join(map(repr, spec.choices))}, not {value!r}")
-        if spec.min is not None and isinstance(value, int | float) and value < spec.min:
-            raise ConfigError(path, f"[{name}] {key}", f"must be at least {spec.min:g}, not {value!r}")
-        if isinstance(value, str) and (spec.secret or spec.required) and _PLACEHOLDER.search(value):
-            raise ConfigError(
-                path,
-                f"[{name}] {key}",
-                f"still holds the placeholder {value!r}; put the real value here (or ${{VAR}} to read it from the environment)",
-            )
-        if isinstance(value, str) and spec.required and not value.strip():
-            raise ConfigError(path, f"[{name}] {key}", "is empty" + (f"; {spec.help}" if spec.help else ""))
-        out[key] = value
+        problem = _key_problem(schema, key, value)
+        if problem is None:
+            out[key] = value
+        else:
+            bad.add(key)
+            # A typo of a key ("tokn") already says its fix; "token is missing" would repeat it.
+            bad.update(k for k in schema if key not in schema and _similar(k, key))
+            if problem:
+                problems.add(f"[{name}] {key}", problem)
     for key, spec in schema.items():
         if key not in out:
-            if spec.required:
-                raise ConfigError(
-                    path, f"[{name}] {key}", "is missing" + (f"; {spec.help}" if spec.help else "; add it to the section")
-                )
+            if spec.required and key not in bad:
+                problems.add(f"[{name}] {key}", "is missing" + (f"; {spec.help}" if spec.help else "; add it to the section"))
             out[key] = list(spec.default) if isinstance(spec.default, list) else spec.default
     return out
+
+
+def _key_problem(schema: Mapping[str, Key], key: str, value: Any) -> str | None:
+    """What is wrong with ``key = value`` (None: nothing; "": already reported)."""
+    if key not in schema:
+        close = [k for k in schema if _similar(k, key)]
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown key; {hint}the keys are: {', '.join(schema) or '(none)'}"
+    if value is _UNSET or (isinstance(value, list) and _UNSET in value):
+        return ""
+    spec = schema[key]
+    types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
+    # TOML ints are valid where floats are asked for; bools are not numbers here.
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok and float in types and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        return f"must be {_type_name(spec.type)}, not {value!r}" + (f" ({spec.help})" if spec.help else "")
+    if spec.choices and value not in spec.choices:
+        return f"must be one of {', '.join(map(repr, spec.choices))}, not {value!r}"
+    if spec.min is not None and isinstance(value, int | float) and value < spec.min:
+        return f"must be at least {spec.min:g}, not {value!r}"
+    if isinstance(value, str) and (spec.secret or spec.required) and _PLACEHOLDER.search(value):
+        return f"still holds the placeholder {value!r}; put the real value here (or ${{VAR}} to read it from the environment)"
+    if isinstance(value, str) and spec.required and not value.strip():
+        return "is empty" + (f"; {spec.help}" if spec.help else "")
+    return None
 
 
 def _similar(a: str, b: str) -> bool:
@@ -332,48 +389,80 @@ def _similar(a: str, b: str) -> bool:
     return prev[-1] <= 2
 
 
-def _identities(values: list[Any], path: str, key: str) -> frozenset[str]:
+def _identities(values: list[Any], problems: _Problems, key: str, classes: Mapping[str, type]) -> frozenset[str]:
+    """``platform:user_id`` entries; the platform's adapter checks the id where it can."""
     out = set()
     for v in values:
         if not isinstance(v, str) or ":" not in v or not v.split(":", 1)[1].strip():
-            raise ConfigError(path, key, f'{v!r} is not a chat identity; write platform:user_id, e.g. "telegram:123456789"')
-        platform, uid = v.split(":", 1)
-        out.add(f"{platform.strip().lower()}:{uid.strip()}")
+            problems.add(key, f'{v!r} is not a chat identity; write platform:user_id, e.g. "telegram:123456789"')
+            continue
+        platform, uid = (part.strip() for part in v.split(":", 1))
+        platform = platform.lower()
+        parse_user = getattr(classes.get(platform), "parse_user", None)
+        try:
+            if parse_user is not None:
+                uid = parse_user(uid)
+            elif uid.startswith("@"):
+                raise ValueError(f"{v!r} is a username, which never matches: write the numeric user id")
+        except ValueError as exc:
+            problems.add(key, str(exc))
+            continue
+        out.add(f"{platform}:{uid}")
     return frozenset(out)
 
 
-def _subscriptions(raw: Any, path: str, adapters: Mapping[str, Any], kinds: Mapping[str, str]) -> tuple[StaticSubscription, ...]:
+def parse_destination(text: str, chats: Mapping[str, type], where: str = "") -> ChatTarget:
+    """``platform:chat_id[/thread]`` checked by that platform's chat adapter (``parse_target``),
+    so that a destination the platform cannot send to is refused now rather than retried
+    forever. ``chats`` maps the configured chat platforms to their adapter classes; ``where``
+    names the config file for the "no such section" message. Raises ValueError for the user."""
+    target = ChatTarget.parse(text)
+    cls = chats.get(target.platform)
+    if cls is None:
+        configured = ", ".join(sorted(chats)) or "none"
+        raise ValueError(
+            f"{text.strip()!r} is on {target.platform}, which has no [{target.platform}] section"
+            + (f" in {where}" if where else "")
+            + f" (configured chat platforms: {configured})"
+        )
+    rest = text.strip().partition(":")[2]
+    return cls.parse_target(rest)
+
+
+def _subscriptions(
+    raw: Any, problems: _Problems, adapters: Mapping[str, Any], classes: Mapping[str, type], kinds: Mapping[str, str]
+) -> tuple[StaticSubscription, ...]:
     if not isinstance(raw, list):
-        raise ConfigError(path, "subscription", "must be written as [[subscription]] tables")
+        problems.add("subscription", "must be written as [[subscription]] tables")
+        return ()
+    chats = {k: classes[k] for k in adapters if kinds.get(k) == "chat"}
+    nets = [k for k in adapters if kinds.get(k) == "network"]
     subs = []
     for n, entry in enumerate(raw, 1):
         name = f"subscription #{n}"
-        s = _section(entry, SUBSCRIPTION_KEYS, path, name)
-        if s["network"] not in adapters or kinds.get(s["network"]) != "network":
-            nets = [k for k in adapters if kinds.get(k) == "network"]
-            raise ConfigError(
-                path,
+        before = len(problems.found)
+        bad: set[str] = set()
+        s = _section(entry, SUBSCRIPTION_KEYS, problems, name, bad)
+        if s["network"] is not None and "network" not in bad and s["network"] not in nets:
+            problems.add(
                 f"[{name}] network",
                 f"{s['network']!r} is not a configured network; configured: {', '.join(nets) or 'none (add a [bluesky] section)'}",
             )
-        if bool(s["follow"]) == bool(s["query"]):
-            raise ConfigError(path, f"[{name}]", 'set exactly one of follow = "handle" or query = "words"')
-        if not s["to"]:
-            raise ConfigError(path, f"[{name}] to", 'is empty; list at least one destination like "telegram:-1001234567890"')
+        if bool(s["follow"]) == bool(s["query"]) and not bad & {"follow", "query"}:
+            problems.add(f"[{name}]", 'set exactly one of follow = "handle" or query = "words"')
+        if s["to"] == []:
+            problems.add(f"[{name}] to", 'is empty; list at least one destination like "telegram:-1001234567890"')
         targets = []
-        for t in s["to"]:
+        for t in s["to"] or []:
             try:
-                target = ChatTarget.parse(str(t))
+                targets.append(parse_destination(str(t), chats))
             except ValueError as exc:
-                raise ConfigError(path, f"[{name}] to", str(exc)) from None
-            if target.platform not in adapters:
-                raise ConfigError(
-                    path, f"[{name}] to", f"{t!r} is on {target.platform}, which has no [{target.platform}] section"
-                )
-            targets.append(target)
+                problems.add(f"[{name}] to", str(exc))
         for k in ("include", "exclude"):
             if not all(isinstance(w, str) and w.strip() for w in s[k]):
-                raise ConfigError(path, f"[{name}] {k}", "must be a list of non-empty strings")
+                problems.add(f"[{name}] {k}", "must be a list of non-empty strings")
+        if len(problems.found) > before:
+            continue
         subs.append(
             StaticSubscription(
                 network=s["network"],

@@ -266,9 +266,19 @@ class ChatAdapter(Protocol):
         """Verify the token and return ``"ok: @botname"``; raise AuthFailed or Transient."""
         ...
 
-    def parse_target(self, text: str) -> ChatTarget:
-        """Validate a destination of this platform (``chat_id[/thread]`` part given); raise
-        ValueError with a user-facing message."""
+    @classmethod
+    def parse_target(cls, text: str) -> ChatTarget:
+        """Validate a destination of this platform (the ``chat_id[/thread]`` part) and return
+        it in its canonical form; raise ValueError with a user-facing message that shows the
+        right form. Must accept only what ``send`` can send to, and must not depend on settings
+        or do I/O: the config and the command line call it on the class, before anything runs."""
+        ...
+
+    @classmethod
+    def parse_user(cls, text: str) -> str:
+        """Validate a person's id on this platform (the part after ``platform:`` in
+        ``[bridge] admins``/``senders``) and return it as ``ChatUser.id`` will be; raise
+        ValueError with a user-facing message that says how to find the id. Called on the class."""
         ...
 
     async def send(self, delivery: Delivery, progress: PartRecorder | None = None) -> Sent:

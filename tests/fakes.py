@@ -198,8 +198,17 @@ class FakeChat:
     async def check(self) -> str:
         return "ok: @fakebot"
 
-    def parse_target(self, text: str) -> ChatTarget:
-        return ChatTarget.parse(f"{self.name}:{text}")
+    @classmethod
+    def parse_target(cls, text: str) -> ChatTarget:
+        if not text.strip() or text.strip().startswith(("#", "@")):
+            raise ValueError(f"{text.strip()!r} is not a {cls.name} chat: write its id")
+        return ChatTarget.parse(f"{cls.name}:{text}")
+
+    @classmethod
+    def parse_user(cls, text: str) -> str:
+        if text.strip().startswith("@"):
+            raise ValueError(f"{cls.name}:{text.strip()} is a name, not a user id")
+        return text.strip()
 
     async def send(self, delivery: Delivery, progress: PartRecorder | None = None) -> Sent:
         errors = self.fail.get(delivery.target.chat_id)

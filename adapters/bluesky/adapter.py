@@ -60,8 +60,15 @@ INTAKE_REQUESTS = 1500
 INTAKE_WINDOW = 300.0
 
 
+# A profile link as bsky.app shows it: https://bsky.app/profile/alice.bsky.social (or a DID).
+_PROFILE_URL = re.compile(r"^(?:https?://)?(?:www\.)?bsky\.app/profile/([^/?#\s]+)/?(?:[?#].*)?$", re.I)
+
+
 def normalize_handle(handle: str) -> str:
-    return handle.strip().removeprefix("@").rstrip(".").lower() if not handle.strip().startswith("did:") else handle.strip()
+    h = handle.strip()
+    if m := _PROFILE_URL.match(h):
+        h = m.group(1)
+    return h.removeprefix("@").rstrip(".").lower() if not h.startswith("did:") else h
 
 
 class AccountHost:
@@ -304,6 +311,8 @@ class BlueskyAdapter:
 
     def owns_handle(self, handle: str) -> bool:
         h = handle.strip()
+        if m := _PROFILE_URL.match(h):
+            h = m.group(1)
         if h.startswith("did:"):
             return bool(_DID.match(h))
         if h.count("@") > 1 or ("@" in h and not h.startswith("@")):

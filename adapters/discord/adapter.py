@@ -162,7 +162,8 @@ class DiscordAdapter:
             await http.close()
         return f"ok: @{user['username']}"
 
-    def parse_target(self, text: str) -> ChatTarget:
+    @classmethod
+    def parse_target(cls, text: str) -> ChatTarget:
         """``channel_id`` or ``channel_id/thread_id`` (snowflakes); ValueError otherwise."""
         raw = text.strip()
         if raw.lower().startswith("discord:"):
@@ -170,10 +171,23 @@ class DiscordAdapter:
         match = _TARGET.match(raw)
         if match is None:
             raise ValueError(
-                f"{text!r} is not a Discord channel: write the channel id, or channel_id/thread_id "
-                "(digits; in Discord, Developer Mode → right-click the channel → Copy Channel ID)"
+                f"{text.strip()[:100]!r} is not a Discord channel: write the channel id, e.g. discord:112233445566778899, "
+                "or channel_id/thread_id (digits, not #names; /help in the channel tells you, or in Discord: "
+                "Developer Mode → right-click the channel → Copy Channel ID)"
             )
-        return ChatTarget("discord", match["chat"], match["thread"] or "")
+        return ChatTarget("discord", str(int(match["chat"])), str(int(match["thread"])) if match["thread"] else "")
+
+    @classmethod
+    def parse_user(cls, text: str) -> str:
+        """A Discord user id: a snowflake (digits)."""
+        uid = text.strip()
+        if not uid.isascii() or not uid.isdigit() or len(uid) > 20:
+            raise ValueError(
+                f"discord:{uid[:64]} is not a Discord user id: write the numeric id, e.g. discord:112233445566778899 "
+                "(/help in a channel tells you yours, or Developer Mode → right-click your name → Copy User ID; "
+                "names like @alice never match)"
+            )
+        return str(int(uid))
 
     # --- sending --------------------------------------------------------------------------
 

@@ -92,7 +92,15 @@ def build_tree(client: discord.Client, on_command: CommandHandler, choices: Subs
     async def status(interaction: discord.Interaction) -> None:
         await on_command(interaction, "status", "")
 
-    @tree.command(name="help", description="How to use the bridge")
+    @tree.command(name="pause", description="Stop relaying into this channel until /resume (room admins)")
+    async def pause(interaction: discord.Interaction) -> None:
+        await on_command(interaction, "pause", "")
+
+    @tree.command(name="resume", description="Relay into this channel again (room admins)")
+    async def resume(interaction: discord.Interaction) -> None:
+        await on_command(interaction, "resume", "")
+
+    @tree.command(name="help", description="How to use the bridge, this channel's id and yours")
     async def help_(interaction: discord.Interaction) -> None:
         await on_command(interaction, "help", "")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -23,6 +24,9 @@ from bridge.configschema import Key
 from bridge.errors import DestinationMoved, Transient
 from bridge.model import ChatTarget, Delivery, Sent
 from bridge.protocols import Host, PartRecorder
+
+# Telegram: a username is 5-32 characters, letters, digits and underscores, starting with a letter.
+_USERNAME = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{4,31}$")
 
 # Update kinds the bridge acts on (Telegram sends only these when asked, saving traffic).
 ALLOWED_UPDATES = ["message", "channel_post", "callback_query", "my_chat_member"]
@@ -150,25 +154,43 @@ class TelegramAdapter:
 
     # --- destinations -----------------------------------------------------------------------
 
-    def parse_target(self, text: str) -> ChatTarget:
-        """``<chat_id>`` or ``<chat_id>/<topic_id>``, both integers (negative for groups)."""
+    @classmethod
+    def parse_target(cls, text: str) -> ChatTarget:
+        """``<chat_id>[/<topic_id>]`` with a numeric chat id (negative for groups and channels),
+        or ``@channelusername[/<topic_id>]``: the Bot API takes a public channel's (or public
+        supergroup's) username as ``chat_id``. Usernames are case-insensitive: kept lower-case."""
         chat_id, sep, topic = text.strip().partition("/")
-        try:
-            int(chat_id)
-        except ValueError:
-            raise ValueError(
-                f"{text!r} is not a Telegram chat: write the numeric chat id, e.g. telegram:-1001234567890 "
-                "(a group or channel) or telegram:123456789 (a private chat)"
-            ) from None
+        if _USERNAME.match(chat_id):
+            chat_id = chat_id.lower()
+        else:
+            try:
+                chat_id = str(int(chat_id))
+            except ValueError:
+                raise ValueError(
+                    f"{text.strip()[:100]!r} is not a Telegram chat: write the numeric chat id, e.g. telegram:-1001234567890 "
+                    "(a group or channel; send /start there and the bot tells you) or telegram:123456789 (a private chat), "
+                    "or a public channel's @username, e.g. telegram:@acme_news"
+                ) from None
         if sep:
             try:
                 if int(topic) <= 0:
                     raise ValueError
             except ValueError:
                 raise ValueError(
-                    f"{text!r}: the topic after '/' must be a positive number, e.g. telegram:-1001234567890/42"
+                    f"{text.strip()[:100]!r}: the topic after '/' must be a positive number, e.g. telegram:-1001234567890/42"
                 ) from None
-        return ChatTarget(PLATFORM, str(int(chat_id)), str(int(topic)) if sep else "")
+        return ChatTarget(PLATFORM, chat_id, str(int(topic)) if sep else "")
+
+    @classmethod
+    def parse_user(cls, text: str) -> str:
+        """A Telegram user id: a positive number (usernames change hands and are not in every update)."""
+        uid = text.strip()
+        if not uid.isascii() or not uid.isdigit():
+            raise ValueError(
+                f"telegram:{uid[:64]} is not a Telegram user id: write the numeric id, e.g. telegram:123456789 "
+                "(send /start to the bot in a private chat and it tells you yours; usernames like @alice never match)"
+            )
+        return str(int(uid))
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -218,7 +240,8 @@ class TelegramAdapter:
         twice). A notice is sent to the new chat after the chat is moved."""
         if self._outbox is None:
             raise Transient("telegram adapter is not started")
-        chat_id = int(target.chat_id)
+        # A public channel may be named by its @username, which the Bot API takes as chat_id.
+        chat_id: int | str = target.chat_id if target.chat_id.startswith("@") else int(target.chat_id)
         thread = int(target.thread_id) if target.thread_id else None
         try:
             ids = await self._outbox.send(chat_id, pieces, thread_id=thread, patient=patient, start=start, on_piece=on_piece)

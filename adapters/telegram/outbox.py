@@ -67,7 +67,7 @@ class Outbox:
 
     async def send(
         self,
-        chat_id: int,
+        chat_id: int | str,
         pieces: Sequence[Piece],
         thread_id: int | None = None,
         reply_to: int | None = None,
@@ -108,7 +108,7 @@ class Outbox:
                 await on_piece(index, sent)
         return ids
 
-    async def _send_one(self, chat_id: int, piece: Piece, thread_id: int | None, reply_to: int | None) -> Sequence[Message]:
+    async def _send_one(self, chat_id: int | str, piece: Piece, thread_id: int | None, reply_to: int | None) -> Sequence[Message]:
         reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
         if len(piece.photos) >= 2:
             media = [
@@ -139,7 +139,7 @@ class Outbox:
         )
         return [message]
 
-    async def prompt(self, chat_id: int, text: str, thread_id: int | None, placeholder: str) -> int:
+    async def prompt(self, chat_id: int | str, text: str, thread_id: int | None, placeholder: str) -> int:
         """Send a ForceReply prompt (plain text, escaped by the caller); return its message id."""
         await self._pacer.acquire(chat_id)
         message = await self._bot.send_message(

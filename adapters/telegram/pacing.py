@@ -25,9 +25,10 @@ GROUP_PER_MINUTE = 20
 GROUP_WINDOW = 61.0
 
 
-def is_private(chat_id: int) -> bool:
-    """Telegram: private chats have positive ids (the user's id); groups and channels negative."""
-    return chat_id > 0
+def is_private(chat_id: int | str) -> bool:
+    """Telegram: private chats have positive ids (the user's id); groups and channels negative,
+    and a chat named by its @username is a public channel or group."""
+    return isinstance(chat_id, int) and chat_id > 0
 
 
 class Pacer:
@@ -56,8 +57,8 @@ class Pacer:
         self._sleep = sleep
         self._next_global = 0.0
         self._next_private: dict[int, float] = {}
-        self._group_slots: dict[int, deque[float]] = {}
-        self._blocked_until: dict[int, float] = {}
+        self._group_slots: dict[int | str, deque[float]] = {}
+        self._blocked_until: dict[int | str, float] = {}
 
     @classmethod
     def unlimited(cls) -> Pacer:
@@ -65,16 +66,16 @@ class Pacer:
         server without Telegram's limits, such as a benchmark's emulator."""
         return cls(per_second=float("inf"), private_interval=0.0, group_per_minute=2**31, group_window=0.0)
 
-    def penalize(self, chat_id: int, retry_after: float) -> None:
+    def penalize(self, chat_id: int | str, retry_after: float) -> None:
         """The server answered 429 for ``chat_id``: hold that chat (only) for ``retry_after`` s."""
         until = self._clock() + retry_after
         self._blocked_until[chat_id] = max(self._blocked_until.get(chat_id, 0.0), until)
 
-    def chat_wait(self, chat_id: int) -> float:
+    def chat_wait(self, chat_id: int | str) -> float:
         """Seconds until ``chat_id`` has a free slot (0 when it may send now)."""
         return max(0.0, self._chat_slot(chat_id, self._clock()) - self._clock())
 
-    def _chat_slot(self, chat_id: int, now: float) -> float:
+    def _chat_slot(self, chat_id: int | str, now: float) -> float:
         slot = max(now, self._blocked_until.get(chat_id, 0.0))
         if is_private(chat_id):
             return max(slot, self._next_private.get(chat_id, 0.0))
@@ -89,7 +90,7 @@ class Pacer:
         self._group_slots = {c: q for c, q in self._group_slots.items() if q and q[-1] + self._group_window > now}
         self._blocked_until = {c: t for c, t in self._blocked_until.items() if t > now}
 
-    async def acquire(self, chat_id: int, max_wait: float | None = None) -> None:
+    async def acquire(self, chat_id: int | str, max_wait: float | None = None) -> None:
         """Wait for a slot to send one message to ``chat_id``; raise RateLimited when the chat's
         own wait is longer than ``max_wait`` (None: wait as long as needed)."""
         now = self._clock()

@@ -40,7 +40,9 @@ COMMANDS: dict[str, str] = {
     "digest": "Batch a subscription: /digest <id> off|hourly|daily",
     "quiet": "Quiet hours: /quiet 22:00-07:00 Europe/Berlin, or /quiet off",
     "status": "Health of this chat's feeds",
-    "help": "How to use the bridge",
+    "pause": "Stop relaying into this chat until /resume",
+    "resume": "Relay into this chat again",
+    "help": "How to use the bridge, this chat's id and yours",
 }
 WELCOME = "Welcome! This bot relays posts from microblog networks into this chat and lets you answer them."
 PROMPT_FALLBACK = "Write it as a reply to this message."

@@ -1,4 +1,4 @@
-"""The ``bridge`` command line: run, check, manage subscriptions, status."""
+"""The ``bridge`` command line: init, run, check, and every room admin's verb (``rooms``)."""
 
 from __future__ import annotations
 
@@ -13,43 +13,47 @@ import sys
 from collections.abc import Sequence
 
 from bridge import __version__, logs
+from bridge.cli import init, rooms
 from bridge.config import Config, ConfigError, load_config, resolve_path
 from bridge.errors import AuthFailed, BridgeError
-from bridge.model import ChatEvent, ChatTarget, ChatUser, EventKind
 from bridge.storage.db import DatabaseUnavailable, DatabaseUnusable, close_database, open_database, redact
 
 log = logging.getLogger("bridge.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-CLI_USER = ChatUser("cli", "operator", "command line", is_room_admin=True)
 
 DESCRIPTION = """Relay microblog posts (Bluesky) into Telegram and Discord rooms, and act on the
-network from chat. Start with:  cp config.example.toml config.toml  (fill in your tokens),
-then  bridge check  and  bridge run."""
+network from chat. Start with:  bridge init --chat telegram --network bluesky  (it says which
+environment variables to export), then  bridge check  and  bridge run."""
+CONFIG_HELP = "config file (default: $BRIDGE_CONFIG or ./config.toml); before or after the command"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bridge", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"bridge {__version__}")
-    p.add_argument("-c", "--config", metavar="PATH", help="config file (default: $BRIDGE_CONFIG or ./config.toml)")
+    p.add_argument("-c", "--config", metavar="PATH", help=CONFIG_HELP)
+    # -c is accepted after the command too (`bridge run -c prod.toml`); SUPPRESS keeps a -c
+    # given before the command when none comes after it.
+    config_after = argparse.ArgumentParser(add_help=False)
+    config_after.add_argument("-c", "--config", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    common = {"parents": [config_after], "formatter_class": argparse.RawDescriptionHelpFormatter}
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", help="run the bridge until Ctrl-C / SIGTERM")
-    sub.add_parser("check", help="validate the config and log in to every platform")
-    for verb, what, arg in (
-        ("follow", "relay an account's posts to a chat", "handle"),
-        ("unfollow", "stop relaying an account", "handle_or_id"),
-        ("watch", "relay posts matching a search query", "query"),
-        ("unwatch", "stop relaying a query", "query_or_id"),
-    ):
-        s = sub.add_parser(verb, help=what)
-        s.add_argument(arg, nargs="+" if verb in ("watch", "unwatch") else None, help=arg.replace("_", " "))
-        s.add_argument(
-            "--to", required=True, metavar="DEST", help="telegram:<chat_id>[/<topic>] or discord:<channel_id>[/<thread>]"
-        )
-        s.add_argument("--network", metavar="NAME", help="network section name, e.g. bluesky (default: inferred)")
-    s = sub.add_parser("subs", help="list subscriptions")
-    s.add_argument("--to", metavar="DEST", help="only this destination")
-    sub.add_parser("status", help="per subscription and destination: last post, last delivery, failures")
+    sub.add_parser(
+        "run",
+        help="run the bridge until Ctrl-C / SIGTERM",
+        description="Run the bridge until Ctrl-C or SIGTERM; in-flight sends are drained on the way out.",
+        epilog="example:\n  bridge run -c prod.toml",
+        **common,
+    )
+    sub.add_parser(
+        "check",
+        help="validate the config and log in to every platform",
+        description="Validate the config and log in to every configured platform: one line per platform.",
+        epilog="example:\n  bridge check -c prod.toml",
+        **common,
+    )
+    init.add_parser(sub, **common)
+    rooms.add_parsers(sub, **common)
     return p
 
 
@@ -59,13 +63,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().print_help()
         return EXIT_CONFIG
     path = resolve_path(args.config)
+    if args.command == "init":
+        return init.run(args, path)
     try:
         config = load_config(path)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for error in exc.errors:
+            print(f"error: {error.line}", file=sys.stderr)
         return EXIT_CONFIG
     logs.setup(config.log_level, config.secrets())
-    runner = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "subs": cmd_subs}.get(args.command, cmd_manage)
+    runner = {"run": cmd_run, "check": cmd_check}.get(args.command, rooms.run)
     try:
         return asyncio.run(runner(config, args))
     except KeyboardInterrupt:
@@ -167,98 +174,3 @@ def _readable_secrets(config: Config) -> str | None:
         return None
     who = "anyone on this machine" if mode & 0o004 else "its group"
     return f"warning: {config.path} holds a secret and {who} can read it (mode {mode:o}); fix: chmod 600 {config.path}"
-
-
-async def cmd_manage(config: Config, args: argparse.Namespace) -> int:
-    """follow/unfollow/watch/unwatch through the same command layer the chats use."""
-    from bridge.app import Bridge
-
-    try:
-        target = ChatTarget.parse(args.to)
-    except ValueError as exc:
-        print(f"error: --to: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    if target.platform not in config.adapters:
-        print(f"error: --to: there is no [{target.platform}] section in {config.path}", file=sys.stderr)
-        return EXIT_CONFIG
-    value = getattr(
-        args, {"follow": "handle", "unfollow": "handle_or_id", "watch": "query", "unwatch": "query_or_id"}[args.command]
-    )
-    text = " ".join(value) if isinstance(value, list) else value
-    if args.network:
-        text = f"{args.network}:{text}"
-    if failed := await _open(config):
-        return failed
-    bridge = Bridge(config)
-    try:
-        if args.command == "follow":
-            for net in bridge.networks.values():
-                try:
-                    await net.check()
-                except BridgeError as exc:
-                    print(f"error: {net.name}: {exc}", file=sys.stderr)
-                    return EXIT_FAILED
-        answer = await bridge.commands.handle(ChatEvent(EventKind.COMMAND, target, CLI_USER, command=args.command, args=text))
-    finally:
-        for adapter in bridge.adapters.values():
-            with contextlib.suppress(Exception):
-                await adapter.stop()
-        await close_database()
-    print(answer.text, file=sys.stdout if answer.ok else sys.stderr)
-    return EXIT_OK if answer.ok else EXIT_FAILED
-
-
-async def cmd_subs(config: Config, args: argparse.Namespace) -> int:
-    from bridge.commands import _describe
-    from bridge.storage.store import Store
-
-    target = None
-    if args.to:
-        try:
-            target = ChatTarget.parse(args.to)
-        except ValueError as exc:
-            print(f"error: --to: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
-    if failed := await _open(config):
-        return failed
-    try:
-        subs = await Store().subscriptions(target)
-    finally:
-        await close_database()
-    if not subs:
-        print("no subscriptions")
-    for s in subs:
-        print(f"{s.destination}  {_describe(s)}")
-    return EXIT_OK
-
-
-async def cmd_status(config: Config, args: argparse.Namespace) -> int:
-    from bridge.commands import _what
-    from bridge.storage.store import Store
-
-    if failed := await _open(config):
-        return failed
-    store = Store()
-    try:
-        rows = await store.status_rows()
-        paused = await store.paused_destinations()
-        health_rows = await store.platform_health()
-    finally:
-        await close_database()
-    if not rows:
-        print("no subscriptions; add one with `bridge follow <handle> --to telegram:<chat_id>` or /follow in chat")
-    for r in rows:
-        s = r["subscription"]
-        last_post = r["last_post"].strftime("%Y-%m-%d %H:%M:%S") if r["last_post"] else "never"
-        last = r["last_delivery"].strftime("%Y-%m-%d %H:%M:%S") if r["last_delivery"] else "never"
-        print(
-            f"#{s.id} {_what(s)} -> {s.destination}: last post {last_post}, last delivery {last}, "
-            f"{r['sent']} sent, {r['pending']} pending, {r['failed']} failed"
-            + (f"; last failure: {r['last_error'][:300]}" if r["last_error"] else "")
-        )
-    for target, reason in sorted(paused.items()):
-        print(f"paused {target}: {reason}")
-    for name, health in sorted(health_rows.items()):
-        if health.state != "ok":
-            print(f"{name}: {health.state} since {health.since.strftime('%Y-%m-%d %H:%M:%S')}: {health.reason}")
-    return EXIT_OK

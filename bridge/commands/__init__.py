@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from bridge.commands.actions import ActionLog, Unfinished, author_request, post_request
@@ -34,7 +35,8 @@ from bridge.model import (
     SubscriptionSummary,
 )
 from bridge.protocols import NetworkAdapter
-from bridge.storage.store import MessagePost, SubscriptionInfo
+from bridge.registry import available
+from bridge.storage.store import MANUAL_PAUSE, MessagePost, SubscriptionInfo
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -44,6 +46,10 @@ log = logging.getLogger("bridge.commands")
 MAX_ARGS = 10_000
 MAX_QUERY = 256
 REPLY_LOOKUP_TRIES = 10
+# ChatUser.platform of the command line: its answers name the destination instead of "this room".
+TERMINAL = "cli"
+# Networks people may name before they are configured here (a prefix that is not a handle).
+KNOWN_NETWORKS = ("bluesky", "mastodon", "x")
 
 HELP = """Commands:
 /follow <handle> – relay an account's posts here (prefix bluesky: to pick the network)
@@ -58,6 +64,7 @@ HELP = """Commands:
 /post <text> – post from the team account
 /dm <handle> <text> – send a direct message from the team account
 /status – health of this room's feeds
+/pause, /resume – stop relaying into this room for now, and start again
 Reply to a relayed post to reply on the network; use its buttons to like, repost or follow.
 Room admins manage feeds; only the bridge's senders and admins may speak as the team account."""
 
@@ -89,6 +96,44 @@ def split_prefix(text: str, names: Iterable[str]) -> tuple[str | None, str]:
     return None, text
 
 
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """The same answer worded for where it is read: a chat room ("here", "/subs") or the
+    terminal ("in telegram:-100…", "bridge subs --to …")."""
+
+    terminal: bool
+    target: ChatTarget
+
+    @property
+    def here(self) -> str:
+        return f"in {self.target}" if self.terminal else "here"
+
+    @property
+    def room(self) -> str:
+        return str(self.target) if self.terminal else "this room"
+
+    @property
+    def room_first(self) -> str:
+        """``room`` at the start of a sentence."""
+        return str(self.target) if self.terminal else "This room"
+
+    def cmd(self, verb: str, args: str = "") -> str:
+        tail = f" {args}" if args else ""
+        return f"bridge {verb}{tail} --to {self.target}" if self.terminal else f"/{verb}{tail}"
+
+    @property
+    def lists_them(self) -> str:
+        return f"`{self.cmd('subs')}` lists them" if self.terminal else "/subs lists them"
+
+    def say(self, text: str) -> str:
+        """A help text written for chat (``/quiet 22:00-07:00``), as a terminal user types it."""
+        return re.sub(r"/(quiet|filter|digest|subs|inbox)\b", r"bridge \1", text) if self.terminal else text
+
+
+def words_for(e: ChatEvent) -> _Words:
+    return _Words(e.user.platform == TERMINAL, e.target)
+
+
 class Commands:
     def __init__(self, bridge: Bridge) -> None:
         self.b = bridge
@@ -108,6 +153,8 @@ class Commands:
             "post": self.post,
             "dm": self.dm,
             "status": self.status,
+            "pause": self.pause,
+            "resume": self.resume,
         }
 
     # --- entry point ---------------------------------------------------------------------
@@ -116,7 +163,10 @@ class Commands:
         """Answer one chat event. Never raises."""
         event = well_formed(event)
         try:
-            if await self.b.store.resume_destination(event.target):
+            # Someone acting in a room paused by a failure shows the bot is back in it. Not a
+            # room paused on purpose (only /resume ends that), nor an act from the terminal.
+            terminal = event.user.platform == TERMINAL
+            if not terminal and event.command.lower() != "resume" and await self.b.store.resume_destination(event.target):
                 log.info("destination resumed destination=%s", event.target)
                 self.b.refresh_routes_later()
             if event.kind is EventKind.COMMAND:
@@ -165,6 +215,12 @@ class Commands:
         name, rest = split_prefix(text, nets)
         if name is not None:
             return nets[name], rest, ""
+        named, sep, _ = text.strip().partition(":")
+        # Only a network's name as it is written (lower case) is a prefix: "X: launch" is text.
+        if sep and (named in KNOWN_NETWORKS or available().get(named) == "network"):
+            return None, text, f"The {named} network is not configured; configured: {', '.join(nets)}."
+        if sep and named in available():
+            return None, text, f"{named} is a chat platform, not a network; networks configured: {', '.join(nets)}."
         if by_handle:
             owners = [n for n in nets.values() if n.owns_handle(text.strip())]
             if len(owners) == 1:
@@ -190,9 +246,10 @@ class Commands:
     async def follow(self, e: ChatEvent) -> Answer:
         if not self.is_admin(e.user):
             return self._not_admin()
+        w = words_for(e)
         arg = e.args.strip()
         if not arg or len(arg.split()) != 1:
-            return Answer("Usage: /follow <handle>, e.g. /follow alice.bsky.social", ok=False)
+            return Answer(f"Usage: {w.cmd('follow', '<handle>')}, e.g. {w.cmd('follow', 'alice.bsky.social')}", ok=False)
         net, handle, err = self._pick_network(arg, by_handle=True)
         if net is None:
             return Answer(err, ok=False)
@@ -204,29 +261,35 @@ class Commands:
             return Answer(_err(exc, net.name), ok=False)
         sub, created = await self.b.subscribe(Source(net.name, SourceKind.FOLLOW, author.id), author.handle, e.target, e.user.key)
         if not created:
-            return Answer(f"Already following @{author.handle} here (#{sub.id}).")
-        return Answer(f"Following @{author.handle} on {net.name} here (#{sub.id}): new posts from now on.", public=True)
+            return Answer(f"Already following @{author.handle} {w.here} (#{sub.id}).")
+        return Answer(f"Following @{author.handle} on {net.name} {w.here} (#{sub.id}): new posts from now on.", public=True)
 
     async def watch(self, e: ChatEvent) -> Answer:
         if not self.is_admin(e.user):
             return self._not_admin()
+        w = words_for(e)
         net, query, err = self._pick_network(e.args.strip(), by_handle=False)
         if net is None:
             return Answer(err, ok=False)
         query = " ".join(query.split())
-        if not query:
-            return Answer('Usage: /watch <query>, e.g. /watch "Home Depot" or /watch #nrf2027', ok=False)
+        if not any(c.isalnum() for c in query):  # '""' or '#' would match nothing (or everything)
+            usage = w.cmd("watch", "<query>")
+            example = "bridge watch '\"Home Depot\"'" if w.terminal else '/watch "Home Depot"'
+            said = f"{query[:40]!r} has no word to search for. " if query else ""
+            return Answer(f"{said}Usage: {usage}, e.g. {example} or {w.cmd('watch', '#nrf2027')}", ok=False)
         if len(query) > MAX_QUERY:
             return Answer(f"The query is {len(query)} characters; at most {MAX_QUERY}.", ok=False)
         sub, created = await self.b.subscribe(Source(net.name, SourceKind.QUERY, query), query, e.target, e.user.key)
         if not created:
-            return Answer(f"Already watching {query!r} here (#{sub.id}).")
-        return Answer(f"Watching {query!r} on {net.name} here (#{sub.id}): matching posts from now on.", public=True)
+            return Answer(f"Already watching {query!r} {w.here} (#{sub.id}).")
+        return Answer(f"Watching {query!r} on {net.name} {w.here} (#{sub.id}): matching posts from now on.", public=True)
 
     async def _find(self, e: ChatEvent, kind: SourceKind) -> tuple[SubscriptionInfo | None, str]:
+        w = words_for(e)
         arg = " ".join(e.args.split())
         if not arg:
-            return None, f"Usage: /{e.command} <{'handle' if kind is SourceKind.FOLLOW else 'query'} or id>; /subs lists them."
+            what = f"<{'handle' if kind is SourceKind.FOLLOW else 'query'} or id>"
+            return None, f"Usage: {w.cmd(e.command, what)}; {w.lists_them}."
         subs = [s for s in await self.b.store.subscriptions(e.target) if s.source.kind is kind]
         wanted = arg.removeprefix("#")
         for s in subs:
@@ -239,7 +302,7 @@ class Commands:
                 return s, ""
         return (
             None,
-            f"No {'follow' if kind is SourceKind.FOLLOW else 'watch'} matching {arg[:100]!r} in this room; /subs lists them.",
+            f"No {'follow' if kind is SourceKind.FOLLOW else 'watch'} matching {arg[:100]!r} in {w.room}; {w.lists_them}.",
         )
 
     async def unfollow(self, e: ChatEvent) -> Answer:
@@ -256,13 +319,17 @@ class Commands:
             return Answer(err, ok=False)
         await self.b.unsubscribe(sub.id)
         what = f"@{sub.label}" if kind is SourceKind.FOLLOW else repr(sub.label)
-        return Answer(f"Stopped {'following' if kind is SourceKind.FOLLOW else 'watching'} {what} here (#{sub.id}).", public=True)
+        done = "following" if kind is SourceKind.FOLLOW else "watching"
+        return Answer(f"Stopped {done} {what} {words_for(e).here} (#{sub.id}).", public=True)
 
     async def subs(self, e: ChatEvent) -> Answer:
+        w = words_for(e)
         subs = await self.b.store.subscriptions(e.target)
         if not subs:
+            if w.terminal:
+                return Answer(f"No subscriptions in {w.room}; add one with `{w.cmd('follow', '<handle>')}` or `{w.cmd('watch', '<query>')}`.")
             return Answer("No subscriptions in this room. Room admins can add one with /follow <handle> or /watch <query>.")
-        lines = ["Subscriptions in this room:"]
+        lines = [f"Subscriptions in {w.room}:"]
         for s in subs:
             lines.append(_describe(s))
         return Answer("\n".join(lines))
@@ -276,50 +343,60 @@ class Commands:
     async def filter(self, e: ChatEvent) -> Answer:
         if not self.is_admin(e.user):
             return self._not_admin()
+        w = words_for(e)
         first, _, rules = e.args.strip().partition(" ")
         first = first.removeprefix("#")
         if not first.isdigit():
-            return Answer(f"Usage: /filter <id> <rules>; {FILTER_HELP}. /subs lists the ids.", ok=False)
+            return Answer(f"Usage: {w.cmd('filter', '<id> <rules>')}; {FILTER_HELP}. {w.lists_them.capitalize()} with their ids.", ok=False)
         sub = await self.b.store.subscription(int(first))
         if sub is None or sub.destination != e.target or not sub.enabled:
-            return Answer(f"No subscription #{first} in this room; /subs lists them.", ok=False)
+            return Answer(f"No subscription #{first} in {w.room}; {w.lists_them}.", ok=False)
         try:
             new = parse_rules(sub.filters, rules)
         except ValueError as exc:
-            return Answer(str(exc), ok=False)
+            return Answer(w.say(str(exc)), ok=False)
         await self.b.set_filters(sub, new)
         return Answer(f"#{sub.id} now: {new.describe() or 'everything'}.", public=True)
 
     async def digest(self, e: ChatEvent) -> Answer:
         if not self.is_admin(e.user):
             return self._not_admin()
+        w = words_for(e)
         words = e.args.split()
         if len(words) != 2 or not words[0].removeprefix("#").isdigit() or words[1].lower() not in DIGEST_MODES:
-            return Answer("Usage: /digest <id> off|hourly|daily; /subs lists the ids.", ok=False)
+            return Answer(f"Usage: {w.cmd('digest', '<id> off|hourly|daily')}; {w.lists_them} with their ids.", ok=False)
         sub = await self.b.store.subscription(int(words[0].removeprefix("#")))
         if sub is None or sub.destination != e.target or not sub.enabled:
-            return Answer(f"No subscription #{words[0].removeprefix('#')} in this room; /subs lists them.", ok=False)
+            return Answer(f"No subscription #{words[0].removeprefix('#')} in {w.room}; {w.lists_them}.", ok=False)
         mode = words[1].lower()
         await self.b.set_filters(sub, replace(sub.filters, digest=mode))
         if mode == "off":
             return Answer(f"#{sub.id}: posts arrive one by one again.", public=True)
-        when = "at the top of every hour" if mode == "hourly" else "every day at 09:00 (the room's /quiet time zone, else UTC)"
+        zone = f"the time zone of the quiet hours of {w.room}" if w.terminal else "the room's /quiet time zone"
+        when = "at the top of every hour" if mode == "hourly" else f"every day at 09:00 ({zone}, else UTC)"
         return Answer(f"#{sub.id}: posts are collected and sent as one message {when}.", public=True)
 
     async def quiet(self, e: ChatEvent) -> Answer:
         if not self.is_admin(e.user):
             return self._not_admin()
+        w = words_for(e)
         if not e.args.strip():
-            current = self.b.quiet.get(str(e.target))
-            return Answer(f"Quiet hours: {current.describe() if current else 'none'}. {QUIET_HELP[0].upper()}{QUIET_HELP[1:]}.")
+            current = (await self.b.store.quiet_hours()).get(str(e.target))
+            where = f" of {w.room}" if w.terminal else ""
+            return Answer(
+                f"Quiet hours{where}: {current.describe() if current else 'none'}. {w.say(QUIET_HELP[0].upper() + QUIET_HELP[1:])}."
+            )
         try:
             hours = parse_quiet(e.args)
         except ValueError as exc:
-            return Answer(str(exc)[0].upper() + str(exc)[1:] + ".", ok=False)
+            return Answer(w.say(str(exc)[0].upper() + str(exc)[1:]) + ".", ok=False)
         await self.b.set_quiet(e.target, hours)
+        where = f" in {w.room}" if w.terminal else ""
         if hours is None:
-            return Answer("Quiet hours off: posts arrive as they come.", public=True)
-        return Answer(f"Quiet hours {hours.describe()}: posts are held then and summarised in one message after.", public=True)
+            return Answer(f"Quiet hours off{where}: posts arrive as they come.", public=True)
+        return Answer(
+            f"Quiet hours {hours.describe()}{where}: posts are held then and summarised in one message after.", public=True
+        )
 
     async def inbox(self, e: ChatEvent) -> Answer:
         if not self.is_admin(e.user):
@@ -327,8 +404,12 @@ class Commands:
         words = [w.rstrip(":") for w in e.args.split()]
         modes = [w.lower() for w in words if w.lower() in ("on", "off")]
         named = [w for w in words if w in self.b.networks]
+        w = words_for(e)
         if len(modes) != 1 or len(modes) + len(named) != len(words):
-            return Answer("Usage: /inbox on or /inbox off (optionally with the network, e.g. /inbox bluesky on)", ok=False)
+            return Answer(
+                f"Usage: {w.cmd('inbox', 'on')} or {w.cmd('inbox', 'off')} (optionally with the network, e.g. {w.cmd('inbox', 'bluesky on')})",
+                ok=False,
+            )
         if not self.b.networks:
             return Answer("No network is configured; add a [bluesky] section to the config.", ok=False)
         mode, nets = modes[0], named or list(self.b.networks)
@@ -343,15 +424,17 @@ class Commands:
                         await self.b.unsubscribe(s.id)
             done.append(name)
         if mode == "on":
-            return Answer(f"The team account's mentions, replies and DMs on {', '.join(done)} now arrive here.", public=True)
-        return Answer(f"The inbox of {', '.join(done)} no longer arrives here.", public=True)
+            return Answer(f"The team account's mentions, replies and DMs on {', '.join(done)} now arrive {w.here}.", public=True)
+        return Answer(f"The inbox of {', '.join(done)} no longer arrives {w.here}.", public=True)
 
     async def status(self, e: ChatEvent) -> Answer:
+        w = words_for(e)
         rows = await self.b.store.status_rows(e.target)
         paused = (await self.b.store.paused_destinations()).get(str(e.target))
+        head = f"{w.room_first} is paused ({paused}); {self.comes_back(e.target, paused, w)}" if paused else ""
         if not rows:
-            return Answer("No subscriptions in this room.")
-        lines = [f"This room is paused: {paused}" if paused else "Feeds of this room:"]
+            return Answer("\n".join(filter(None, [head, f"No subscriptions in {w.room}."])))
+        lines = [head or f"Feeds of {w.room}:"]
         for r in rows:
             s = r["subscription"]
             last = r["last_delivery"].strftime("%Y-%m-%d %H:%M UTC") if r["last_delivery"] else "never"
@@ -362,7 +445,48 @@ class Commands:
         return Answer("\n".join(lines))
 
     async def help(self, e: ChatEvent) -> Answer:
-        return Answer(HELP)
+        """The commands, then where the person is: the destination string of this chat (for
+        ``bridge … --to`` and ``to = […]``) and their own id (for ``[bridge] admins``)."""
+        where = (
+            f"This chat is {e.target}: use it as --to {e.target} on the command line, "
+            f'or to = ["{e.target}"] in a [[subscription]].'
+        )
+        if e.target.thread_id:
+            where += f" (The whole chat is {e.target.room}.)"
+        who = f'You are {e.user.key}: an admin adds you with admins = ["{e.user.key}"] in [bridge].'
+        return Answer(f"{HELP}\n\n{where}\n{who}")
+
+    # --- pausing a room ------------------------------------------------------------------
+
+    @staticmethod
+    def comes_back(target: ChatTarget, reason: str, w: _Words | None = None) -> str:
+        """How a paused room comes back, for /status and ``bridge status``."""
+        by_hand = f"`bridge resume --to {target}`" if w is None or w.terminal else "/resume"
+        if reason.startswith(MANUAL_PAUSE):
+            return f"it resumes with {by_hand}"
+        return f"it resumes when someone sends a command there (once the bot can post there again), or with {by_hand}"
+
+    async def pause(self, e: ChatEvent) -> Answer:
+        if not self.is_admin(e.user):
+            return self._not_admin()
+        w = words_for(e)
+        paused = (await self.b.store.paused_destinations()).get(str(e.target))
+        if paused is not None:
+            return Answer(f"{w.room_first} is already paused ({paused}); {self.comes_back(e.target, paused, w)}.")
+        who = "the command line" if w.terminal else (e.user.name or e.user.key)
+        dropped = await self.b.pause(e.target, f"{MANUAL_PAUSE}{who[:100]}")
+        waiting = f" {dropped} waiting posts are dropped." if dropped else ""
+        return Answer(f"Paused: nothing is relayed {w.here} until {w.cmd('resume')}.{waiting}", public=True)
+
+    async def resume(self, e: ChatEvent) -> Answer:
+        if not self.is_admin(e.user):
+            return self._not_admin()
+        w = words_for(e)
+        if not await self.b.store.resume_destination(e.target, paused_on_purpose=True):
+            return Answer(f"{w.room_first} is not paused.")
+        log.info("destination resumed destination=%s by=%s", e.target, e.user.key)
+        await self.b.refresh_routes()
+        return Answer(f"Resumed: new posts are relayed {w.here} again.", public=True)
 
     # --- speaking as the team account ------------------------------------------------------
 

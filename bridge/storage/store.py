@@ -78,6 +78,9 @@ _ADD_NOTICES = _in_both_dialects(
     'INSERT OR IGNORE INTO "notices" ("created_at","updated_at","destination","key","text","status","attempts",'
     "\"next_attempt_at\",\"last_error\") VALUES (?,?,?,?,?,'pending',0,?,'')"
 )
+# The reason of a pause someone asked for (/pause, ``bridge pause``), followed by who: only a
+# resume ends it, while a room paused by a failure resumes when someone acts in it.
+MANUAL_PAUSE = "paused by "
 
 # A room's last_delivery_at (for operators reading the table) is refreshed at most this often,
 # which keeps a statement out of most sends' transactions.
@@ -322,12 +325,17 @@ class Store:
             await row.save()
             return failed
 
-    async def resume_destination(self, target: ChatTarget) -> bool:
-        """Unpause ``target`` (someone acted in it, so it is reachable again). True if it was paused."""
-        if not await Destination.exists(target=str(target), paused=True):
+    async def resume_destination(self, target: ChatTarget, *, paused_on_purpose: bool = False) -> bool:
+        """Unpause ``target``; True if it was paused. By default only a room paused by a failure
+        (someone acted in it, so it is reachable again); with ``paused_on_purpose`` also one
+        paused with /pause or ``bridge pause`` (whose reason starts with MANUAL_PAUSE)."""
+        rows = Destination.filter(target=str(target), paused=True)
+        if not paused_on_purpose:
+            rows = rows.exclude(reason__startswith=MANUAL_PAUSE)
+        if not await rows.exists():
             return False  # the common case (every command in a room asks): no write, no revision
         async with self._changing():
-            return bool(await Destination.filter(target=str(target), paused=True).update(paused=False))
+            return bool(await rows.update(paused=False))
 
     # --- quiet hours and held deliveries --------------------------------------------------
 

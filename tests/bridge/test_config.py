@@ -63,7 +63,7 @@ def test_config_error_is_one_line_and_exit_2(
 def test_missing_file_says_how_to_create_one(tmp_path: Path) -> None:
     result = run_cli("run", cwd=tmp_path)
     assert result.returncode == 2
-    assert "cp config.example.toml config.toml" in result.stderr
+    assert "create one with `bridge init --chat telegram --network bluesky`" in result.stderr
 
 
 def test_config_path_from_flag_and_env(tmp_path: Path) -> None:

@@ -324,11 +324,15 @@ class TelegramEmulator:
             self.chats[chat.id] = chat
         return chat
 
-    def add_group(self, title: str, admins: Sequence[dict[str, Any]] = (), kind: str = "group", forum: bool = False) -> Chat:
-        """Create a group (``kind`` group, supergroup or channel); ``admins`` are its administrators."""
+    def add_group(
+        self, title: str, admins: Sequence[dict[str, Any]] = (), kind: str = "group", forum: bool = False, username: str = ""
+    ) -> Chat:
+        """Create a group (``kind`` group, supergroup or channel); ``admins`` are its administrators.
+        A public channel or supergroup has a ``username``, which the Bot API takes as ``@username``
+        in ``chat_id``."""
         n = next(self._group_ids)
         chat_id = -(100 + n) if kind == "group" else -(1001000000000 + n)
-        chat = Chat(id=chat_id, type=kind, title=title, is_forum=forum, admins={u["id"] for u in admins})
+        chat = Chat(id=chat_id, type=kind, title=title, username=username, is_forum=forum, admins={u["id"] for u in admins})
         self.chats[chat_id] = chat
         return chat
 
@@ -550,7 +554,7 @@ class TelegramEmulator:
             return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
         try:
             if method in _SEND_METHODS:
-                stalls = self._faults[_int(params.get("chat_id"))].stalls
+                stalls = self._faults[self._chat_key(params.get("chat_id"))].stalls
                 if stalls and (seconds := stalls.pop(0)):
                     await asyncio.sleep(seconds)
                     raise ApiError(502, "Bad Gateway")
@@ -560,16 +564,30 @@ class TelegramEmulator:
             result = await handler(params)
         except ApiError as err:
             if method in _SEND_METHODS:
-                self.rejected.append((_int(params.get("chat_id")), method, err))
+                try:
+                    key = self._chat_key(params.get("chat_id"))
+                except ApiError:
+                    key = 0  # a chat that does not exist
+                self.rejected.append((key, method, err))
             body: dict[str, Any] = {"ok": False, "error_code": err.code, "description": err.description}
             if err.parameters:
                 body["parameters"] = err.parameters
             return web.json_response(body, status=err.code)
         return web.json_response({"ok": True, "result": result})
 
+    def _chat_key(self, chat_id: Any) -> int:
+        """The numeric id of ``chat_id``: a number, or ``@username`` of a public group or channel."""
+        if isinstance(chat_id, str) and chat_id.startswith("@"):
+            name = chat_id[1:].lower()
+            for chat in self.chats.values():
+                if chat.type != "private" and chat.username.lower() == name:
+                    return chat.id
+            raise ApiError(400, "Bad Request: chat not found")
+        return _int(chat_id)
+
     def _chat(self, params: dict[str, Any]) -> Chat:
         chat_id = params.get("chat_id")
-        chat = self.chats.get(_int(chat_id)) if chat_id is not None else None
+        chat = self.chats.get(self._chat_key(chat_id)) if chat_id is not None else None
         if chat is None:
             raise ApiError(400, "Bad Request: chat not found")
         return chat

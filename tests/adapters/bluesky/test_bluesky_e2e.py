@@ -285,3 +285,15 @@ async def test_a_restart_with_a_fixed_password_tells_the_rooms_it_is_back(
     while not any("Bluesky works again" in text for target, text in chat.notices if target.chat_id == "boss"):
         assert time.monotonic() < deadline, chat.notices
         await asyncio.sleep(0.05)
+
+
+async def test_follow_by_profile_link_as_bsky_app_shows_it(atproto: AtprotoStack, bluesky_bridge: BridgeFactory) -> None:
+    alice = await atproto.create_account("alice", "Alice")
+    b = await bluesky_bridge()
+    chat: FakeChat = b.chats["fakechat"]  # type: ignore[assignment]
+    answer = await chat.command(ROOM, "boss", f"/follow https://bsky.app/profile/{alice.handle}", admin=True)
+    assert answer.ok and f"Following @{alice.handle} on bluesky here" in answer.text
+    again = await chat.command(ROOM, "boss", f"/follow bsky.app/profile/{alice.handle.upper()}/", admin=True)
+    assert again.ok and f"Already following @{alice.handle} here" in again.text
+    wrong = await chat.command(ROOM, "boss", "/follow mastodon:@alice@mastodon.social", admin=True)
+    assert not wrong.ok and wrong.text == "The mastodon network is not configured; configured: bluesky."

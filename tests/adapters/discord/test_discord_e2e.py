@@ -251,3 +251,25 @@ async def test_long_post_with_a_5xx_on_part_2_arrives_once_in_order(
     # The retry resumed at part 2: part 1 was not even asked for again.
     creates = [p for m, p in emulator.requests if m == "POST" and p.endswith(f"/channels/{world.feed}/messages")]
     assert len(creates) - creates_before == 4  # part 1, part 2 (503), part 2, part 3
+
+
+async def test_help_says_this_channels_destination_and_your_id(
+    emulator: DiscordEmulator, world: World, start_bridge: StartBridge
+) -> None:
+    await start_bridge()
+    shown = await emulator.wait_shown(await emulator.slash(world.feed, world.member, "help"))
+    assert f"This chat is discord:{world.feed}: use it as --to discord:{world.feed}" in shown["content"]
+    assert f'You are discord:{world.member}: an admin adds you with admins = ["discord:{world.member}"]' in shown["content"]
+    assert "/pause, /resume" in shown["content"]
+
+
+async def test_pause_and_resume_are_slash_commands_for_room_admins(
+    emulator: DiscordEmulator, world: World, start_bridge: StartBridge
+) -> None:
+    await start_bridge()
+    refused = await emulator.wait_shown(await emulator.slash(world.feed, world.member, "pause"))
+    assert refused["content"].startswith("Only this room's admins")
+    paused = await emulator.wait_shown(await emulator.slash(world.feed, world.admin, "pause"))
+    assert paused["content"].startswith("Paused: nothing is relayed here until /resume")
+    resumed = await emulator.wait_shown(await emulator.slash(world.feed, world.admin, "resume"))
+    assert resumed["content"].startswith("Resumed")

@@ -78,6 +78,8 @@ async def test_start_registers_the_commands(adapter: TelegramAdapter, tg: Telegr
         "digest",
         "quiet",
         "status",
+        "pause",
+        "resume",
         "help",
     }
 
@@ -107,6 +109,8 @@ async def test_set_commands_failure_is_not_fatal(tg: TelegramEmulator, host: Fak
         ("-1001234567890", ChatTarget("telegram", "-1001234567890")),
         ("42", ChatTarget("telegram", "42")),
         ("-1001234567890/7", ChatTarget("telegram", "-1001234567890", "7")),
+        ("@MyChannel", ChatTarget("telegram", "@mychannel")),
+        ("@my_channel/3", ChatTarget("telegram", "@my_channel", "3")),
     ],
 )
 def test_parse_target_accepts_numeric_chats_and_topics(host: FakeHost, text: str, expected: ChatTarget) -> None:
@@ -114,7 +118,10 @@ def test_parse_target_accepts_numeric_chats_and_topics(host: FakeHost, text: str
     assert adapter.parse_target(text) == expected
 
 
-@pytest.mark.parametrize(("text", "message"), [("@mychannel", "numeric chat id"), ("-100/abc", "topic"), ("", "numeric")])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("mychannel", "numeric chat id"), ("@ab", "numeric chat id"), ("#general", "@username"), ("-100/abc", "topic"), ("", "numeric")],
+)
 def test_parse_target_refuses_others_with_a_clear_message(host: FakeHost, text: str, message: str) -> None:
     adapter = TelegramAdapter({"token": "1:x"}, host)
     with pytest.raises(ValueError, match=message):

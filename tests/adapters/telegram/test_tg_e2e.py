@@ -8,7 +8,9 @@ import itertools
 
 import pytest
 
-from bridge.model import Media
+from adapters.telegram import TelegramAdapter
+from bridge.cli.rooms import CLI_USER
+from bridge.model import ChatEvent, EventKind, Media
 from tests.adapters.telegram.tg_world import World
 
 
@@ -212,3 +214,47 @@ async def test_follow_in_a_channel(world: World) -> None:
     assert "Following @alice.fake" in answer.text and answer.reply_to == update["channel_post"]["message_id"]
     await world.net.publish("alice.fake", "on the channel")
     assert "on the channel" in (await world.tg.wait_messages(channel.id, 2))[-1].text
+
+
+async def test_start_and_help_say_this_chats_destination_and_your_id(world: World) -> None:
+    answer = await world.command(world.group, world.member, "/start")
+    assert f"This chat is telegram:{world.group.id}: use it as --to telegram:{world.group.id}" in answer
+    assert f'to = ["telegram:{world.group.id}"]' in answer
+    assert f'You are telegram:{world.member["id"]}: an admin adds you with admins = ["telegram:{world.member["id"]}"]' in answer
+    forum = world.tg.add_group("Forum", admins=[world.boss], kind="supergroup", forum=True)
+    answer = await world.command(forum, world.boss, "/help", thread_id=9)
+    assert f"--to telegram:{forum.id}/9" in answer and f"The whole chat is telegram:{forum.id}" in answer
+
+
+async def test_a_public_channel_named_by_its_username_gets_the_posts(world: World) -> None:
+    channel = world.tg.add_group("Acme news", admins=[world.boss], kind="channel", username="acme_news")
+    target = TelegramAdapter.parse_target("@Acme_News")
+    assert str(target) == "telegram:@acme_news"
+    # What `bridge follow alice.fake --to telegram:@acme_news` does, through the same command layer.
+    answer = await world.bridge.commands.handle(ChatEvent(EventKind.COMMAND, target, CLI_USER, command="follow", args="alice.fake"))
+    assert answer.ok and "Following @alice.fake on fakenet in telegram:@acme_news" in answer.text
+    await world.net.publish("alice.fake", "news for the channel")
+    relayed = (await world.tg.wait_messages(channel.id, 1))[-1]
+    assert "news for the channel" in relayed.text
+    assert not world.tg.rejected
+
+
+async def test_pause_holds_a_room_until_an_admin_resumes_it(world: World) -> None:
+    await world.command(world.group, world.boss, "/follow alice.fake")
+    assert "Only this room's admins" in await world.command(world.group, world.member, "/pause")
+    paused = await world.command(world.group, world.boss, "/pause")
+    assert paused.startswith("Paused: nothing is relayed here until /resume")
+    await world.net.publish("alice.fake", "while paused")
+    # Someone acting in the room does not end a pause asked for on purpose (it does end one
+    # caused by a failure); /status says how the room comes back.
+    status = await world.command(world.group, world.member, "/status")
+    assert "This room is paused" in status and "it resumes with /resume" in status
+    assert "Resumed" in await world.command(world.group, world.boss, "/resume")
+    await world.net.publish("alice.fake", "after the pause")
+    for _ in range(100):
+        texts = [m.text for m in world.tg.messages(world.group.id)]
+        if any("after the pause" in t for t in texts):
+            break
+        await asyncio.sleep(0.05)
+    assert any("after the pause" in t for t in texts)
+    assert not any("while paused" in t for t in texts)
