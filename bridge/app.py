@@ -20,6 +20,8 @@ from bridge.intake.sanitize import well_formed
 from bridge.matching.filters import Filters
 from bridge.matching.matcher import Matcher, Route
 from bridge.model import Batch, ChatTarget, Item, Source, SourceKind
+from bridge.ops.http import OpsServer
+from bridge.ops.metrics import Metrics
 from bridge.protocols import ChatAdapter, NetworkAdapter
 from bridge.registry import kind_of
 from bridge.storage import changes
@@ -37,6 +39,9 @@ class Bridge:
         self.matcher = Matcher()
         self.commands = Commands(self)
         classes = {**config.adapter_classes, **(adapter_classes or {})}
+        self.metrics = Metrics()
+        self.http = OpsServer(self, config.http_listen) if config.http_listen else None
+        self.running = False  # started and not stopping: what /healthz reports
         self.hosts: dict[str, AdapterHost] = {}
         self.adapters: dict[str, Any] = {}
         self.networks: dict[str, NetworkAdapter] = {}
@@ -56,6 +61,7 @@ class Bridge:
             send_timeout=config.send_timeout,
             open_thread=lambda sub: sub in self._thread_subs,
             on_paused=self._paused_by_dispatcher,
+            metrics=self.metrics,
         )
         self.quiet: dict[str, QuietHours] = {}
         self.digester = Digester(self.store, self.chats, lambda: self.quiet, self.pause, self._describe_sub)
@@ -74,6 +80,9 @@ class Bridge:
         our credentials, after stopping what had started."""
         await open_database(self.config.database_url)
         try:
+            if self.http is not None:  # before the adapters: a webhook's route must answer once it is set
+                self.metrics.read_pending_with(self.store.pending_by_destination, utcnow)
+                await self.http.start()
             await self.changes.start()
             await self.refresh_routes()
             for adapter in [*self.chats.values(), *self.networks.values()]:
@@ -90,12 +99,14 @@ class Bridge:
         except BaseException:
             await self.stop()
             raise
+        self.running = True
         log.info("bridge running networks=%s chats=%s subscriptions=%d", list(self.networks), list(self.chats), len(self.matcher))
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop taking new work, give in-flight sends ``timeout`` seconds (config
         shutdown_timeout by default), stop adapters in reverse order, close the database."""
         deadline = self.config.shutdown_timeout if timeout is None else timeout
+        self.running = False
         for adapter in reversed(self._started):
             if adapter.name in self.networks:
                 await _quietly(adapter.stop(), adapter.name)
@@ -113,6 +124,8 @@ class Bridge:
             if adapter.name in self.chats:
                 await _quietly(adapter.stop(), adapter.name)
         self._started.clear()
+        if self.http is not None:
+            await self.http.stop()
         await self.changes.close()
         await close_database()
         log.info("bridge stopped")

@@ -49,6 +49,10 @@ CORE_SECTIONS: dict[str, dict[str, Key]] = {
         "send_timeout": Key((int, float), 30, min=1, help="seconds one send may take before it is retried"),
         "log_level": Key(str, "info", choices=("debug", "info", "warning", "error")),
         "shutdown_timeout": Key((int, float), 10, min=0, help="seconds in-flight sends get at shutdown"),
+        "log_format": Key(str, "text", choices=("text", "json"), help='"json" writes one JSON object per line'),
+    },
+    "http": {
+        "listen": Key(str, "", help='host:port for /healthz, /metrics and webhooks, e.g. "127.0.0.1:8080"'),
     },
 }
 SUBSCRIPTION_KEYS: dict[str, Key] = {
@@ -90,6 +94,8 @@ class Config:
     send_timeout: float = 30.0
     log_level: str = "info"
     shutdown_timeout: float = 10.0
+    log_format: str = "text"
+    http_listen: str = ""  # "" = no HTTP endpoint
     adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
     adapter_classes: dict[str, type] = field(default_factory=dict)
     subscriptions: tuple[StaticSubscription, ...] = ()
@@ -164,6 +170,25 @@ def config_from_dict(
             "[database] url",
             f"{url!r} is not a database URL; use sqlite://bridge.sqlite3 or postgres://user:pass@host:5432/db",
         )
+    listen = core["http"]["listen"].strip()
+    if listen:
+        from bridge.ops.http import parse_listen
+
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            raise ConfigError(path, "[http] listen", str(exc)) from None
+    for name, settings in adapters.items():
+        for key, spec in getattr(classes[name], "CONFIG", {}).items():
+            if not settings.get(key):
+                continue
+            if spec.needs_http and not listen:
+                raise ConfigError(
+                    path, f"[{name}] {key}", 'needs the HTTP endpoint: add [http] listen = "0.0.0.0:8080" (or remove this key)'
+                )
+            for other in spec.requires:
+                if not settings.get(other):
+                    raise ConfigError(path, f"[{name}] {other}", f"is missing; it is needed when {key} is set")
     subs = _subscriptions(data.get("subscription", []), path, adapters, classes)
     return Config(
         path=path,
@@ -175,6 +200,8 @@ def config_from_dict(
         send_timeout=float(b["send_timeout"]),
         log_level=b["log_level"],
         shutdown_timeout=float(b["shutdown_timeout"]),
+        log_format=b["log_format"],
+        http_listen=listen,
         adapters=adapters,
         adapter_classes={k: v for k, v in classes.items() if k in adapters},
         subscriptions=subs,
@@ -251,6 +278,10 @@ def _section(raw: Any, schema: Mapping[str, Key], path: str, name: str) -> dict[
                 path,
                 f"[{name}] {key}",
                 f"still holds the placeholder {value!r}; put the real value here (or ${{VAR}} to read it from the environment)",
+            )
+        if isinstance(value, str) and spec.pattern and value and not re.fullmatch(spec.pattern, value):
+            raise ConfigError(
+                path, f"[{name}] {key}", "has characters or a length not allowed" + (f"; {spec.help}" if spec.help else "")
             )
         if isinstance(value, str) and spec.required and not value.strip():
             raise ConfigError(path, f"[{name}] {key}", "is empty" + (f"; {spec.help}" if spec.help else ""))

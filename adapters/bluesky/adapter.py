@@ -81,14 +81,21 @@ class BlueskyAdapter:
             load=lambda: host.load_state("session"),
             save=lambda value: host.save_state("session", value),
         )
-        self.api = Api(self.client, self.session.ensure, self.session.reauth, chat_base=self.chat_service)
+        self.api = Api(
+            self.client, self.session.ensure, self.session.reauth, chat_base=self.chat_service, count=host.count_request
+        )
         self.cursors = Cursors(host)
         self.timeline = Timeline(self.api, host, self.cursors, lambda: self.session.did)
         self.search = Search(self.api, self.cursors)
         self.inbox = Inbox(self.api, self.cursors, lambda: self.session.did, self.chat)
         self._follow_sources: dict[str, Source] = {}
         self.firehose = Firehose(
-            str(self.settings["firehose_url"]), self.api, self.cursors, lambda: self._follow_sources, self._blob_url
+            str(self.settings["firehose_url"]),
+            self.api,
+            self.cursors,
+            lambda: self._follow_sources,
+            self._blob_url,
+            lag=lambda seconds: host.stream_lag("firehose", seconds),
         )
         self._tasks: list[asyncio.Task[Any]] = []
         self._wake = asyncio.Event()

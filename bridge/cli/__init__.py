@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    logs.setup(config.log_level, config.secrets())
+    logs.setup(config.log_level, config.secrets(), config.log_format)
     runner = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "subs": cmd_subs}.get(args.command, cmd_manage)
     try:
         return asyncio.run(runner(config, args))

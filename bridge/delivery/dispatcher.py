@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from bridge.delivery.buttons import buttons_for
 from bridge.errors import DestinationUnavailable, Permanent, RateLimited
 from bridge.model import ChatTarget, Delivery
+from bridge.ops.metrics import Metrics
 from bridge.protocols import ChatAdapter
 from bridge.storage.store import Confirmed, PendingDelivery, Store, utcnow
 
@@ -44,7 +45,9 @@ class Dispatcher:
         send_timeout: float = 30.0,
         open_thread: Callable[[int | None], bool] = lambda _sub: False,
         on_paused: Callable[[ChatTarget, str], None] = lambda _t, _r: None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self._store = store
         self._chats = chats
         self._concurrency = concurrency
@@ -147,17 +150,20 @@ class Dispatcher:
             until = utcnow() + timedelta(seconds=max(exc.retry_after, 0.05))
             self._blocked_until[dest] = until
             await self._store.mark_retry(pending.id, until, str(exc), count_attempt=False)
+            self.metrics.delivery(target.platform, pending.post.ref.network, "rate_limited")
             log.info("rate limited destination=%s retry_after=%.2f delivery=%s", dest, exc.retry_after, pending.id)
             return False
         except DestinationUnavailable as exc:
             n = await self._store.pause_destination(target, str(exc))
             log.warning("destination paused destination=%s reason=%r failed_pending=%d", dest, str(exc), n)
             self._on_paused(target, str(exc))
+            self.metrics.delivery(target.platform, pending.post.ref.network, "paused")
             self.failed += 1
             return False
         except Permanent as exc:
             await self._store.mark_failed(pending.id, str(exc))
             self.failed += 1
+            self.metrics.delivery(target.platform, pending.post.ref.network, "failed")
             log.warning(
                 "delivery failed permanently delivery=%s destination=%s post=%s reason=%r",
                 pending.id,
@@ -175,6 +181,9 @@ class Dispatcher:
             return await self._retry(pending, str(exc) or type(exc).__name__)
         await self._record_sent(Confirmed(pending, sent.message_ids, sent.thread_id))
         self.sent += 1
+        self.metrics.delivery(
+            target.platform, pending.post.ref.network, "sent", (utcnow() - pending.post.created_at).total_seconds()
+        )
         log.info(
             "delivered delivery=%s post=%s destination=%s message=%s", pending.id, pending.post.ref, dest, sent.message_ids[:1]
         )
@@ -188,10 +197,12 @@ class Dispatcher:
         if attempts >= MAX_ATTEMPTS:
             await self._store.mark_failed(pending.id, f"gave up after {attempts} attempts: {reason}")
             self.failed += 1
+            self.metrics.delivery(pending.destination.platform, pending.post.ref.network, "given_up")
             log.warning("delivery given up delivery=%s destination=%s reason=%r", pending.id, dest, reason)
             return True
         delay = backoff(attempts)
         await self._store.mark_retry(pending.id, utcnow() + timedelta(seconds=delay), reason)
+        self.metrics.delivery(pending.destination.platform, pending.post.ref.network, "retry")
         self._blocked_until[dest] = utcnow() + timedelta(seconds=delay)
         log.info(
             "delivery retry delivery=%s destination=%s attempt=%d in=%.1fs reason=%r", pending.id, dest, attempts, delay, reason
