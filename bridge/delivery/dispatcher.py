@@ -181,9 +181,7 @@ class Dispatcher:
             return await self._retry(pending, str(exc) or type(exc).__name__)
         await self._record_sent(Confirmed(pending, sent.message_ids, sent.thread_id))
         self.sent += 1
-        self.metrics.delivery(
-            target.platform, pending.post.ref.network, "sent", (utcnow() - pending.post.created_at).total_seconds()
-        )
+        self.metrics.delivery(target.platform, pending.post.ref.network, "sent", self.metrics.since(pending.post.created_at))
         log.info(
             "delivered delivery=%s post=%s destination=%s message=%s", pending.id, pending.post.ref, dest, sent.message_ids[:1]
         )

@@ -11,7 +11,7 @@ to the top ``TOP_DESTINATIONS`` plus ``other``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -65,6 +65,15 @@ class Metrics:
             self._rate_limited.labels(platform).inc()
         if latency is not None:
             self._latency.labels(platform, network).observe(max(0.0, latency))
+
+    @staticmethod
+    def since(created: datetime) -> float | None:
+        """Seconds from ``created`` (a post's creation time) to now; None when it cannot be
+        told (a naive time from a network that gave no zone): never an error on the send path."""
+        try:
+            return (datetime.now(UTC) - created).total_seconds()
+        except (TypeError, AttributeError):
+            return None
 
     def rate_limited(self, platform: str) -> None:
         self._rate_limited.labels(platform).inc()

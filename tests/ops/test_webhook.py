@@ -82,7 +82,7 @@ async def test_updates_come_by_webhook_and_strangers_are_refused(tg: TelegramEmu
         assert await tg.call_webhook(forged, "wrong-secret") == 401
         assert await tg.call_webhook(forged, SECRET[:-1]) == 401
         async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{port}/tg/hook", data=b"{") as r:
-            assert r.status == 401  # no header and not even JSON: refused before reading it
+            assert r.status == 401  # no header and not even JSON: refused before it is parsed
         await asyncio.sleep(0.3)
         assert "alice.fake" in await command(tg, chat.id, boss, "/subs")  # the forged /unfollow did nothing
         async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics") as r:
