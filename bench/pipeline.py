@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import itertools
 import time
@@ -34,6 +35,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import aiohttp
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.request import HTTPXRequest
@@ -50,7 +52,9 @@ from bridge.app import Bridge
 from bridge.config import config_from_dict
 from bridge.delivery.buttons import buttons_for
 from bridge.model import Link, Post, Ref, Source, SourceKind
+from bridge.ops.metrics import Metrics
 from tests.fakes import FakeNetwork, author
+from tests.tcp_proxy import free_port
 
 CLASSES = {"fakenet": FakeNetwork, "telegram": TelegramAdapter}
 AUTHOR = "alice.fake"
@@ -160,13 +164,16 @@ class BareClient:
 # --- the bridge -----------------------------------------------------------------------------
 
 
-def bridge_config(emu: EmulatorProcess, db_url: str, telegram: dict[str, object] | None = None, **bridge: object) -> object:
+def bridge_config(
+    emu: EmulatorProcess, db_url: str, telegram: dict[str, object] | None = None, listen: str = "", **bridge: object
+) -> object:
     return config_from_dict(
         {
             "database": {"url": db_url},
             "bridge": {"shutdown_timeout": 5, **bridge},
             "telegram": {"token": emu.token, "api_url": emu.url, "poll_timeout": 1, **(telegram or {})},
             "fakenet": {},
+            **({"http": {"listen": listen}} if listen else {}),
         },
         adapter_classes=CLASSES,
     )
@@ -177,10 +184,12 @@ async def start_bridge(
     db_url: str,
     pacer: Pacer | None = None,
     telegram: dict[str, object] | None = None,
+    listen: str = "",
     **bridge: object,
 ) -> Bridge:
-    """A running bridge on ``db_url`` whose chats all follow AUTHOR."""
-    b = Bridge(bridge_config(emu, db_url, telegram, **bridge), adapter_classes=CLASSES)  # type: ignore[arg-type]
+    """A running bridge on ``db_url`` whose chats all follow AUTHOR (``listen``: with the
+    [http] endpoint on)."""
+    b = Bridge(bridge_config(emu, db_url, telegram, listen, **bridge), adapter_classes=CLASSES)  # type: ignore[arg-type]
     if pacer is not None:
         # The adapter builds its Pacer with Telegram's limits and has no setting for them; the
         # outbox takes it at start, so swapping it before start changes every send.
@@ -211,13 +220,15 @@ async def relay(b: Bridge, posts: Sequence[Post], expected: int, timeout: float 
 
 
 class BridgeClient:
-    def __init__(self, emu: EmulatorProcess, db_url: str) -> None:
+    def __init__(self, emu: EmulatorProcess, db_url: str, listen: str = "") -> None:
         self.emu = emu
         self.db_url = db_url
+        self.listen = listen
         self.bridge: Bridge | None = None
+        self.scrapes = 0
 
     async def __aenter__(self) -> BridgeClient:
-        self.bridge = await start_bridge(self.emu, self.db_url, Pacer.unlimited())
+        self.bridge = await start_bridge(self.emu, self.db_url, Pacer.unlimited(), listen=self.listen)
         await relay(self.bridge, make_posts(WARMUP_POSTS, "bridge-warm"), WARMUP_POSTS * len(self.emu.chats))
         return self
 
@@ -225,10 +236,83 @@ class BridgeClient:
         assert self.bridge is not None
         await self.bridge.stop()
 
-    async def run(self, posts: int) -> float:
+    async def run(self, posts: int, scrape: bool = False) -> float:
+        """Messages per second; with ``scrape``, GET /metrics every second meanwhile, as a
+        Prometheus server would (in this process: its CPU is counted against the bridge)."""
         assert self.bridge is not None
         expected = posts * len(self.emu.chats)
-        return expected / await relay(self.bridge, make_posts(posts, "bridge"), expected)
+        scraper = asyncio.create_task(self._scrape()) if scrape else None
+        try:
+            return expected / await relay(self.bridge, make_posts(posts, "bridge"), expected)
+        finally:
+            if scraper is not None:
+                scraper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scraper
+
+    async def _scrape(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                async with session.get(f"http://{self.listen}/metrics") as response:
+                    assert response.status == 200
+                    await response.read()
+                self.scrapes += 1
+                await asyncio.sleep(1.0)
+
+
+async def compare_ops(emu: EmulatorProcess, db: str, posts: int, runs: int) -> tuple[Side, Side, int]:
+    """(bridge with [http] on, not scraped), (the same, /metrics scraped every second),
+    alternating within each run; and how many scrapes were made."""
+    quiet, scraped = Side("http on", [], []), Side("scraped", [], [])
+    async with throwaway(db) as url, BridgeClient(emu, url, listen=f"127.0.0.1:{free_port()}") as br:
+        for i in range(runs):  # which side goes first alternates too, so drift hits both alike
+            order = [(quiet, False), (scraped, True)]
+            for side, scrape in order if i % 2 == 0 else order[::-1]:
+                await measure(side, br.run(posts, scrape=scrape), posts * len(emu.chats))
+            await emu.reset()
+        return quiet, scraped, br.scrapes
+
+
+def recording_cost_us() -> float:
+    """CPU µs of one ``metrics.delivery`` call (what every send pays with or without [http])."""
+    m = Metrics()
+    n = 20000
+    t0 = time.process_time()
+    for _ in range(n):
+        m.delivery("telegram", "bluesky", "sent", 0.5)
+    return (time.process_time() - t0) * 1e6 / n
+
+
+async def ops_main(args: argparse.Namespace) -> list[str]:
+    log_to_file("pipeline-ops")
+    emu = await start_emulator(private=args.chats // 2, groups=args.chats - args.chats // 2)
+    cost = recording_cost_us()
+    lines = [
+        "| database | posts × chats | bridge, [http] on | bridge, /metrics scraped every 1 s | scraped / not "
+        "| CPU ms/msg not / scraped | metrics recording per send |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    try:
+        for db in args.db.split(","):
+            quiet, scraped, scrapes = await compare_ops(emu, db, args.posts, args.runs)
+            ratio = scraped.median / quiet.median
+            verdict = "meets" if ratio >= 0.95 else "MISSES"
+            share = cost / 1000 / median(quiet.cpu_ms) * 100
+            lines.append(
+                f"| {db} | {args.posts} × {args.chats} | {_rates(quiet)} | {_rates(scraped)} ({scrapes} scrapes) "
+                f"| {ratio:.3f} ({verdict} ≥ 0.95) | {median(quiet.cpu_ms):.3f} / {median(scraped.cpu_ms):.3f} "
+                f"| {cost:.1f} µs ({share:.2f}% of a message's CPU) |"
+            )
+            print(lines[-1], flush=True)
+    finally:
+        await emu.stop()
+    lines.append("")
+    lines.append(
+        f"Median of {args.runs} runs, the two sides alternating on one bridge; the scraper runs in the bridge's process, "
+        "so its CPU counts against the bridge. Recording (one labelled counter and histogram update per send) is "
+        "paid with [http] on or off; its cost is the last column."
+    )
+    return lines
 
 
 async def measure(side: Side, run: Awaitable[float], messages: int) -> None:
@@ -311,7 +395,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--db", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
     parser.add_argument("--profile", default="", help="write a cProfile of the bridge's runs to FILE.<db>")
     parser.add_argument("--no-save", action="store_true", help="print only; do not append to RESULTS.md")
+    parser.add_argument(
+        "--ops", action="store_true", help="the bridge with [http] on, /metrics scraped every second or not (overhead)"
+    )
     args = parser.parse_args(argv)
+    if args.ops:
+        lines = asyncio.run(ops_main(args))
+        publish("Operations overhead ([http] on, /metrics scraped every second)", lines, save=not args.no_save)
+        return
     lines = asyncio.run(main_async(args))
     publish("Pipeline overhead (bridge vs bare python-telegram-bot)", lines, save=not args.no_save)
 

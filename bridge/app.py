@@ -22,6 +22,8 @@ from bridge.intake.sanitize import well_formed
 from bridge.matching.filters import Filters
 from bridge.matching.matcher import Matcher, Route
 from bridge.model import Batch, Button, ChatTarget, Item, Post, Source, SourceKind
+from bridge.ops.http import OpsServer
+from bridge.ops.metrics import Metrics
 from bridge.protocols import ChatAdapter, NetworkAdapter
 from bridge.redaction import redact, register
 from bridge.registry import kind_of
@@ -51,6 +53,9 @@ class Bridge:
         self.matcher = Matcher()
         self.commands = Commands(self)
         classes = {**config.adapter_classes, **(adapter_classes or {})}
+        self.metrics = Metrics()
+        self.http = OpsServer(self, config.http_listen) if config.http_listen else None
+        self.running = False  # started and not stopping: what /healthz reports
         self.hosts: dict[str, AdapterHost] = {}
         self.adapters: dict[str, Any] = {}
         self.networks: dict[str, NetworkAdapter] = {}
@@ -77,6 +82,7 @@ class Bridge:
             on_paused=self._paused_by_dispatcher,
             on_moved=self.chat_moved,
             buttons=self._buttons,
+            metrics=self.metrics,
         )
         self.quiet: dict[str, QuietHours] = {}
         self.digester = Digester(self.store, self.chats, lambda: self.quiet, self.pause, self._describe_sub)
@@ -102,6 +108,9 @@ class Bridge:
         await open_database(self.config.database_url)
         log.info("database ready url=%s", redact_url(self.config.database_url))
         try:
+            if self.http is not None:  # before the adapters: a webhook's route must answer once it is set
+                self.metrics.read_pending_with(self.store.pending_by_destination, utcnow)
+                await self.http.start()
             await self.changes.start()
             await self.refresh_routes()
             self._health = await self.store.platform_health()
@@ -123,6 +132,7 @@ class Bridge:
         except BaseException:
             await self.stop()
             raise
+        self.running = True
         log.info("bridge running networks=%s chats=%s subscriptions=%d", list(self.networks), list(self.chats), len(self.matcher))
 
     async def _start_adapter(self, adapter: Any) -> str | None:
@@ -240,6 +250,7 @@ class Bridge:
         shutdown_timeout by default), stop adapters in reverse order, close the database."""
         deadline = self.config.shutdown_timeout if timeout is None else timeout
         self._stopping = True
+        self.running = False
         for adapter in reversed(self._started):
             if adapter.name in self.networks:
                 await _quietly(adapter.stop(), adapter.name)
@@ -260,6 +271,8 @@ class Bridge:
         self._started.clear()
         for adapter in self.adapters.values():  # those still being retried: close what an attempt opened
             await _quietly(adapter.stop(), adapter.name)
+        if self.http is not None:
+            await self.http.stop()
         await self.changes.close()
         await close_database()
         log.info("bridge stopped")

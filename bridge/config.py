@@ -87,6 +87,10 @@ CORE_SECTIONS: dict[str, dict[str, Key]] = {
         "send_timeout": Key((int, float), 30, min=1, help="seconds one send may take before it is retried"),
         "log_level": Key(str, "info", choices=("debug", "info", "warning", "error")),
         "shutdown_timeout": Key((int, float), 10, min=0, help="seconds in-flight sends get at shutdown"),
+        "log_format": Key(str, "text", choices=("text", "json"), help='"json" writes one JSON object per line'),
+    },
+    "http": {
+        "listen": Key(str, "", help='host:port for /healthz, /metrics and webhooks, e.g. "127.0.0.1:8080"'),
     },
 }
 SUBSCRIPTION_KEYS: dict[str, Key] = {
@@ -128,6 +132,8 @@ class Config:
     send_timeout: float = 30.0
     log_level: str = "info"
     shutdown_timeout: float = 10.0
+    log_format: str = "text"
+    http_listen: str = ""  # "" = no HTTP endpoint
     adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
     adapter_classes: dict[str, type] = field(default_factory=dict)
     adapter_kinds: dict[str, str] = field(default_factory=dict)  # section name → "network" or "chat"
@@ -259,6 +265,23 @@ def config_from_dict(
         key = "[database] url"
     if isinstance(url, str) and not url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
         problems.add(key, f"{url!r} is not a database URL; use sqlite://bridge.sqlite3 or postgres://user:pass@host:5432/db")
+    listen = (core["http"]["listen"] or "").strip()
+    if listen:
+        from bridge.ops.http import parse_listen
+
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            problems.add("[http] listen", str(exc))
+    for name, settings in adapters.items():
+        for key, spec in getattr(classes[name], "CONFIG", {}).items():
+            if not settings.get(key):
+                continue
+            if spec.needs_http and not listen:
+                problems.add(f"[{name}] {key}", 'needs the HTTP endpoint: add [http] listen = "0.0.0.0:8080" (or remove this key)')
+            for other in spec.requires:
+                if not settings.get(other) and not raw_sections[name].get(other):  # a bad value is reported already
+                    problems.add(f"[{name}] {other}", f"is missing; it is needed when {key} is set")
     subs = _subscriptions(data.get("subscription", []), problems, adapters, classes, kinds)
     problems.raise_any()
     return Config(
@@ -271,6 +294,8 @@ def config_from_dict(
         send_timeout=float(b["send_timeout"]),
         log_level=b["log_level"],
         shutdown_timeout=float(b["shutdown_timeout"]),
+        log_format=b["log_format"],
+        http_listen=listen,
         adapters=adapters,
         adapter_classes={k: v for k, v in classes.items() if k in adapters},
         adapter_kinds={k: kinds.get(k, "") for k in adapters},
@@ -368,6 +393,8 @@ def _key_problem(schema: Mapping[str, Key], key: str, value: Any) -> str | None:
         return f"must be at least {spec.min:g}, not {value!r}"
     if isinstance(value, str) and (spec.secret or spec.required) and _PLACEHOLDER.search(value):
         return f"still holds the placeholder {value!r}; put the real value here (or ${{VAR}} to read it from the environment)"
+    if isinstance(value, str) and spec.pattern and value and not re.fullmatch(spec.pattern, value):
+        return "has characters or a length not allowed" + (f"; {spec.help}" if spec.help else "")
     if isinstance(value, str) and spec.required and not value.strip():
         return "is empty" + (f"; {spec.help}" if spec.help else "")
     return None

@@ -11,7 +11,9 @@ from typing import Any
 class Key:
     """One config key: its type, default (``required`` when there is none), whether it is a
     secret (never logged, placeholder values refused) and a one-line help for error messages.
-    ``choices`` limits a string to a set of values."""
+    ``choices`` limits a string to a set of values; ``pattern`` (a regular expression) is what a
+    non-empty string must match in full. A non-empty value of a key with ``needs_http`` needs
+    the ``[http]`` endpoint, and one with ``requires`` needs those keys of its section set too."""
 
     type: type | tuple[type, ...]
     default: Any = None
@@ -20,3 +22,6 @@ class Key:
     help: str = ""
     choices: tuple[str, ...] = ()
     min: float | None = None
+    pattern: str = ""
+    needs_http: bool = False
+    requires: tuple[str, ...] = ()

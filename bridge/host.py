@@ -13,6 +13,7 @@ from bridge.redaction import redact
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
+    from bridge.ops.http import WebhookHandler
 
 
 class AdapterHost:
@@ -65,6 +66,20 @@ class AdapterHost:
 
     async def chat_moved(self, old: ChatTarget, new: ChatTarget) -> None:
         await self._b.chat_moved(old, new)
+
+    def count_request(self, endpoint: str, status: int | str) -> None:
+        self._b.metrics.request(self._name, endpoint, status)
+
+    def stream_lag(self, stream: str, seconds: float) -> None:
+        self._b.metrics.stream_lag(self._name, stream, seconds)
+
+    def pacing_wait(self, seconds: float) -> None:
+        self._b.metrics.pacing_wait(self._name, seconds)
+
+    def serve_webhook(self, path: str, handler: WebhookHandler) -> None:
+        if self._b.http is None:
+            raise RuntimeError(f"[{self._name}] needs the HTTP endpoint: add [http] listen to the config")
+        self._b.http.add_webhook(self._name, path, handler)
 
     async def destination_unavailable(self, target: ChatTarget, reason: str) -> None:
         await self._b.pause(target, reason)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -31,13 +34,68 @@ class RedactingFormatter(logging.Formatter):
         return text.replace("\n", " ⏎ ") if record.exc_info else text
 
 
-def setup(level: str = "info", secrets: Iterable[str] = ()) -> None:
-    """Log to stderr at ``level``; mask ``secrets`` (the config's) in every log line and in
-    everything the process prints to stdout and stderr."""
+# Our lines read "event words key=value key='quoted value' ..." (values quoted with %r when they
+# may hold spaces).
+_FIELD = re.compile(r"""(?:^|\s)([A-Za-z_][A-Za-z0-9_.]*)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S*)""")
+_RESERVED = {"time", "level", "logger", "event", "message", "error"}
+
+
+def parse_fields(message: str) -> tuple[str, dict[str, str]]:
+    """Split ``"delivered delivery=5 post=x reason='a b'"`` into the event (the words before
+    the first ``key=``) and its fields, quoted values unquoted."""
+    first = _FIELD.search(message)
+    if first is None:
+        return message.strip(), {}
+    event = message[: first.start()].strip()
+    fields: dict[str, str] = {}
+    for m in _FIELD.finditer(message, first.start()):
+        key, raw = m.group(1), m.group(2)
+        if raw[:1] in "'\"" and len(raw) >= 2 and raw[-1] == raw[0]:
+            try:
+                raw = str(ast.literal_eval(raw))
+            except (ValueError, SyntaxError):
+                raw = raw[1:-1]
+        fields[f"field_{key}" if key in _RESERVED else key] = raw
+    return event, fields
+
+
+class JsonFormatter(RedactingFormatter):
+    """One JSON object per line: time, level, logger, event, the line's ``key=value`` fields,
+    and ``error`` (the traceback) when there is one. Every string is redacted before it is
+    encoded, and the encoded line once more (a secret escaped differently is still caught)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = self._redact(record.getMessage())
+        event, fields = parse_fields(message)
+        out: dict[str, str] = {
+            "time": self.formatTime(record, self.datefmt),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": event,
+        }
+        out.update({k: self._redact(v) for k, v in fields.items()})
+        if record.exc_info:
+            out["error"] = self._redact(self.formatException(record.exc_info))
+        return self._redact(json.dumps(out, ensure_ascii=False))
+
+    def _redact(self, text: str) -> str:
+        text = redaction.redact(text)
+        for secret in (*self.secrets, *redaction.registered()):
+            text = text.replace(secret, "***")
+            escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
+            if escaped != secret:
+                text = text.replace(escaped, "***")
+        return text
+
+
+def setup(level: str = "info", secrets: Iterable[str] = (), fmt: str = "text") -> None:
+    """Log to stderr at ``level``, as text lines or (``fmt="json"``) JSON lines; mask
+    ``secrets`` (the config's) in every log line and in everything the process prints to
+    stdout and stderr."""
     redaction.register(secrets)
     redaction.protect_std_streams()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter(secrets))
+    handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else RedactingFormatter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -10,7 +10,7 @@ never import the ORM or another adapter.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from bridge.configschema import Key
@@ -96,6 +96,28 @@ class Host(Protocol):
     async def chat_moved(self, old: ChatTarget, new: ChatTarget) -> None:
         """The chat ``old`` now lives at ``new`` (Telegram group → supergroup): move its
         subscriptions and pending deliveries."""
+        ...
+
+    # --- operations (metrics and webhooks) -------------------------------------------
+
+    def count_request(self, endpoint: str, status: int | str) -> None:
+        """Count one API request for /metrics. ``endpoint`` must be a method name (an XRPC
+        NSID, a Bot API method), never a URL or anything holding a token or user data;
+        ``status`` is the HTTP status, or a short word ("error") when none came back."""
+        ...
+
+    def stream_lag(self, stream: str, seconds: float) -> None:
+        """Report how far ``stream`` (e.g. "firehose") is behind real time, for /metrics."""
+        ...
+
+    def pacing_wait(self, seconds: float) -> None:
+        """Count a send that waited ``seconds`` for the platform's own rate rules, for /metrics."""
+        ...
+
+    def serve_webhook(self, path: str, handler: Callable[[Mapping[str, str], bytes], Awaitable[int]]) -> None:
+        """Serve ``POST path`` on the bridge's HTTP endpoint: ``handler`` gets each call's headers
+        and body and returns the HTTP status to answer (it must check the caller itself). Raises
+        RuntimeError when no endpoint is configured. Call it before telling the platform the URL."""
         ...
 
     async def destination_unavailable(self, target: ChatTarget, reason: str) -> None:

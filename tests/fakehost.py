@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from bridge.model import Answer, Batch, ChatEvent, ChatTarget, Item, Source, SubscriptionSummary
 
@@ -33,6 +34,10 @@ class FakeHost:
         self.moves: list[tuple[ChatTarget, ChatTarget]] = []
         self.unavailable: list[tuple[ChatTarget, str]] = []
         self.health: list[tuple[bool, str]] = []
+        self.requests: list[tuple[str, str]] = []
+        self.lag: dict[str, float] = {}
+        self.pacing: list[float] = []
+        self.webhooks: dict[str, Callable[..., Any]] = {}
         self.answer: Callable[[ChatEvent], Answer] = answer or _echo
         self._sources = set(sources)
         self._sources_changed = asyncio.Event()
@@ -107,3 +112,15 @@ class FakeHost:
 
     async def destination_unavailable(self, target: ChatTarget, reason: str) -> None:
         await self._record(self.unavailable, (target, reason))
+
+    def count_request(self, endpoint: str, status: int | str) -> None:
+        self.requests.append((endpoint, str(status)))
+
+    def stream_lag(self, stream: str, seconds: float) -> None:
+        self.lag[stream] = seconds
+
+    def pacing_wait(self, seconds: float) -> None:
+        self.pacing.append(seconds)
+
+    def serve_webhook(self, path: str, handler: Callable[..., Any]) -> None:
+        self.webhooks[path] = handler

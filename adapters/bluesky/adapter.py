@@ -129,7 +129,9 @@ class BlueskyAdapter:
             load=lambda: host.load_state("session"),
             save=lambda value: host.save_state("session", value),
         )
-        self.api = Api(self.client, self.session.ensure, self.session.reauth, chat_base=self.chat_service)
+        self.api = Api(
+            self.client, self.session.ensure, self.session.reauth, chat_base=self.chat_service, count=host.count_request
+        )
         self.cursors = Cursors(AccountHost(host, self.name))
         self.budget = RequestBudget(INTAKE_REQUESTS, INTAKE_WINDOW)
         self.schedule = Schedule(self.poll_interval)
@@ -139,7 +141,12 @@ class BlueskyAdapter:
         self.inbox = Inbox(self.api, feeds, lambda: self.session.did, self.chat)
         self._follow_sources: dict[str, Source] = {}
         self.firehose = Firehose(
-            str(self.settings["firehose_url"]), self.api, self.cursors, lambda: self._follow_sources, self._blob_url
+            str(self.settings["firehose_url"]),
+            self.api,
+            self.cursors,
+            lambda: self._follow_sources,
+            self._blob_url,
+            lag=lambda seconds: host.stream_lag("firehose", seconds),
         )
         self._tasks: list[asyncio.Task[Any]] = []
         self._wake = asyncio.Event()

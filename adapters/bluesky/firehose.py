@@ -24,6 +24,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import libipld
@@ -39,6 +40,8 @@ from bridge.model import Author, Item, Source
 log = logging.getLogger("bridge.adapters.bluesky")
 
 CURSOR_KEY = "firehose"
+# Lag is read from one frame in this many: parsing a timestamp on every frame at 2,000/s is waste.
+LAG_EVERY = 200
 DEFAULT_RELAY = "wss://bsky.network"
 WANTED_PREFIXES = ("app.bsky.feed.post/", "app.bsky.feed.repost/")
 BATCH = 50
@@ -90,8 +93,10 @@ class Firehose:
         cursors: Cursors,
         wanted: Callable[[], Mapping[str, Source]],
         blob_url: Callable[[str, str], str],
+        lag: Callable[[float], None] = lambda _seconds: None,
     ) -> None:
         self.url = subscribe_url(url)
+        self._lag = lag  # how far behind real time the frames are, for /metrics
         self.api = api
         self.cursors = cursors
         self.wanted = wanted
@@ -172,6 +177,17 @@ class Firehose:
                 self._commit(body, source, seq)
         if isinstance(seq, int):
             self.seq = seq
+        if self.frames % LAG_EVERY == 1 and isinstance(body.get("time"), str):
+            self._report_lag(body["time"])
+
+    def _report_lag(self, stamp: str) -> None:
+        try:
+            at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+        except ValueError:
+            return
+        self._lag((datetime.now(UTC) - at).total_seconds())
 
     def _commit(self, body: Mapping[str, Any], source: Source, seq: Any) -> None:
         ops = [

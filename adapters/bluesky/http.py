@@ -196,8 +196,10 @@ class Api:
         *,
         chat_base: str = "",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        count: Callable[[str, int | str], None] = lambda _endpoint, _status: None,
     ) -> None:
         self.client = client
+        self._count = count  # every request's outcome, for /metrics (host.count_request)
         self.chat_base = chat_base.rstrip("/")
         self._ensure = ensure_session
         self._reauth = reauth
@@ -237,6 +239,7 @@ class Api:
                 response = await self.client._invoke(kind, url=self._url(nsid, chat), **kwargs)
             except Exception as exc:  # every SDK failure is mapped below
                 status, name, message = xrpc_error(exc)
+                self._count(nsid, status or "error")
                 if chat and "scope" in message.lower():
                     # An app password made without DM access: refreshing will not help.
                     raise Permanent(
@@ -257,6 +260,7 @@ class Api:
                     await self._sleep(delay)
                     continue
                 raise err from exc
+            self._count(nsid, getattr(response, "status_code", 200))
             content = response.content
             return content if isinstance(content, dict) else {}
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from telegram import Bot, BotCommand, Update
 from telegram.error import ChatMigrated, InvalidToken, TelegramError
@@ -50,6 +54,22 @@ class TelegramAdapter:
             min=0,
             help="seconds a send may wait for its chat's rate limit before handing back RateLimited",
         ),
+        "webhook_url": Key(
+            str,
+            default="",
+            needs_http=True,
+            requires=("webhook_secret",),
+            pattern=r"https?://[^\s/]+(/\S*)?",
+            help="the public https:// URL Telegram calls, forwarded to [http] listen; its path is the route served",
+        ),
+        "webhook_secret": Key(
+            str,
+            default="",
+            secret=True,
+            # Telegram: secret_token is 1-256 characters, only A-Z, a-z, 0-9, _ and -.
+            pattern=r"[A-Za-z0-9_-]{1,256}",
+            help="1 to 256 letters, digits, _ or -; e.g. the output of: openssl rand -hex 32",
+        ),
     }
 
     def __init__(self, settings: Mapping[str, Any], host: Host) -> None:
@@ -57,14 +77,21 @@ class TelegramAdapter:
         self._api_url: str = str(settings.get("api_url") or "https://api.telegram.org").rstrip("/")
         self._poll_timeout = int(settings.get("poll_timeout", 30))
         self._max_wait = float(settings.get("max_pacing_wait", 5.0))
+        self._webhook_url: str = str(settings.get("webhook_url") or "")
+        self._webhook_secret: bytes = str(settings.get("webhook_secret") or "").encode()
         self._host = host
         self._log: logging.Logger = host.log
-        self._pacer = Pacer()
+        self._pacer = Pacer(sleep=self._paced)
         self._app: Application | None = None
         self._outbox: Outbox | None = None
         self._handler: UpdateHandler | None = None
         self._requests: list[AiohttpRequest] = []
         protect_token(self._token)
+
+    async def _paced(self, seconds: float) -> None:
+        """The pacer's wait, counted for /metrics."""
+        self._host.pacing_wait(seconds)
+        await asyncio.sleep(seconds)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -112,11 +139,48 @@ class TelegramAdapter:
             # The menu is a convenience: the commands work without it.
             self._log.warning("telegram.set_commands_failed error=%s", exc)
         await app.start()
-        assert app.updater is not None
-        await app.updater.start_polling(
-            timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES, error_callback=self._on_poll_error
-        )
-        self._log.info("telegram.started bot=@%s api=%s", bot.username, self._api_url)
+        if self._webhook_url:
+            # The route answers before Telegram learns the URL, so no early call is refused.
+            self._host.serve_webhook(urlsplit(self._webhook_url).path or "/", self._on_webhook)
+            try:
+                await bot.set_webhook(
+                    self._webhook_url, secret_token=self._webhook_secret.decode(), allowed_updates=ALLOWED_UPDATES
+                )
+            except TelegramError as exc:
+                await app.stop()
+                await app.shutdown()
+                self._app = None
+                raise Transient(f"telegram: setWebhook refused {self._webhook_url}: {exc.message}") from exc
+            mode = "webhook"
+        else:
+            assert app.updater is not None
+            # start_polling first calls deleteWebhook: a bot switched back from webhook mode polls again.
+            await app.updater.start_polling(
+                timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES, error_callback=self._on_poll_error
+            )
+            mode = "polling"
+        self._log.info("telegram.started bot=@%s api=%s mode=%s", bot.username, self._api_url, mode)
+
+    async def _on_webhook(self, headers: Mapping[str, str], body: bytes) -> int:
+        """One call to the webhook route: 401 unless it carries our secret token (Telegram:
+        X-Telegram-Bot-Api-Secret-Token), 400 for a body that is not an update, else the update
+        joins the queue polling fills, and is handled by the same handlers in the same order."""
+        given = headers.get("X-Telegram-Bot-Api-Secret-Token", "").encode()
+        if not self._webhook_secret or not hmac.compare_digest(given, self._webhook_secret):
+            return 401
+        app = self._app
+        if app is None:
+            return 503  # Telegram retries later
+        try:
+            data = json.loads(body)
+            update = Update.de_json(data, app.bot) if isinstance(data, dict) else None
+        except (ValueError, TypeError, KeyError):
+            update = None
+        if update is None:
+            self._log.warning("telegram.webhook_bad_update bytes=%d", len(body))
+            return 400
+        await app.update_queue.put(update)
+        return 200
 
     def _on_poll_error(self, error: TelegramError) -> None:
         self._log.warning("telegram.poll_error error=%s", error)

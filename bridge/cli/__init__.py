@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for error in exc.errors:
             print(f"error: {error.line}", file=sys.stderr)
         return EXIT_CONFIG
-    logs.setup(config.log_level, config.secrets())
+    logs.setup(config.log_level, config.secrets(), config.log_format)
     runner = {"run": cmd_run, "check": cmd_check}.get(args.command, rooms.run)
     try:
         return asyncio.run(runner(config, args))

@@ -73,7 +73,7 @@ def render(chats: Sequence[str], networks: Sequence[str], schemas: Mapping[str, 
     for name in [*chats, *networks]:
         lines += ["", f"# {WHERE.get(name, f'the {name} adapter: see its README.')}", f"[{name}]"]
         for key, spec in schemas[name].items():
-            if spec.required or spec.secret:
+            if spec.required:  # optional modes (a webhook) are in config.example.toml
                 var = env_name(name, key)
                 env.append(var)
                 comment = f"  # {spec.help}" if spec.help else ""

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from bridge.delivery.buttons import buttons_for
 from bridge.errors import DestinationMoved, DestinationUnavailable, Permanent, RateLimited
 from bridge.model import Button, ChatTarget, Delivery, Post
+from bridge.ops.metrics import Metrics
 from bridge.protocols import ChatAdapter
 from bridge.storage.store import Confirmed, PendingDelivery, Store, utcnow
 
@@ -59,7 +60,9 @@ class Dispatcher:
         on_paused: Callable[[ChatTarget, str], None] = lambda _t, _r: None,
         on_moved: Callable[[ChatTarget, ChatTarget], Awaitable[None]] | None = None,
         buttons: Callable[[Post, int], tuple[Button, ...]] = buttons_for,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self._store = store
         self._chats = chats
         self._concurrency = concurrency
@@ -196,17 +199,20 @@ class Dispatcher:
             until = utcnow() + timedelta(seconds=max(exc.retry_after, 0.05))
             self._blocked_until[dest] = until
             await self._store.mark_retry(pending.id, until, str(exc), count_attempt=False)
+            self.metrics.delivery(target.platform, pending.post.ref.network, "rate_limited")
             log.info("rate limited destination=%s retry_after=%.2f delivery=%s", dest, exc.retry_after, pending.id)
             return False
         except DestinationUnavailable as exc:
             n = await self._store.pause_destination(target, str(exc))
             log.warning("destination paused destination=%s reason=%r failed_pending=%d", dest, str(exc), n)
             self._on_paused(target, str(exc))
+            self.metrics.delivery(target.platform, pending.post.ref.network, "paused")
             self.failed += 1
             return False
         except Permanent as exc:
             await self._store.mark_failed(pending.id, str(exc))
             self.failed += 1
+            self.metrics.delivery(target.platform, pending.post.ref.network, "failed")
             log.warning(
                 "delivery failed permanently delivery=%s destination=%s post=%s reason=%r",
                 pending.id,
@@ -224,6 +230,7 @@ class Dispatcher:
             return await self._retry(pending, str(exc) or type(exc).__name__, len(parts))
         await self._record_sent(Confirmed(pending, sent.message_ids, sent.thread_id))
         self.sent += 1
+        self.metrics.delivery(target.platform, pending.post.ref.network, "sent", self.metrics.since(pending.post.created_at))
         log.info(
             "delivered delivery=%s post=%s destination=%s message=%s", pending.id, pending.post.ref, dest, sent.message_ids[:1]
         )
@@ -237,10 +244,12 @@ class Dispatcher:
         if attempts >= MAX_ATTEMPTS:
             await self._store.mark_failed(pending.id, f"gave up after {attempts} attempts: {reason}")
             self.failed += 1
+            self.metrics.delivery(pending.destination.platform, pending.post.ref.network, "given_up")
             log.warning("delivery given up delivery=%s destination=%s reason=%r", pending.id, dest, reason)
             return True
         delay = backoff(attempts)
         await self._store.mark_retry(pending.id, utcnow() + timedelta(seconds=delay), reason)
+        self.metrics.delivery(pending.destination.platform, pending.post.ref.network, "retry")
         self._blocked_until[dest] = utcnow() + timedelta(seconds=delay)
         log.info(
             "delivery retry delivery=%s destination=%s attempt=%d in=%.1fs parts_done=%d reason=%r",

@@ -20,7 +20,7 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
-from tortoise.functions import Count, Max
+from tortoise.functions import Count, Max, Min
 from tortoise.transactions import in_transaction
 
 from bridge.delivery.quiet import QuietHours
@@ -504,6 +504,17 @@ class Store:
             q = q.exclude(destination__in=skip)
         rows = await q.group_by("destination").values_list("destination", flat=True)
         return list(rows)
+
+    async def pending_by_destination(self) -> list[tuple[str, int, datetime | None]]:
+        """(destination, pending deliveries, when the oldest of them was written) for every
+        destination with pending deliveries: one grouped query, for /metrics."""
+        rows = (
+            await DeliveryRow.filter(status="pending")
+            .annotate(n=Count("id"), oldest=Min("created_at"))
+            .group_by("destination")
+            .values_list("destination", "n", "oldest")
+        )
+        return [(d, int(n), oldest) for d, n, oldest in rows]
 
     async def next_due(self, exclude: Iterable[str] = ()) -> datetime | None:
         """When the earliest pending delivery outside the ``exclude`` destinations is due."""

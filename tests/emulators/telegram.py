@@ -18,6 +18,7 @@ in a group.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import itertools
 import json
@@ -28,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 # Telegram: text is 1-4096 characters and a caption 0-1024 after entities parsing.
@@ -274,6 +276,12 @@ class TelegramEmulator:
         self._chat_sends: dict[int, deque[float]] = defaultdict(deque)
         self._runner: web.AppRunner | None = None
         self.url = ""
+        # Webhook mode (setWebhook): updates are POSTed to webhook_url instead of waiting for
+        # getUpdates, with the secret_token in X-Telegram-Bot-Api-Secret-Token.
+        self.webhook_url = ""
+        self.webhook_secret = ""
+        self.webhook_answers: list[int] = []  # the HTTP status of every webhook call we made
+        self._pusher: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -294,6 +302,7 @@ class TelegramEmulator:
     async def stop(self) -> None:
         """Stop the server (wakes pending long polls)."""
         self._new_update.set()
+        await self._stop_pushing()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -748,10 +757,71 @@ class TelegramEmulator:
     async def _m_deleteWebhook(self, params: dict[str, Any]) -> bool:
         if params.get("drop_pending_updates") in (True, "true", "True"):
             self._updates.clear()
+        self.webhook_url = self.webhook_secret = ""
+        await self._stop_pushing()
         return True
 
     async def _m_getWebhookInfo(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"url": "", "has_custom_certificate": False, "pending_update_count": len(self._updates)}
+        return {"url": self.webhook_url, "has_custom_certificate": False, "pending_update_count": len(self._updates)}
+
+    async def _m_setWebhook(self, params: dict[str, Any]) -> bool:
+        url = str(params.get("url") or "")
+        secret = str(params.get("secret_token") or "")
+        # Telegram: secret_token is 1-256 characters of A-Z, a-z, 0-9, _ and -.
+        if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ApiError(400, "Bad Request: secret token contains unallowed characters")
+        if params.get("drop_pending_updates") in (True, "true", "True"):
+            self._updates.clear()
+        if not url:
+            return await self._m_deleteWebhook({})
+        self.webhook_url, self.webhook_secret = url, secret
+        if self._pusher is None or self._pusher.done():
+            self._pusher = asyncio.create_task(self._push_webhook())
+        return True
+
+    async def _stop_pushing(self) -> None:
+        pusher, self._pusher = self._pusher, None
+        if pusher is not None and pusher is not asyncio.current_task():
+            pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pusher
+
+    async def _push_webhook(self) -> None:
+        """Deliver updates to the webhook one at a time, in order, as Telegram does; an update
+        the bot does not answer with 2xx is tried again (after a pause) until it is."""
+        async with aiohttp.ClientSession() as session:
+            while self.webhook_url:
+                if not self._updates:
+                    self._new_update.clear()
+                    await self._new_update.wait()
+                    continue
+                update = self._updates[0]
+                status = await self.call_webhook(update, self.webhook_secret, session=session)
+                if 200 <= status < 300:
+                    if self._updates and self._updates[0] is update:
+                        self._updates.pop(0)
+                else:
+                    await asyncio.sleep(0.2)
+
+    async def call_webhook(self, update: dict[str, Any], secret: str | None, session: aiohttp.ClientSession | None = None) -> int:
+        """POST ``update`` to the webhook URL as Telegram does, with ``secret`` in the header
+        (None: no header, as a stranger calling the URL would). Returns the HTTP status, or 0
+        when nothing answered."""
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+        own = session is None
+        session = session or aiohttp.ClientSession()
+        try:
+            async with session.post(self.webhook_url, data=json.dumps(update), headers=headers) as response:
+                status = response.status
+        except aiohttp.ClientError:
+            status = 0
+        finally:
+            if own:
+                await session.close()
+        self.webhook_answers.append(status)
+        return status
 
     async def _m_setMyCommands(self, params: dict[str, Any]) -> bool:
         commands = params.get("commands") or []
@@ -765,6 +835,11 @@ class TelegramEmulator:
         return list(self.commands)
 
     async def _m_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.webhook_url:
+            raise ApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+            )
         offset = _int(params.get("offset") or 0)
         limit = _int(params.get("limit") or 100)
         timeout = float(params.get("timeout") or 0)

@@ -169,7 +169,7 @@ def test_every_wrong_key_is_one_line_naming_it_and_exit_2(
     if section == "subscription":
         subs[0][key] = value
     else:
-        sections[section][key] = value
+        sections.setdefault(section, {})[key] = value  # a section GOOD leaves out ([http]) is added
     path = write_config(tmp_path / "config.toml", sections, subs)
     code = cli.main(["-c", str(path), "check"])
     out, err = capsys.readouterr()

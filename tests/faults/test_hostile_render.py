@@ -78,6 +78,9 @@ class QuietHost:
     async def destination_unavailable(self, target: ChatTarget, reason: str) -> None:
         raise AssertionError(f"{target} reported unavailable: {reason}")
 
+    def pacing_wait(self, seconds: float) -> None:
+        return None
+
 
 @dataclass
 class Wire:

@@ -153,3 +153,25 @@ async def test_connection_refused_is_transient() -> None:
     with pytest.raises(Transient, match="could not reach Bluesky"):
         await api.query("app.bsky.feed.getTimeline")
     assert len(calls.sleeps) == 2
+
+
+async def test_every_request_is_counted_by_method_and_status(server: tuple[Script, str]) -> None:
+    """What /metrics shows as bridge_network_requests_total: the NSID and the HTTP status of
+    each attempt (retries included), never the URL."""
+    script, url = server
+    script.answers = [(502, {"error": "Bad"}, {}), (200, {"feed": []}, {}), (400, {"error": "InvalidRequest"}, {})]
+    counted: list[tuple[str, int | str]] = []
+    client = SessionClient(url, request=PacedRequest())
+
+    async def noop(*_: Any) -> None:
+        return None
+
+    api = Api(client, noop, noop, sleep=noop, count=lambda endpoint, status: counted.append((endpoint, status)))
+    await api.query("app.bsky.feed.getTimeline")
+    with pytest.raises(Permanent):
+        await api.query("app.bsky.actor.getProfile", actor="nobody")
+    assert counted == [
+        ("app.bsky.feed.getTimeline", 502),
+        ("app.bsky.feed.getTimeline", 200),
+        ("app.bsky.actor.getProfile", 400),
+    ]

@@ -1,0 +1,1 @@
+"""Operations: the HTTP endpoint (health, metrics, webhooks) and the metrics it serves."""
