@@ -1,11 +1,12 @@
 """A change made on the command line while ``bridge run`` runs reaches the running bridge within
 3 s, the way an operator meets it: the real ``bridge run`` relays Bluesky posts (reference
-stack, firehose mode) into a Telegram chat (emulator), and each change is typed as
+stack, firehose mode) into two Telegram chats (emulator), and each change is typed as
 ``bridge VERB … -c FILE`` in another process.
 
-How "reached" is seen: after each change a post by the account it concerns is followed by a
-post by a sentinel account that stays followed. The firehose relays in order, so when the
-sentinel's post is in the room, the first post either is there too or never will be.
+How "reached" is seen: after each change the account it concerns posts, then a sentinel
+account that stays followed in both chats posts too. The firehose relays in order and rooms
+are decided at ingest, so once the sentinel's post is shown in the other chat, the first post
+is either on its way to the chat the change was about or will never be.
 """
 
 from __future__ import annotations
@@ -24,18 +25,20 @@ from tests.faults.toml_file import write_config
 RELOADED = "settings reloaded"
 WITHIN = 3.0  # seconds: SPEC's promise for a change made anywhere
 MARK = re.compile(r"live-change (\w+) #(\d+)")
+SETTLE = 1.5  # seconds a post that was let through has to reach its chat
 
 
-class Room:
-    """The Telegram chat the changes are about, and a way to post and check what it shows."""
+class Rooms:
+    """The chat the changes are about (``room``), a second chat that only the sentinel feeds
+    (``other``), and a way to post and see what they show."""
 
     def __init__(self, stack: AtprotoStack, world: ChatWorld, bridge: BridgeProcess, config: Path) -> None:
         self.stack, self.world, self.bridge, self.config = stack, world, bridge, config
-        self.dest = world.destinations[0]
+        self.room, self.other = world.destinations[0], world.destinations[1]
         self._n = 0
 
-    def shown(self) -> set[tuple[str, int]]:
-        return {(who, int(n)) for text in self.world.texts(self.dest) for who, n in MARK.findall(text)}
+    def shown(self, dest: str) -> set[tuple[str, int]]:
+        return {(who, int(n)) for text in self.world.texts(dest) for who, n in MARK.findall(text)}
 
     async def cli(self, *args: str) -> str:
         """Run ``bridge ARGS -c FILE``; wait until the running bridge has reloaded; return stdout."""
@@ -48,17 +51,20 @@ class Room:
         assert took < WITHIN, f"bridge {' '.join(args)} reached the running bridge after {took:.1f} s"
         return done.stdout
 
-    async def post_then_sentinel(self, by: Account, sentinel: Account) -> tuple[str, int]:
-        """Post as ``by`` (marked "subject"), then as the sentinel; return once the sentinel's
-        post is shown."""
+    async def subject_shown(self, subject: Account, sentinel: Account, words: str = "") -> bool:
+        """Post as ``subject`` (with ``words``), then as the sentinel; once the sentinel's post
+        is in the other chat (and a moment more), whether the subject's post is in the room."""
         self._n += 1
-        await self.stack.post(by, f"live-change subject #{self._n}")
-        await self.stack.post(sentinel, f"live-change sentinel #{self._n}")
-        await self.world.tg.wait_until(lambda: ("sentinel", self._n) in self.shown(), timeout=20)
-        return ("subject", self._n)
+        n = self._n
+        await self.stack.post(subject, f"live-change subject #{n} {words}".strip())
+        await self.stack.post(sentinel, f"live-change sentinel #{n}")
+        await self.world.tg.wait_until(lambda: ("sentinel", n) in self.shown(self.other), timeout=20)
+        if ("subject", n) not in self.shown(self.room):
+            await asyncio.sleep(SETTLE)
+        return ("subject", n) in self.shown(self.room)
 
 
-async def test_follow_and_unfollow_typed_on_the_command_line_reach_the_running_bridge(
+async def test_every_change_typed_on_the_command_line_reaches_the_running_bridge(
     atproto: AtprotoStack, chat_world: ChatWorld, tmp_path: Path
 ) -> None:
     team, alice = await make_accounts(atproto)
@@ -82,20 +88,43 @@ async def test_follow_and_unfollow_typed_on_the_command_line_reach_the_running_b
     bridge = BridgeProcess(config, tmp_path / "bridge.log")
     try:
         await bridge.wait_log(READY_LINE, timeout=60)
-        room = Room(atproto, chat_world, bridge, config)
-        await room.cli("follow", bob.handle, "--to", room.dest)
+        r = Rooms(atproto, chat_world, bridge, config)
+        await r.cli("follow", bob.handle, "--to", r.other)
         await bridge.wait_log(FIREHOSE_LINE, timeout=30)
 
-        followed = await room.cli("follow", alice.handle, "--to", room.dest)
-        assert "Following" in followed
-        assert await room.post_then_sentinel(alice, bob) in room.shown()
+        followed = await r.cli("follow", alice.handle, "--to", r.room)
+        sub = re.search(r"#(\d+)", followed).group(1)
+        assert await r.subject_shown(alice, bob)
 
-        stopped = await room.cli("unfollow", alice.handle, "--to", room.dest)
+        await r.cli("filter", sub, "exclude:hiring")
+        assert not await r.subject_shown(alice, bob, "we are hiring")
+        assert await r.subject_shown(alice, bob, "pricing news")
+        await r.cli("filter", sub, "reset")
+        assert await r.subject_shown(alice, bob, "we are hiring")
+
+        await r.cli("digest", sub, "daily")  # held for the daily summary
+        assert not await r.subject_shown(alice, bob)
+        await r.cli("digest", sub, "off")
+        assert await r.subject_shown(alice, bob)
+
+        await r.cli("quiet", "00:00-23:59", "UTC", "--to", r.room)  # held until the quiet hours end
+        assert not await r.subject_shown(alice, bob)
+        await r.cli("quiet", "off", "--to", r.room)
+        assert await r.subject_shown(alice, bob)
+
+        await r.cli("pause", "--to", r.room)
+        assert not await r.subject_shown(alice, bob)
+        await r.cli("resume", "--to", r.room)
+        assert await r.subject_shown(alice, bob)
+
+        stopped = await r.cli("unfollow", alice.handle, "--to", r.room)
         assert "Stopped following" in stopped
-        assert await room.post_then_sentinel(alice, bob) not in room.shown()
+        assert not await r.subject_shown(alice, bob)
+        await r.cli("follow", alice.handle, "--to", r.room)  # again: from now on, no flood
+        assert await r.subject_shown(alice, bob)
 
-        await room.cli("follow", alice.handle, "--to", room.dest)  # again: from now on, no flood
-        assert await room.post_then_sentinel(alice, bob) in room.shown()
-        assert sorted(n for who, n in room.shown() if who == "subject") == [1, 3]
+        # Each post the room was meant to get, once; none of those it was not.
+        shown = sorted(n for who, n in r.shown(r.room) if who == "subject")
+        assert shown == [1, 3, 4, 6, 8, 10, 12], shown
     finally:
         bridge.close()
