@@ -83,6 +83,7 @@ class Bridge:
             on_moved=self.chat_moved,
             buttons=self._buttons,
             metrics=self.metrics,
+            paused=lambda dest: dest in self._paused,
         )
         self.quiet: dict[str, QuietHours] = {}
         self.digester = Digester(self.store, self.chats, lambda: self.quiet, self.pause, self._describe_sub)

@@ -61,8 +61,12 @@ class Dispatcher:
         on_moved: Callable[[ChatTarget, ChatTarget], Awaitable[None]] | None = None,
         buttons: Callable[[Post, int], tuple[Button, ...]] = buttons_for,
         metrics: Metrics | None = None,
+        paused: Callable[[str], bool] = lambda _dest: False,
     ) -> None:
         self.metrics = metrics or Metrics()
+        # Whether a room is paused now (by /pause, `bridge pause` from another process, or a
+        # failure): a worker stops before its next send, not after the batch it holds.
+        self._paused = paused
         self._store = store
         self._chats = chats
         self._concurrency = concurrency
@@ -133,7 +137,7 @@ class Dispatcher:
                 if not batch:
                     return
                 for pending in batch:
-                    if self._stopping or not await self._send(pending):
+                    if self._stopping or self._paused(dest) or not await self._send(pending):
                         return
         except asyncio.CancelledError:
             raise

@@ -9,6 +9,8 @@ from typing import Any
 
 from bridge.app import Bridge
 from bridge.errors import RateLimited
+from bridge.model import ChatTarget
+from bridge.storage.store import Store
 from tests.conftest import BridgeFactory, until
 from tests.fakes import FakeChat, FakeNetwork
 
@@ -79,3 +81,20 @@ async def test_a_send_whose_record_fails_is_recorded_not_resent(make_bridge: Bri
     assert chat.sent_to("room") == [net.published[0].ref.id]  # one message in the chat
     [row] = await bridge.store.status_rows()
     assert (row["sent"], row["pending"], row["failed"]) == (1, 0, 0)
+
+
+async def test_a_room_paused_from_elsewhere_gets_nothing_more_of_its_backlog(make_bridge: BridgeFactory) -> None:
+    """`bridge pause` typed while the room's worker holds a batch: it stops before its next
+    send, not after the batch."""
+    bridge = await make_bridge()
+    chat: FakeChat = bridge.chats["fakechat"]  # type: ignore[assignment]
+    net: FakeNetwork = bridge.networks["fakenet"]  # type: ignore[assignment]
+    await follow(bridge, "room")
+    chat.fail["room"] = [RateLimited(0.5, scope="room")]  # the backlog builds up meanwhile
+    for n in range(10):
+        await net.publish("alice.fake", f"post {n}")
+    chat.send_delay = 0.2
+    await until(lambda: len(chat.sent_to("room")) >= 1, timeout=5)
+    await Store().pause_destination(ChatTarget("fakechat", "room"), "paused by the command line")  # another process
+    await asyncio.sleep(3.5)  # the change reaches the bridge; a batch of 10 would take 2 s
+    assert 1 <= len(chat.sent_to("room")) < 10 - 3, chat.sent_to("room")
