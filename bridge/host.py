@@ -12,14 +12,14 @@ from bridge.model import Answer, Batch, ChatEvent, ChatTarget, Source, Subscript
 from bridge.redaction import redact
 
 if TYPE_CHECKING:
-    from bridge.app import Bridge
+    from bridge.core import Core
     from bridge.ops.http import WebhookHandler
 
 
 class AdapterHost:
     """Scoped to one adapter: its state keys and cursors are its own."""
 
-    def __init__(self, bridge: Bridge, name: str) -> None:
+    def __init__(self, bridge: Core, name: str) -> None:
         self._b = bridge
         self._name = name
         self.name = name  # the account (config section) this adapter serves

@@ -39,7 +39,7 @@ from bridge.registry import available
 from bridge.storage.store import MANUAL_PAUSE, MessagePost, SubscriptionInfo
 
 if TYPE_CHECKING:
-    from bridge.app import Bridge
+    from bridge.core import Core
 
 log = logging.getLogger("bridge.commands")
 
@@ -135,7 +135,7 @@ def words_for(e: ChatEvent) -> _Words:
 
 
 class Commands:
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Core) -> None:
         self.b = bridge
         self.actions = ActionLog(bridge.store, lambda: bridge.networks, self._notify)
         self._verbs: dict[str, Callable[[ChatEvent], Awaitable[Answer]]] = {
