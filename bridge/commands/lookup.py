@@ -239,7 +239,7 @@ class Lookup:
         }
         if w.terminal:
             if page.next:
-                lines.append("More: ask again with other words, or page in chat.")
+                lines.append("More accounts match; add words to narrow it, or page through them with /find in chat.")
             return Answer("\n".join(lines) + self._cost(net, "find", PAGE_SIZE))
         lookup_id = await self.c.b.store.save_lookup(e.target, net.name, "find", words, payload)
         buttons = self._account_buttons(net, lookup_id, page.profiles, start)
@@ -407,7 +407,7 @@ class Lookup:
         body = _terminal_posts(posts) if w.terminal else _compact_posts(posts)
         text = "\n".join(filter(None, [head, body])) + cost
         if w.terminal:
-            return Answer(text + f"\n`{w.cmd('watch', repr(query))}` relays new ones.")
+            return Answer(f"{text}\n`bridge watch {query!r} --to <chat>` relays new ones.")
         lookup_id = await self.c.b.store.save_lookup(e.target, net.name, "search", query, {"query": query})
         return Answer(text, public=True, buttons=(Button(ButtonAction.HERE, "Watch here", token=make_token("here", lookup_id)),))
 

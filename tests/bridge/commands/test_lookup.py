@@ -179,7 +179,12 @@ async def test_who_says_whether_the_team_follows_and_which_rooms_relay(bridge_wi
 
 
 async def test_refusals_and_costs_come_from_the_network(bridge_with: Factory) -> None:
-    b = await bridge_with(fakenet={"refuse": {"find": "user search is not in the plan", "follow": "no follows"}, "cost": "about $0.05 of the $25 budget"})
+    b = await bridge_with(
+        fakenet={
+            "refuse": {"find": "user search is not in the plan", "follow": "no follows"},
+            "cost": "about $0.05 of the $25 budget",
+        }
+    )
     chat, net = b.chats["fakechat"], b.networks["fakenet"]
     refused = await chat.command("r", "x", "/find ceo")
     assert not refused.ok and refused.text == "fakenet cannot do that: user search is not in the plan."
