@@ -9,6 +9,7 @@ restart; page through many results."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tests.atproto.harness import AtprotoStack, provision
 from tests.atproto.search import SearchService
 from tests.emulators.discord import DiscordEmulator, SentMessage
 from tests.emulators.telegram import TelegramEmulator
+from tests.faults.bridge_process import run_cli
 
 CLASSES = {"bluesky": BlueskyAdapter, "telegram": TelegramAdapter, "discord": DiscordAdapter}
 
@@ -215,3 +217,39 @@ async def test_search_watch_after_a_restart_and_paging_on_discord(world: World, 
     assert names == {f"Pager {n}" for n in range(7)}
     back = await w.dc_press(w.dc_member, second, "‹ Previous")
     assert "(1-5)" in back["content"]
+
+
+async def test_the_four_look_ups_from_the_terminal(atproto: AtprotoStack, team: Team, tmp_path: Path) -> None:
+    ada = await atproto.create_account("tada", "Tada Rune", "Chief scientist, protein folding\nsecond line")
+    for n in range(4):
+        await atproto.post(ada, f"folding note {n}\nwith a second line")
+    await atproto.process_all()
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite://{tmp_path}/cli.sqlite3"\n'
+        f'[bluesky]\nservice = "{atproto.pds}"\nidentifier = "{team.handle}"\npassword = "{team.app_password}"\n'
+    )
+
+    found = await asyncio.to_thread(run_cli, config, "find", "protein", "folding")
+    assert found.returncode == 0, found.stderr
+    assert f"1. Tada Rune (@{ada.handle}) – Chief scientist, protein folding" in found.stdout
+
+    who = await asyncio.to_thread(run_cli, config, "who", ada.handle)
+    assert who.returncode == 0, who.stderr
+    assert "Chief scientist, protein folding\nsecond line" in who.stdout and "4 posts" in who.stdout
+    assert "The team account does not follow it." in who.stdout and "No room relays it." in who.stdout
+
+    recent = await asyncio.to_thread(run_cli, config, "recent", ada.handle, "2")
+    assert recent.returncode == 0, recent.stderr
+    assert f"The last 2 posts of @{ada.handle} on bluesky, oldest first:" in recent.stdout
+    assert "  folding note 2\n  with a second line" in recent.stdout and "folding note 1" not in recent.stdout
+
+    searched = await asyncio.to_thread(run_cli, config, "search", "folding", "note", "3")
+    assert searched.returncode == 0, searched.stderr
+    assert "The newest 3 posts matching 'folding note' on bluesky" in searched.stdout
+    assert "`bridge watch 'folding note' --to <chat>` relays new ones." in searched.stdout
+
+    bad = await asyncio.to_thread(run_cli, config, "recent", ada.handle, "50")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == "error: Ask for 1 to 20 posts, not 50."
+    missing = await asyncio.to_thread(run_cli, config, "who", "nobody-here.test")
+    assert missing.returncode == 1 and "no Bluesky account @nobody-here.test" in missing.stderr
