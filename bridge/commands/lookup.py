@@ -16,6 +16,7 @@ ledger: nothing is recorded as delivered, and a later relay of the same post is 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ SEARCH_DEFAULT = 5
 SEARCH_MAX = 20
 MAX_WORDS = 256
 BIO_LINE = 120
+# How long /recent may wait in all for the room's pace before it says the chat is busy.
+RECENT_PATIENCE = 30.0
 
 FIND_HELP = "/find <words> – find accounts by name or bio, e.g. /find CEO biotech (prefix bluesky: to pick the network)"
 WHO_HELP = "/who <handle> – an account in brief"
@@ -360,18 +363,26 @@ class Lookup:
             return 0
         batch = uuid.uuid4().hex[:16]
         shown = 0
+        waited = 0.0
         for i, post in enumerate(posts):
             buttons = (Button(ButtonAction.OPEN, "Open", url=post.url),) if post.url else ()
             # id 0: no ledger row; the key is this showing's own, so a platform's idempotency
             # (Discord nonce) never mistakes it for a relay of the same post.
             delivery = Delivery(0, f"look-{batch}-{i}", post, e.target, buttons)
-            try:
-                await chat.send(delivery)
-            except RateLimited:
-                break
-            except BridgeError as exc:
-                log.warning("recent not shown target=%s post=%s reason=%r", e.target, post.ref, str(exc))
-                break
+            while True:
+                try:
+                    await chat.send(delivery)
+                    break
+                except RateLimited as exc:
+                    # The room's pace (Telegram: 20 a minute in a group) may ask for a wait;
+                    # wait it out within the budget, else say the chat is busy.
+                    if waited + exc.retry_after > RECENT_PATIENCE:
+                        return shown
+                    waited += exc.retry_after
+                    await asyncio.sleep(exc.retry_after)
+                except BridgeError as exc:
+                    log.warning("recent not shown target=%s post=%s reason=%r", e.target, post.ref, str(exc))
+                    return shown
             shown += 1
         return shown
 

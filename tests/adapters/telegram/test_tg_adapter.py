@@ -80,6 +80,10 @@ async def test_start_registers_the_commands(adapter: TelegramAdapter, tg: Telegr
         "status",
         "pause",
         "resume",
+        "find",
+        "who",
+        "recent",
+        "search",
         "help",
     }
 

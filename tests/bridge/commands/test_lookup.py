@@ -11,6 +11,7 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import config_from_dict
+from bridge.errors import RateLimited
 from bridge.model import Answer, Button, ButtonAction, Profile, Source, SourceKind
 from bridge.storage.store import Store
 from tests.fakes import FakeChat, FakeNetwork, author
@@ -201,3 +202,17 @@ async def test_forged_tokens_are_refused(bridge_with: Factory, token: str) -> No
     answer = await b.chats["fakechat"].press("r", "boss", token)
     assert not answer.ok and ("another chat" in answer.text or "not one of the bridge's" in answer.text)
     assert ButtonAction.HERE.value == "here"
+
+
+async def test_recent_waits_out_a_short_pace_and_says_when_the_chat_is_busy(bridge_with: Factory) -> None:
+    b = await bridge_with()
+    chat, net = b.chats["fakechat"], b.networks["fakenet"]
+    for i in range(3):
+        net.published.append(net.make_post("ada.fake", f"post {i}"))
+    chat.fail["r"] = [RateLimited(0.05, "r")]
+    answer = await chat.command("r", "someone", "/recent ada.fake 3")
+    assert answer.ok and [d.post.text for d in chat.sent] == ["post 0", "post 1", "post 2"]
+    chat.sent.clear()
+    chat.fail["r"] = [RateLimited(0.0, "r"), RateLimited(600, "r")]
+    busy = await chat.command("r", "someone", "/recent ada.fake 3")
+    assert not busy.ok and busy.text == "Showed 0 of 3 posts of @ada.fake; the chat is busy, try again in a minute."
