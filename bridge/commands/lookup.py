@@ -430,7 +430,9 @@ class Lookup:
             return Answer("That button is not one of the bridge's.", ok=False)
         what, lookup_id, index = parsed
         found = await self.c.b.store.lookup(lookup_id)
-        if found is None or found.room.room != e.target.room:
+        if found is None:
+            return Answer("That answer is too old for its buttons (they work for 30 days); ask again.", ok=False)
+        if found.room.room != e.target.room:
             log.warning("refused lookup button=%s actor=%s room=%s reason=another-chat", what, e.user.key, e.target)
             return Answer("That button belongs to a message in another chat.", ok=False)
         net = self.c.b.networks.get(found.network)

@@ -209,6 +209,10 @@ def _sub_info(row: Subscription) -> SubscriptionInfo:
     )
 
 
+# How long the buttons of a /find, /who or /search answer keep working.
+LOOKUP_KEPT = timedelta(days=30)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredLookup:
     """A look-up answer as ``save_lookup`` kept it."""
@@ -413,6 +417,8 @@ class Store:
     async def save_lookup(self, room: ChatTarget, network: str, kind: str, query: str, page: Mapping[str, Any]) -> int:
         """Keep what a look-up answer shows, for its buttons; the row's id goes in their tokens."""
         row = await LookupResult.create(room=str(room), network=network, kind=kind, query=query, page=dict(page))
+        if row.id % 100 == 0:  # now and then, forget answers nobody will press any more
+            await LookupResult.filter(created_at__lt=utcnow() - LOOKUP_KEPT).delete()
         return row.id
 
     async def lookup(self, lookup_id: int) -> StoredLookup | None:

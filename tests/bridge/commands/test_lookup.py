@@ -200,7 +200,7 @@ async def test_refusals_and_costs_come_from_the_network(bridge_with: Factory) ->
 async def test_forged_tokens_are_refused(bridge_with: Factory, token: str) -> None:
     b = await bridge_with()
     answer = await b.chats["fakechat"].press("r", "boss", token)
-    assert not answer.ok and ("another chat" in answer.text or "not one of the bridge's" in answer.text)
+    assert not answer.ok and ("too old" in answer.text or "not one of the bridge's" in answer.text)
     assert ButtonAction.HERE.value == "here"
 
 
@@ -216,3 +216,21 @@ async def test_recent_waits_out_a_short_pace_and_says_when_the_chat_is_busy(brid
     chat.fail["r"] = [RateLimited(0.0, "r"), RateLimited(600, "r")]
     busy = await chat.command("r", "someone", "/recent ada.fake 3")
     assert not busy.ok and busy.text == "Showed 0 of 3 posts of @ada.fake; the chat is busy, try again in a minute."
+
+
+async def test_answers_older_than_30_days_are_forgotten_and_their_buttons_say_so(bridge_with: Factory) -> None:
+    from datetime import timedelta
+
+    from bridge.storage.models import LookupResult
+    from bridge.storage.store import utcnow
+
+    b = await bridge_with()
+    chat = b.chats["fakechat"]
+    old = button(await chat.command("r", "someone", "/find helix"), "Recent").token
+    await LookupResult.all().update(created_at=utcnow() - timedelta(days=31))
+    fresh = button(await chat.command("r", "someone", "/find helix"), "Recent").token
+    while (await LookupResult.all().order_by("-id").first()).id % 100:  # type: ignore[union-attr]
+        await b.store.save_lookup(chat.target("r"), "fakenet", "search", "x", {"query": "x"})
+    answer = await chat.press("r", "someone", old)
+    assert not answer.ok and "too old" in answer.text and "ask again" in answer.text
+    assert (await chat.press("r", "someone", fresh)).ok
