@@ -253,3 +253,28 @@ async def test_the_four_look_ups_from_the_terminal(atproto: AtprotoStack, team: 
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == "error: Ask for 1 to 20 posts, not 50."
     missing = await asyncio.to_thread(run_cli, config, "who", "nobody-here.test")
     assert missing.returncode == 1 and "no Bluesky account @nobody-here.test" in missing.stderr
+
+
+async def test_the_adapter_looks_up_without_start(atproto: AtprotoStack, make_adapter: Any, team: Team) -> None:
+    kim = await atproto.create_account("kim", "Kim Vale", "Harpsichord restorer, Leipzig")
+    await atproto.create_account("lou", "Lou Vale", "harpsichord tuner")
+    await atproto.post(kim, "A 1740 harpsichord, restored")
+    await atproto.follow(team.account, kim)
+    await atproto.process_all()
+    adapter, _ = await make_adapter(start=False)
+
+    first = await adapter.find_accounts("harpsichord", 1)
+    assert [p.author.handle for p in first.profiles] == [kim.handle] and first.next_cursor
+    [p] = first.profiles
+    assert p.author.id == kim.did and p.author.display_name == "Kim Vale" and p.bio.startswith("Harpsichord restorer")
+    assert p.followed_by_team is True
+    second = await adapter.find_accounts("harpsichord", 1, first.next_cursor)
+    assert [q.author.display_name for q in second.profiles] == ["Lou Vale"] and second.profiles[0].followed_by_team is False
+
+    profile = await adapter.profile(f"@{kim.handle}")
+    assert (profile.followers, profile.posts, profile.followed_by_team) == (1, 1, True)
+    [post] = await adapter.search_posts("1740 harpsichord", 5)
+    assert post.text == "A 1740 harpsichord, restored" and post.author.id == kim.did
+    with pytest.raises(ValueError, match="no word"):
+        await adapter.find_accounts(" ?! ", 5)
+    assert adapter.lookup_cost("find", 5) == ""
