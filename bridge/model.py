@@ -60,6 +60,26 @@ class Link:
 
 
 @dataclass(frozen=True, slots=True)
+class Profile:
+    """An account as /find and /who show it."""
+
+    author: Author  # id (stable), handle, display_name, url
+    bio: str = ""  # plain text
+    followers: int | None = None  # None: the network does not say
+    following: int | None = None
+    posts: int | None = None
+    followed_by_team: bool | None = None  # whether the team account follows it; None: unknown
+
+
+@dataclass(frozen=True, slots=True)
+class ProfilePage:
+    """One page of accounts found by ``find_accounts``."""
+
+    profiles: tuple[Profile, ...]
+    next_cursor: str = ""  # "" when there is no next page (opaque to the core)
+
+
+@dataclass(frozen=True, slots=True)
 class QuotedPost:
     """The post a post quotes, in brief."""
 
@@ -238,7 +258,9 @@ class Answer:
 
     ``text`` is plain text (the adapter escapes it). ``public`` answers are for the whole
     room (they changed its feeds); others may be shown only to the person who asked
-    (Discord ephemeral). ``ask_text_for`` asks the adapter to prompt the person for text
+    (Discord ephemeral). ``buttons`` go under the answer (Telegram inline keyboard, Discord
+    components), in rows of at most three in the adapter's rendering; their tokens come back as
+    BUTTON events like those under relayed posts. ``ask_text_for`` asks the adapter to prompt the person for text
     (Telegram ForceReply, Discord modal) and send it back as a REPLY event with that token.
     """
 
@@ -246,6 +268,7 @@ class Answer:
     public: bool = False
     ok: bool = True
     ask_text_for: str = ""
+    buttons: tuple[Button, ...] = ()
 
 
 class Action(enum.StrEnum):
@@ -257,6 +280,8 @@ class Action(enum.StrEnum):
     LIKE = "like"
     REPOST = "repost"
     FOLLOW = "follow"
+    FIND = "find"  # look accounts up (/find, /who)
+    SEARCH = "search"  # a one-off search of posts (/search)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +312,10 @@ class ButtonAction(enum.StrEnum):
     LIKE = "like"
     REPOST = "repost"
     FOLLOW = "follow"
+    # Under a /find, /who or /search answer (tokens of bridge.commands.lookup, not deliveries).
+    HERE = "here"  # subscribe this room (Follow here, Watch here)
+    RECENT = "recent"  # show an account's recent posts
+    PAGE = "page"  # Next / Previous
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ from bridge.model import (
     Delivery,
     Post,
     Posted,
+    Profile,
+    ProfilePage,
     Sent,
     Source,
     SubscriptionSummary,
@@ -198,7 +200,34 @@ class NetworkAdapter(Protocol):
         ...
 
     async def recent(self, source: Source, limit: int) -> list[Post]:
-        """The newest ``limit`` posts of ``source``, newest last (for ``backfill``)."""
+        """The newest ``limit`` posts of a FOLLOW source (value: the account id) or a QUERY
+        source, newest last (for ``backfill`` and /recent). Must work without ``start``."""
+        ...
+
+    async def find_accounts(self, words: str, limit: int, cursor: str = "") -> ProfilePage:
+        """Accounts matching ``words`` (names, handles, bios as the network searches them), at
+        most ``limit`` (the core asks for 10 or fewer), from ``cursor`` (a ``next_cursor`` of an
+        earlier page, "" for the first). Must work without ``start``. ValueError with a message
+        for the user on bad input; a network that cannot search accounts refuses Action.FIND in
+        ``capabilities()`` with its reason and raises Permanent(reason) here."""
+        ...
+
+    async def profile(self, handle: str) -> Profile:
+        """One account by handle (as typed, without a ``network:`` prefix) or id, with
+        ``followed_by_team`` where the network says. NotFound when it does not exist,
+        ValueError when the handle is malformed. Must work without ``start``."""
+        ...
+
+    async def search_posts(self, query: str, limit: int) -> list[Post]:
+        """A one-off search: the newest ``limit`` posts matching ``query``, newest last. Nothing
+        is recorded (no cursor). Must work without ``start``; a network that cannot search
+        refuses Action.SEARCH in ``capabilities()`` and raises Permanent(reason) here."""
+        ...
+
+    def lookup_cost(self, what: str, limit: int) -> str:
+        """A one-line price note for a look-up (``what`` is "find", "who", "recent" or
+        "search"; ``limit`` the results asked), e.g. "about $0.05 of the $25 budget", or "" on
+        a free network. The core shows it when not empty. Must not do I/O."""
         ...
 
     def check_text(self, text: str) -> str | None:

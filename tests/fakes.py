@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from bridge.configschema import Key
-from bridge.errors import NotFound, Transient
+from bridge.errors import NotFound, Permanent, Transient
 from bridge.model import (
     Action,
     Answer,
@@ -29,6 +29,8 @@ from bridge.model import (
     Item,
     Post,
     Posted,
+    Profile,
+    ProfilePage,
     Ref,
     Sent,
     Source,
@@ -46,6 +48,7 @@ class FakeNetwork:
         "max_length": Key(int, 300, help="longest post allowed"),
         "token": Key(str, "", secret=True),
         "refuse": Key(dict, {}, help="actions this network refuses, with its reason"),
+        "cost": Key(str, "", help="the price note of a look-up"),
     }
 
     def __init__(self, settings: Mapping[str, Any], host: Host) -> None:
@@ -60,6 +63,7 @@ class FakeNetwork:
         self._ids = itertools.count(1)
         self.fail_next: list[Exception] = []
         self.lose_answers = 0  # the next actions are done, but their answer never arrives
+        self.accounts: list[Profile] = []  # what find_accounts and profile know
 
     async def start(self) -> None:
         self.started = True
@@ -83,6 +87,31 @@ class FakeNetwork:
 
     async def recent(self, source: Source, limit: int) -> list[Post]:
         return [p for p in self.published if _wants(source, p)][-limit:]
+
+    async def find_accounts(self, words: str, limit: int, cursor: str = "") -> ProfilePage:
+        if not self.capabilities().allows(Action.FIND):
+            raise Permanent(self.capabilities().refusal(Action.FIND))
+        wanted = words.casefold().split()
+        found = [
+            p
+            for p in self.accounts
+            if all(w in f"{p.author.handle} {p.author.display_name} {p.bio}".casefold() for w in wanted)
+        ]
+        start = int(cursor or 0)
+        page = tuple(found[start : start + limit])
+        return ProfilePage(page, str(start + limit) if start + limit < len(found) else "")
+
+    async def profile(self, handle: str) -> Profile:
+        who = await self.resolve(handle)
+        return next((p for p in self.accounts if p.author.id == who.id), Profile(who))
+
+    async def search_posts(self, query: str, limit: int) -> list[Post]:
+        if not self.capabilities().allows(Action.SEARCH):
+            raise Permanent(self.capabilities().refusal(Action.SEARCH))
+        return [p for p in self.published if query.casefold() in p.text.casefold()][-limit:]
+
+    def lookup_cost(self, what: str, limit: int) -> str:
+        return str(self.settings.get("cost", ""))
 
     def check_text(self, text: str) -> str | None:
         limit = self.settings.get("max_length", 300)

@@ -30,6 +30,7 @@ from adapters.bluesky.convert import (
     post_from_feed_item,
     post_from_view,
     post_url,
+    profile_from,
     profile_url,
 )
 from adapters.bluesky.feeds import TIMELINE_KEY, Cursors, Feeds, Inbox, Search, Timeline, hydrate, iso
@@ -42,9 +43,11 @@ from bridge.configschema import Key
 from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited, Transient
 from bridge.intake.paging import Turn
 from bridge.intake.schedule import RequestBudget, Schedule
-from bridge.model import Author, Batch, Capabilities, Post, Posted, Ref, Source, SourceKind
+from bridge.model import Author, Batch, Capabilities, Post, Posted, Profile, ProfilePage, Ref, Source, SourceKind
 from bridge.protocols import Host
 
+# The longest search query sent (the AppView's q has no documented limit; ours is /watch's).
+MAX_QUERY = 256
 # Bluesky: a post is at most 300 graphemes (app.bsky.feed.post maxGraphemes).
 TEXT_LIMIT = 300
 # Chat messages a retried direct message looks through for its first try's copy.
@@ -367,6 +370,62 @@ class BlueskyAdapter:
         found = [as_account(p, self.name) for p in posts if p is not None]
         found.sort(key=lambda p: p.created_at)
         return found[-limit:]
+
+    # --- look-ups (/find, /who, /recent, /search) -------------------------------------------------
+
+    async def find_accounts(self, words: str, limit: int, cursor: str = "") -> ProfilePage:
+        """app.bsky.actor.searchActors (the AppView matches handles, display names and bios),
+        with whether the team account follows each from app.bsky.graph.getRelationships."""
+        words = " ".join(words.split())
+        if not any(c.isalnum() for c in words):
+            raise ValueError(f"{words[:40]!r} has no word to search for")
+        params: dict[str, Any] = {"q": words[:MAX_QUERY], "limit": max(1, min(limit, 25))}
+        if cursor:
+            params["cursor"] = cursor[:512]
+        res = await self.api.query("app.bsky.actor.searchActors", **params)
+        views = [v for v in res.get("actors") or () if isinstance(v, Mapping) and isinstance(v.get("did"), str)]
+        following = await self._team_follows([v["did"] for v in views])
+        profiles = tuple(profile_from(v, following.get(v["did"])) for v in views[:limit])
+        next_cursor = res.get("cursor")
+        return ProfilePage(profiles, next_cursor if isinstance(next_cursor, str) and profiles else "")
+
+    async def profile(self, handle: str) -> Profile:
+        """app.bsky.actor.getProfile (counts and bio) for the account ``resolve`` finds."""
+        author = await self.resolve(handle)
+        try:
+            view = await self.api.query("app.bsky.actor.getProfile", actor=author.id)
+        except (NotFound, Permanent):  # not indexed by the AppView yet: what resolve knows
+            return Profile(author, followed_by_team=(await self._team_follows([author.id])).get(author.id))
+        found = (await self._team_follows([author.id])).get(author.id)
+        return profile_from(view, found)
+
+    async def _team_follows(self, dids: list[str]) -> dict[str, bool]:
+        """Whether the team account follows each DID (app.bsky.graph.getRelationships takes at
+        most 30 at a time); {} when it cannot say."""
+        out: dict[str, bool] = {}
+        await self.session.ensure()
+        me = self.session.did
+        for i in range(0, len(dids), 30):
+            chunk = [d for d in dids[i : i + 30] if d != me]
+            if not chunk:
+                continue
+            try:
+                rel = await self.api.query("app.bsky.graph.getRelationships", actor=me, others=chunk)
+            except (NotFound, Permanent):
+                return out
+            for r in rel.get("relationships") or ():
+                if isinstance(r, Mapping) and isinstance(r.get("did"), str):
+                    out[r["did"]] = isinstance(r.get("following"), str)
+        return out
+
+    async def search_posts(self, query: str, limit: int) -> list[Post]:
+        query = " ".join(query.split())
+        if not any(c.isalnum() for c in query):
+            raise ValueError(f"{query[:40]!r} has no word to search for")
+        return await self.recent(Source(self.name, SourceKind.QUERY, query[:MAX_QUERY]), limit)
+
+    def lookup_cost(self, what: str, limit: int) -> str:
+        return ""  # Bluesky's AppView reads are free
 
     def check_text(self, text: str) -> str | None:
         return check_text(text)

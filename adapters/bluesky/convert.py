@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.bluesky.richtext import links_from_facets
-from bridge.model import Author, Media, Post, QuotedPost, Ref
+from bridge.model import Author, Media, Post, Profile, QuotedPost, Ref
 
 NETWORK = "bluesky"  # the network type; an account's own name replaces it (as_account)
 APP = "https://bsky.app"
@@ -78,6 +78,27 @@ def author_from(view: Any) -> Author:
         display_name=_str(v.get("displayName")),
         avatar_url=_str(v.get("avatar")),
         url=profile_url(handle if handle != "handle.invalid" else did),
+    )
+
+
+def profile_from(view: Any, followed_by_team: bool | None = None) -> Profile:
+    """Profile from a profileView or profileViewDetailed (searchActors gives no counts)."""
+    v = _map(view)
+
+    def count(key: str) -> int | None:
+        n = v.get(key)
+        return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
+
+    viewer = _map(v.get("viewer"))
+    if followed_by_team is None and "viewer" in v and "following" in viewer:
+        followed_by_team = isinstance(viewer.get("following"), str)
+    return Profile(
+        author=author_from(v),
+        bio=_str(v.get("description")),
+        followers=count("followersCount"),
+        following=count("followsCount"),
+        posts=count("postsCount"),
+        followed_by_team=followed_by_team,
     )
 
 

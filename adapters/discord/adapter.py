@@ -330,7 +330,7 @@ class DiscordAdapter:
                     await interaction.response.send_modal(_text_modal(answer))
                 else:
                     await interaction.response.send_message(
-                        notice_text(answer.text), ephemeral=not answer.public, allowed_mentions=NO_MENTIONS
+                        notice_text(answer.text), ephemeral=not answer.public, allowed_mentions=NO_MENTIONS, **_view(answer)
                     )
                 return
             await interaction.response.defer(ephemeral=True, thinking=True)
@@ -340,9 +340,9 @@ class DiscordAdapter:
                 text = notice_text(f"{answer.text}\nReply to the post with your text (mention me).".strip())
             if answer.public:
                 await interaction.edit_original_response(content="Done.")
-                await interaction.followup.send(text, ephemeral=False, allowed_mentions=NO_MENTIONS)
+                await interaction.followup.send(text, ephemeral=False, allowed_mentions=NO_MENTIONS, **_view(answer))
             else:
-                await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
+                await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS, **_view(answer))
         except discord.HTTPException as exc:
             self.log.warning("discord.answer_failed interaction=%s error=%s", interaction.id, exc)
 
@@ -416,6 +416,12 @@ def _can_manage(message: discord.Message) -> bool:
         return bool(message.channel.permissions_for(message.author).manage_channels)  # type: ignore[union-attr, arg-type]
     except Exception:
         return False
+
+
+def _view(answer: Answer) -> dict[str, discord.ui.View]:
+    """The ``view=`` argument for an answer with buttons (a /find answer), else nothing."""
+    view = buttons_view(answer.buttons)
+    return {"view": view} if view is not None else {}
 
 
 def _text_modal(answer: Answer) -> discord.ui.Modal:

@@ -100,6 +100,26 @@ def build_tree(client: discord.Client, on_command: CommandHandler, choices: Subs
     async def resume(interaction: discord.Interaction) -> None:
         await on_command(interaction, "resume", "")
 
+    @tree.command(name="find", description="Find accounts by words in their names and bios")
+    @app_commands.describe(words="e.g. CEO biotech (prefix bluesky: to pick the network)")
+    async def find(interaction: discord.Interaction, words: str) -> None:
+        await on_command(interaction, "find", words)
+
+    @tree.command(name="who", description="An account in brief")
+    @app_commands.describe(handle="e.g. alice.bsky.social")
+    async def who(interaction: discord.Interaction, handle: str) -> None:
+        await on_command(interaction, "who", handle)
+
+    @tree.command(name="recent", description="An account's last posts, without following it")
+    @app_commands.describe(handle="e.g. alice.bsky.social", count="how many (1-20, default 5)")
+    async def recent(interaction: discord.Interaction, handle: str, count: app_commands.Range[int, 1, 20] = 5) -> None:
+        await on_command(interaction, "recent", f"{handle} {count}")
+
+    @tree.command(name="search", description="The newest posts matching a query, once")
+    @app_commands.describe(query="e.g. CEO biotech", count="how many (1-20, default 5)")
+    async def search(interaction: discord.Interaction, query: str, count: app_commands.Range[int, 1, 20] = 5) -> None:
+        await on_command(interaction, "search", f"{query} {count}")
+
     @tree.command(name="help", description="How to use the bridge, this channel's id and yours")
     async def help_(interaction: discord.Interaction) -> None:
         await on_command(interaction, "help", "")

@@ -165,6 +165,26 @@ def plan_post(post: Post, buttons: tuple[Button, ...] = ()) -> list[Piece]:
     return [album, *plan_text(markup, rows)]
 
 
-def plan_notice(text: str) -> list[Piece]:
-    """A plain-text notice or answer from the bridge, escaped and split to fit."""
-    return plan_text(html.escape(text.strip() or "…"))
+def plan_notice(text: str, buttons: tuple[Button, ...] = ()) -> list[Piece]:
+    """A plain-text notice or answer from the bridge, escaped and split to fit; ``buttons``
+    (an Answer's) go on the last piece."""
+    return plan_text(html.escape(text.strip() or "…"), answer_keyboard(buttons))
+
+
+def answer_keyboard(buttons: tuple[Button, ...]) -> tuple[tuple[KeyboardButton, ...], ...]:
+    """An answer's buttons as inline keyboard rows of three, in order (a /find answer has three
+    per account: one row each; paging buttons share the last row). Buttons Telegram would
+    refuse are left out, as in ``keyboard``."""
+    rest: list[KeyboardButton] = []
+    paging: list[KeyboardButton] = []
+    for button in buttons:
+        if button.action == ButtonAction.OPEN:
+            if _is_web_url(button.url):
+                rest.append(KeyboardButton(button.label, url=button.url))
+        elif button.token and len(button.token.encode()) <= MAX_CALLBACK_DATA:
+            row = paging if button.action == ButtonAction.PAGE else rest
+            row.append(KeyboardButton(button.label, callback_data=button.token))
+    rows = [tuple(rest[i : i + 3]) for i in range(0, len(rest), 3)]
+    if paging:
+        rows.append(tuple(paging))
+    return tuple(rows)

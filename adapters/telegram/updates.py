@@ -42,6 +42,10 @@ COMMANDS: dict[str, str] = {
     "status": "Health of this chat's feeds",
     "pause": "Stop relaying into this chat until /resume",
     "resume": "Relay into this chat again",
+    "find": "Find accounts by name or bio: /find CEO biotech",
+    "who": "An account in brief: /who alice.bsky.social",
+    "recent": "An account's last posts, without following: /recent alice.bsky.social 5",
+    "search": "The newest posts matching, once: /search CEO biotech",
     "help": "How to use the bridge, this chat's id and yours",
 }
 WELCOME = "Welcome! This bot relays posts from microblog networks into this chat and lets you answer them."
@@ -130,7 +134,7 @@ class UpdateHandler:
             event = ChatEvent(EventKind.COMMAND, target, user, command=verb, args=command.args)
             answer = await self._ask(event)
             if command.verb == "start":
-                answer = Answer(f"{WELCOME}\n\n{answer.text}", public=answer.public, ok=answer.ok)
+                answer = Answer(f"{WELCOME}\n\n{answer.text}", public=answer.public, ok=answer.ok, buttons=answer.buttons)
             await self._answer(message, target, answer)
             return
         replied = message.reply_to_message
@@ -160,7 +164,11 @@ class UpdateHandler:
             return
         try:
             await self._outbox.send(
-                message.chat.id, plan_notice(answer.text), thread_id=thread, reply_to=message.message_id, patient=True
+                message.chat.id,
+                plan_notice(answer.text, answer.buttons),
+                thread_id=thread,
+                reply_to=message.message_id,
+                patient=True,
             )
         except TelegramError as exc:
             self._log.warning("telegram.answer_failed chat=%s error=%s", message.chat.id, exc)
@@ -199,7 +207,11 @@ class UpdateHandler:
             thread = int(target.thread_id) if target.thread_id else None
             try:
                 await self._outbox.send(
-                    int(target.chat_id), plan_notice(answer.text), thread_id=thread, reply_to=message.message_id, patient=True
+                    int(target.chat_id),
+                    plan_notice(answer.text, answer.buttons),
+                    thread_id=thread,
+                    reply_to=message.message_id,
+                    patient=True,
                 )
             except TelegramError as exc:
                 self._log.warning("telegram.answer_failed chat=%s error=%s", target.chat_id, exc)

@@ -117,7 +117,45 @@ VERBS: Mapping[str, Verb] = {
         examples=("bridge status", "bridge status --to telegram:-1001234567890"),
         to_required=False,
     ),
+    "find": Verb(
+        "find accounts by words in their names and bios",
+        "WORDS",
+        "+",
+        "the words, e.g. CEO biotech",
+        ("bridge find CEO biotech", "bridge find --network bluesky gene therapy"),
+        to_required=False,
+        network=True,
+    ),
+    "who": Verb(
+        "an account in brief: bio, counts, link, whether the team follows it, which chats relay it",
+        "HANDLE",
+        None,
+        "a handle (alice.bsky.social) or a DID",
+        ("bridge who alice.bsky.social",),
+        to_required=False,
+        network=True,
+    ),
+    "recent": Verb(
+        "an account's last posts (default 5, at most 20), without following it",
+        "HANDLE [N]",
+        "+",
+        "the handle, then how many",
+        ("bridge recent alice.bsky.social", "bridge recent alice.bsky.social 20"),
+        to_required=False,
+        network=True,
+    ),
+    "search": Verb(
+        "the newest posts matching a query, once (`bridge watch` relays them from now on)",
+        "QUERY [N]",
+        "+",
+        "the search words, then how many (default 5, at most 20)",
+        ("bridge search CEO biotech", "bridge search '\"gene therapy\"' 10"),
+        to_required=False,
+        network=True,
+    ),
 }
+# Verbs that only look: they need no chat (--to is ignored) and change nothing.
+LOOKUPS = ("find", "who", "recent", "search")
 
 
 def add_parsers(sub: argparse._SubParsersAction, **common: object) -> None:
@@ -192,9 +230,11 @@ async def run(config: Config, args: argparse.Namespace) -> int:
             if sub is None or not sub.enabled:
                 return _fail(f"no subscription #{text.split()[0].removeprefix('#')}; `bridge subs` lists them", EXIT_FAILED)
             target = sub.destination
+        if target is None and name in LOOKUPS:
+            target = ChatTarget(TERMINAL, "terminal")
         if target is None:
             return await _everywhere(bridge, name)
-        if name == "follow":
+        if name == "follow" or name in LOOKUPS:
             # The networks log in (or reuse the saved session) before resolving the handle.
             for net in bridge.networks.values():
                 try:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from bridge.commands.actions import ActionLog, Unfinished, author_request, post_request
+from bridge.commands.lookup import Lookup
+from bridge.commands.lookup import parse_token as lookup_token
 from bridge.delivery.buttons import parse_token
 from bridge.delivery.quiet import QUIET_HELP, parse_quiet
 from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited, Transient
@@ -52,6 +54,10 @@ TERMINAL = "cli"
 KNOWN_NETWORKS = ("bluesky", "mastodon", "x")
 
 HELP = """Commands:
+/find <words> – find accounts by name or bio, e.g. /find CEO biotech; buttons follow them here
+/who <handle> – an account in brief
+/recent <handle> [n] – its last posts, without following
+/search <query> [n] – the newest posts matching, once
 /follow <handle> – relay an account's posts here (prefix bluesky: to pick the network)
 /unfollow <handle or id> – stop
 /watch <query> – relay posts matching a search, e.g. /watch "Home Depot"
@@ -138,6 +144,7 @@ class Commands:
     def __init__(self, bridge: Core) -> None:
         self.b = bridge
         self.actions = ActionLog(bridge.store, lambda: bridge.networks, self._notify)
+        self.lookup = Lookup(self)
         self._verbs: dict[str, Callable[[ChatEvent], Awaitable[Answer]]] = {
             "help": self.help,
             "start": self.help,
@@ -155,6 +162,10 @@ class Commands:
             "status": self.status,
             "pause": self.pause,
             "resume": self.resume,
+            "find": self.lookup.find,
+            "who": self.lookup.who,
+            "recent": self.lookup.recent,
+            "search": self.lookup.search,
         }
 
     # --- entry point ---------------------------------------------------------------------
@@ -620,6 +631,8 @@ class Commands:
         )
 
     async def button(self, e: ChatEvent) -> Answer:
+        if lookup_token(e.token) is not None:
+            return await self.lookup.button(e, e.token)
         parsed = parse_token(e.token)
         if parsed is None:
             return Answer("That button is not one of the bridge's.", ok=False)

@@ -149,6 +149,22 @@ class Notice(Timestamped):
         indexes = (("status", "next_attempt_at"),)
 
 
+class LookupResult(Timestamped):
+    """A /find, /who or /search answer whose buttons may be pressed later: the token of each
+    button names this row (and an entry in it), so a press after a restart is answered from
+    here, and only in the room the answer was sent to."""
+
+    id = fields.BigIntField(primary_key=True)
+    room = fields.CharField(max_length=255, description="chat target the answer was sent to")
+    network = fields.CharField(max_length=32, description="account (config section) looked up on")
+    kind = fields.CharField(max_length=16, description="find, who or search")
+    query = fields.TextField(description="the words, handle or query asked")
+    page = fields.JSONField(description="what the answer shows: accounts or the query, and the cursors of its pages")
+
+    class Meta:
+        table = "lookup_results"
+
+
 class AdapterState(Timestamped):
     id = fields.IntField(primary_key=True)
     adapter = fields.CharField(max_length=32, description="adapter name")

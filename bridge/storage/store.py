@@ -34,6 +34,7 @@ from bridge.storage.models import (
     Cursor,
     DeliveryRow,
     Destination,
+    LookupResult,
     Notice,
     OutboundAction,
     SeenPost,
@@ -206,6 +207,22 @@ def _sub_info(row: Subscription) -> SubscriptionInfo:
         enabled=row.enabled,
         start_at=row.start_at,
     )
+
+
+# How long the buttons of a /find, /who or /search answer keep working.
+LOOKUP_KEPT = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLookup:
+    """A look-up answer as ``save_lookup`` kept it."""
+
+    id: int
+    room: ChatTarget
+    network: str
+    kind: str
+    query: str
+    page: dict[str, Any]
 
 
 class Store:
@@ -394,6 +411,22 @@ class Store:
     async def load_cursor(self, network: str, key: str) -> str | None:
         row = await Cursor.get_or_none(network=network, key=key)
         return row.value if row else None
+
+    # --- look-up answers (/find, /who, /search) whose buttons may be pressed later ---------
+
+    async def save_lookup(self, room: ChatTarget, network: str, kind: str, query: str, page: Mapping[str, Any]) -> int:
+        """Keep what a look-up answer shows, for its buttons; the row's id goes in their tokens."""
+        row = await LookupResult.create(room=str(room), network=network, kind=kind, query=query, page=dict(page))
+        if row.id % 100 == 0:  # now and then, forget answers nobody will press any more
+            await LookupResult.filter(created_at__lt=utcnow() - LOOKUP_KEPT).delete()
+        return row.id
+
+    async def lookup(self, lookup_id: int) -> StoredLookup | None:
+        row = await LookupResult.get_or_none(id=lookup_id)
+        if row is None:
+            return None
+        page = row.page if isinstance(row.page, dict) else {}
+        return StoredLookup(row.id, ChatTarget.parse(row.room), row.network, row.kind, row.query, page)
 
     async def load_state(self, adapter: str, key: str) -> str | None:
         row = await AdapterState.get_or_none(adapter=adapter, key=key)

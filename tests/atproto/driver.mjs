@@ -302,9 +302,14 @@ const commands = {
 };
 
 try {
+  // ATPROTO_SEARCH_URL: a search service the AppView asks for actor and post search
+  // (app.bsky.unspecced.searchActorsSkeleton / searchPostsSkeleton), as bsky.app's AppView
+  // does; without it the AppView's own search matches handles only.
+  const searchUrl = process.env.ATPROTO_SEARCH_URL || undefined;
   network = await TestNetwork.create({
     dbPostgresUrl: pgUrl,
     dbPostgresSchema: schema,
+    ...(searchUrl ? { bsky: { searchUrl } } : {}),
   });
   sc = network.getSeedClient();
   // Count createSession calls (successful or not) per identifier, so that tests can check

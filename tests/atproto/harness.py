@@ -132,7 +132,9 @@ class AtprotoStack:
     # --- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, harness_dir: Path) -> AtprotoStack:
+    def start(cls, harness_dir: Path, search_url: str = "") -> AtprotoStack:
+        """Start a network. ``search_url``: a search service the AppView asks for actor and
+        post search (tests/atproto/search.py), as bsky.app's does."""
         check_services()
         node_bin = harness_dir / "node" / "bin"
         env = {
@@ -142,6 +144,7 @@ class AtprotoStack:
             "ATPROTO_SCHEMA": schema_name(),
             "BRIDGE_TEST_POSTGRES": POSTGRES,
             "BRIDGE_TEST_REDIS": REDIS,
+            **({"ATPROTO_SEARCH_URL": search_url} if search_url else {}),
         }
         log_fd, log_name = tempfile.mkstemp(prefix="atproto-driver-", suffix=".log")
         proc = subprocess.Popen(
@@ -226,11 +229,13 @@ class AtprotoStack:
 
     # --- helpers the tests read like -----------------------------------------------------------
 
-    async def create_account(self, prefix: str, display_name: str | None = None) -> Account:
-        """A new account ``<prefix><suffix>.test``; with ``display_name``, a profile too."""
+    async def create_account(self, prefix: str, display_name: str | None = None, bio: str = "") -> Account:
+        """A new account ``<prefix><suffix>.test``; with ``display_name``, a profile too (with
+        ``bio`` as its description)."""
         args: dict[str, Any] = {"name": unique_name(prefix)}
         if display_name is not None:
             args["displayName"] = display_name
+            args["description"] = bio
         r = await self.call("createAccount", **args)
         return Account(r["did"], r["handle"], r["password"])
 

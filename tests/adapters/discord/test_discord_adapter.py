@@ -292,3 +292,43 @@ def test_parse_target(text: str, expected: ChatTarget, host: FakeHost) -> None:
 def test_parse_target_refuses(text: str, host: FakeHost) -> None:
     with pytest.raises(ValueError, match="channel id"):
         DiscordAdapter({"token": "t"}, host).parse_target(text)
+
+
+async def test_an_answer_with_buttons_shows_them_and_a_press_answers_with_new_ones(
+    emulator: DiscordEmulator, adapter: DiscordAdapter, host: FakeHost, world: World, monkeypatch
+) -> None:
+    from bridge.model import Button, ButtonAction
+    from tests.emulators.discord import SentMessage
+
+    def answer(event):
+        if event.kind is EventKind.BUTTON:
+            return Answer("page 2", public=True, buttons=(Button(ButtonAction.PAGE, "‹ Previous", token="lk:prev:2:0"),))
+        return Answer(
+            "page 1",
+            public=True,
+            buttons=(
+                Button(ButtonAction.HERE, "1 Follow here", token="lk:here:1:0"),
+                Button(ButtonAction.RECENT, "1 Recent", token="lk:recent:1:0"),
+                Button(ButtonAction.PAGE, "Next ›", token="lk:next:1:0"),
+            ),
+        )
+
+    host.answer = answer
+    shown = await emulator.wait_shown(await emulator.slash(world.feed, world.member, "find", words="ceo biotech"))
+    ids = {c["label"]: c["custom_id"] for row in shown["components"] for c in row["components"]}
+    assert shown["content"] == "page 1" and ids == {"1 Follow here": "lk:here:1:0", "1 Recent": "lk:recent:1:0", "Next ›": "lk:next:1:0"}
+    # A slow answer (deferred first, then a follow-up) keeps its buttons too.
+    monkeypatch.setattr("adapters.discord.adapter.ANSWER_WAIT", 0.05)
+    original = host.handle
+
+    async def slow(event):
+        await asyncio.sleep(0.3)
+        return await original(event)
+
+    host.handle = slow  # type: ignore[method-assign]
+    pressed = await emulator.press(world.feed, world.member, SentMessage({"id": "1", **shown}, {}), ids["Next ›"])
+    await emulator.wait_interaction(pressed, 3)
+    assert pressed.responses[0]["type"] == 5  # deferred
+    [page2] = [r["data"] for r in pressed.responses if r.get("kind") == "followup"]
+    assert page2["content"] == "page 2" and page2["components"][0]["components"][0]["custom_id"] == "lk:prev:2:0"
+    assert [(e.kind, e.command or e.token) for e in host.events] == [(EventKind.COMMAND, "find"), (EventKind.BUTTON, "lk:next:1:0")]

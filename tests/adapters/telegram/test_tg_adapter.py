@@ -80,6 +80,10 @@ async def test_start_registers_the_commands(adapter: TelegramAdapter, tg: Telegr
         "status",
         "pause",
         "resume",
+        "find",
+        "who",
+        "recent",
+        "search",
         "help",
     }
 
@@ -370,3 +374,31 @@ async def test_the_token_never_reaches_the_logs(tg: TelegramEmulator, host: Fake
         await adapter.stop()
     assert caplog.records
     assert all(tg.token not in r.getMessage() and tg.token.split(":")[1] not in r.getMessage() for r in caplog.records)
+
+
+async def test_an_answer_with_buttons_comes_with_an_inline_keyboard(
+    adapter: TelegramAdapter, tg: TelegramEmulator, host: FakeHost
+) -> None:
+    ann = tg.add_user("Ann")
+    group = tg.add_group("Sales")
+    account = [
+        Button(ButtonAction.HERE, "1 Follow here", token="lk:here:1:0"),
+        Button(ButtonAction.RECENT, "1 Recent", token="lk:recent:1:0"),
+        Button(ButtonAction.FOLLOW, "1 Follow on bluesky", token="lk:follow:1:0"),
+        Button(ButtonAction.HERE, "2 Follow here", token="lk:here:1:1"),
+    ]
+
+    def answer(e):
+        if e.token:
+            return Answer("page 2", public=True, buttons=(Button(ButtonAction.PAGE, "‹ Previous", token="lk:prev:2:0"),))
+        return Answer("page 1", public=True, buttons=(*account, Button(ButtonAction.PAGE, "Next ›", token="lk:next:1:0")))
+
+    host.answer = answer
+    tg.send_text(group.id, ann, "/find ceo biotech")
+    [found] = await tg.wait_messages(group.id, 1)
+    rows = [[b["text"] for b in row] for row in found.reply_markup["inline_keyboard"]]
+    assert found.text == "page 1"
+    assert rows == [["1 Follow here", "1 Recent", "1 Follow on bluesky"], ["2 Follow here"], ["Next ›"]]
+    tg.press(group.id, ann, found.message_id, "lk:next:1:0")
+    page2 = (await tg.wait_messages(group.id, 2))[-1]
+    assert page2.text == "page 2" and [b["callback_data"] for b in page2.buttons] == ["lk:prev:2:0"]

@@ -60,6 +60,10 @@ EVERY_COMMAND = [
     ["pause", "--to", ROOM],
     ["resume", "--to", ROOM],
     ["status"],
+    ["find", "CEO", "biotech"],
+    ["who", "alice.bsky.social"],
+    ["recent", "alice.bsky.social", "5"],
+    ["search", "gene", "therapy"],
 ]
 
 
