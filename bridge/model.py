@@ -287,6 +287,10 @@ class ButtonAction(enum.StrEnum):
     LIKE = "like"
     REPOST = "repost"
     FOLLOW = "follow"
+    # Under a draft waiting for approval (bridge.commands.approval).
+    APPROVE = "approve"
+    EDIT = "edit"
+    REJECT = "reject"
 
 
 @dataclass(frozen=True, slots=True)
