@@ -242,7 +242,6 @@ class FakeChat:
         self.shown[message_id] = (target, text, buttons)
         self.edits.append((message_id, text))
 
-
     # --- test controls -------------------------------------------------------------------
 
     def sent_to(self, chat_id: str) -> list[str]:

@@ -331,7 +331,9 @@ class Commands:
         subs = await self.b.store.subscriptions(e.target)
         if not subs:
             if w.terminal:
-                return Answer(f"No subscriptions in {w.room}; add one with `{w.cmd('follow', '<handle>')}` or `{w.cmd('watch', '<query>')}`.")
+                return Answer(
+                    f"No subscriptions in {w.room}; add one with `{w.cmd('follow', '<handle>')}` or `{w.cmd('watch', '<query>')}`."
+                )
             return Answer("No subscriptions in this room. Room admins can add one with /follow <handle> or /watch <query>.")
         lines = [f"Subscriptions in {w.room}:"]
         for s in subs:
@@ -351,7 +353,9 @@ class Commands:
         first, _, rules = e.args.strip().partition(" ")
         first = first.removeprefix("#")
         if not first.isdigit():
-            return Answer(f"Usage: {w.cmd('filter', '<id> <rules>')}; {FILTER_HELP}. {w.lists_them.capitalize()} with their ids.", ok=False)
+            return Answer(
+                f"Usage: {w.cmd('filter', '<id> <rules>')}; {FILTER_HELP}. {w.lists_them.capitalize()} with their ids.", ok=False
+            )
         sub = await self.b.store.subscription(int(first))
         if sub is None or sub.destination != e.target or not sub.enabled:
             return Answer(f"No subscription #{first} in {w.room}; {w.lists_them}.", ok=False)
@@ -608,7 +612,14 @@ class Commands:
         if not net.owns_handle(handle):
             return Answer(f"{handle[:100]!r} is not a {net.name} handle.", ok=False)
         return await self._act(
-            e, net, Action.DM, handle, text.strip(), {"handle": handle}, lambda p: f"Message sent to {handle}.", where=f"@{handle}"
+            e,
+            net,
+            Action.DM,
+            handle,
+            text.strip(),
+            {"handle": handle},
+            lambda p: f"Message sent to {handle}.",
+            where=f"@{handle}",
         )
 
     async def reply(self, e: ChatEvent) -> Answer:
@@ -616,7 +627,9 @@ class Commands:
         token = e.token
         if not token and e.reply_to_message:
             # A reply to an Edit or Reject prompt (Telegram ForceReply) names the draft.
-            token = await self.b.store.load_state(DRAFT_PROMPTS, f"{e.target.platform}:{e.target.chat_id}:{e.reply_to_message}") or ""
+            token = (
+                await self.b.store.load_state(DRAFT_PROMPTS, f"{e.target.platform}:{e.target.chat_id}:{e.reply_to_message}") or ""
+            )
         drafted = parse_draft_token(token)
         if drafted is not None:
             return await self.approvals.answered(e, *drafted)

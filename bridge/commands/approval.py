@@ -95,7 +95,9 @@ class Approvals:
         if arg == "off":
             return Answer("Approval off: the senders' replies, posts and DMs go out at once.", public=True)
         what = "Every action" if arg == "all" else "Replies, posts and DMs"
-        return Answer(f"Approval {arg}: {what} from here wait as drafts until an approver presses Approve ({approvers}).", public=True)
+        return Answer(
+            f"Approval {arg}: {what} from here wait as drafts until an approver presses Approve ({approvers}).", public=True
+        )
 
     # --- a draft ---------------------------------------------------------------------------
 
@@ -324,4 +326,3 @@ class Approvals:
             status="refused",
             error=why,
         )
-

@@ -802,7 +802,9 @@ class Store:
 
     async def finish_draft(self, draft_id: int, status: str, *, result_url: str = "", reason: str = "") -> None:
         """A sending draft is sent or failed."""
-        await Draft.filter(id=draft_id, status="sending").update(status=status, result_url=result_url[:1024], reason=reason[:2000])
+        await Draft.filter(id=draft_id, status="sending").update(
+            status=status, result_url=result_url[:1024], reason=reason[:2000]
+        )
 
     async def edit_draft(self, draft_id: int, text: str) -> bool:
         """Replace a waiting draft's text; False when it is no longer waiting."""

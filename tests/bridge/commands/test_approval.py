@@ -97,9 +97,7 @@ async def test_a_reply_waits_and_only_an_approvers_press_sends_it_once(bridge_wi
     lines = audit.text.splitlines()
     assert any("reply on fakenet by user sender (fakechat:sender): drafted" in line for line in lines)
     assert any("by user rep2 (fakechat:rep2): refused" in line and "not an approver" in line for line in lines)
-    assert any(
-        ": done, approved by user boss (fakechat:boss) https://fake.example/out" in line for line in lines
-    ), audit.text
+    assert any(": done, approved by user boss (fakechat:boss) https://fake.example/out" in line for line in lines), audit.text
     assert not (await chat.command("r", "rep2", "/audit")).ok  # a sender does not read the trail
 
 
@@ -107,7 +105,7 @@ async def test_edit_then_approve_sends_the_edited_text_and_reject_sends_nothing(
     b = await bridge_with(approvers=["fakechat:lead"])
     chat, net, mid = await _relayed(b)
     await chat.reply("r", "sender", mid, "Thx!!")
-    _, _, (approve, edit, reject) = _draft_message(chat)
+    _, _, (approve, edit, _) = _draft_message(chat)
 
     assert not (await chat.press("r", "boss", approve)).ok  # approvers are set: the admin is not one
     prompt = await chat.press("r", "sender", edit)  # the author may edit
@@ -136,7 +134,7 @@ async def test_edit_then_approve_sends_the_edited_text_and_reject_sends_nothing(
 
 async def test_a_draft_outlives_the_bridge_and_expires_with_a_notice(bridge_with: Factory) -> None:
     b = await bridge_with()
-    chat, net, mid = await _relayed(b)
+    chat, _, mid = await _relayed(b)
     await chat.reply("r", "sender", mid, "first")
     _, _, (approve, _, _) = _draft_message(chat)
     await chat.reply("r", "sender", mid, "second")
