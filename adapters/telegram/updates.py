@@ -42,6 +42,8 @@ COMMANDS: dict[str, str] = {
     "status": "Health of this chat's feeds",
     "pause": "Stop relaying into this chat until /resume",
     "resume": "Relay into this chat again",
+    "approval": "Drafts wait for an approver: /approval on|all|off",
+    "audit": "Who did what as the team account: /audit [n]",
     "help": "How to use the bridge, this chat's id and yours",
 }
 WELCOME = "Welcome! This bot relays posts from microblog networks into this chat and lets you answer them."

@@ -80,6 +80,8 @@ async def test_start_registers_the_commands(adapter: TelegramAdapter, tg: Telegr
         "status",
         "pause",
         "resume",
+        "approval",
+        "audit",
         "help",
     }
 
