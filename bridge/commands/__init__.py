@@ -727,7 +727,7 @@ def audit_line(r: dict[str, Any]) -> str:
     who = (r["actor_name"] and f"{r['actor_name']} ({r['actor']})") or r["actor"]
     line = f"{when} {r['action']} on {r['network'] or '?'} by {who}: {r['status']}"
     if r.get("approved_by"):
-        line += f", {'rejected' if r['status'] == 'rejected' else 'approved'} by {r['approved_by_name'] or r['approved_by']}"
+        line += f"{' by' if r['status'] == 'rejected' else ', approved by'} {r['approved_by_name'] or r['approved_by']}"
         if r["approved_by_name"]:
             line += f" ({r['approved_by']})"
     if r["result_url"]:

@@ -128,7 +128,7 @@ class Approvals:
             else:
                 if mid:
                     await self.b.store.set_draft_message(row.id, str(mid))
-        return Answer(f"Draft #{row.id} waits for an approver; nothing is sent until one presses Approve.")
+        return Answer(f"Saved as draft #{row.id}: it waits for an approver; nothing is sent until one presses Approve.")
 
     def describe(self, d: Draft, outcome: str = "") -> str:
         """The draft message: who, what, where, the length check, then the outcome (if any)."""
