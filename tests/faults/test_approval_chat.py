@@ -41,7 +41,9 @@ async def world() -> AsyncIterator[tuple[TelegramEmulator, DiscordEmulator]]:
             await dc.stop()
 
 
-def _config(tg: TelegramEmulator, dc: DiscordEmulator, db: str, admins: list[str], senders: list[str], approvers: list[str]) -> dict:
+def _config(
+    tg: TelegramEmulator, dc: DiscordEmulator, db: str, admins: list[str], senders: list[str], approvers: list[str]
+) -> dict:
     return {
         "database": {"url": db},
         "bridge": {"admins": admins, "senders": senders, "approvers": approvers},
@@ -164,7 +166,8 @@ async def test_a_team_approves_edits_and_rejects_drafts_on_telegram_across_a_res
         f'[database]\nurl = "{db}"\n[bridge]\nadmins = ["telegram:{boss["id"]}"]\n'
         f'[telegram]\ntoken = "{tg.token}"\napi_url = "{tg.url}"\n'
     )
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "bridge", "audit", "--csv", "--room", f"telegram:{group.id}", "-c", str(cfg)],
         capture_output=True,
         text=True,
@@ -216,7 +219,9 @@ async def test_a_discord_draft_is_edited_in_a_modal_and_approved_once(
         assert modal[0]["type"] == 9 and modal[0]["data"]["custom_id"] == "bridge-text:" + ids["Edit"]  # a modal
         await dc.submit_modal(feed, lead, modal[0]["data"]["custom_id"], {"text": "We use our own, happy to demo it."})
         await tg.wait_until(lambda: "Text: We use our own" in (draft().message.get("content") or ""))
-        first, second = await asyncio.gather(dc.press(feed, lead, draft(), ids["Approve"]), dc.press(feed, lead, draft(), ids["Approve"]))
+        first, second = await asyncio.gather(
+            dc.press(feed, lead, draft(), ids["Approve"]), dc.press(feed, lead, draft(), ids["Approve"])
+        )
         await dc.wait_shown(first)
         await dc.wait_shown(second)
         assert net.actions == [("reply", net.published[0].ref.id, "We use our own, happy to demo it.")]
