@@ -66,6 +66,8 @@ HELP = """Commands:
 /dm <handle> <text> – send a direct message from the team account
 /status – health of this room's feeds
 /pause, /resume – stop relaying into this room for now, and start again
+/approval on|all|off – replies, posts and DMs (all: every action) wait for an approver's Approve
+/audit [n] – who did what as the team account from this room
 Reply to a relayed post to reply on the network; use its buttons to like, repost or follow.
 Room admins manage feeds; only the bridge's senders and admins may speak as the team account."""
 
