@@ -66,6 +66,7 @@ class Approvals:
     def __init__(self, commands: Commands) -> None:
         self.c = commands
         self.b = commands.b
+        self._sending: set[int] = set()  # drafts this process is sending now
 
     # --- who and when --------------------------------------------------------------------
 
@@ -226,22 +227,30 @@ class Approvals:
         problem = net.check_text(d.text) if Action(d.action) in TEXT_ACTIONS else None
         if problem:
             return Answer(f"Not sent: {problem}. Edit it first.", ok=False)
-        # The compare-and-set: only one press moves the row out of "waiting".
-        if not await self.b.store.claim_draft(d.id, "sending", by=e.user.key, by_name=e.user.name):
+        # Marked as this process's before the claim, so that recover() never takes a draft
+        # being sent here for one a dead process left.
+        if d.id in self._sending:
             return Answer(f"Draft #{d.id} was already decided by someone else.", ok=False)
+        self._sending.add(d.id)
+        try:
+            # The compare-and-set: only one press moves the row out of "waiting".
+            if not await self.b.store.claim_draft(d.id, "sending", by=e.user.key, by_name=e.user.name):
+                return Answer(f"Draft #{d.id} was already decided by someone else.", ok=False)
+            answer, posted = await self.c._run_action(
+                net,
+                Action(d.action),
+                d.text,
+                d.request,
+                actor=d.author,
+                actor_name=d.author_name,
+                room=d.room,
+                subject=d.subject,
+                approved_by=e.user.key,
+                approved_by_name=e.user.name[:255],
+            )
+        finally:
+            self._sending.discard(d.id)
         by = _who(e.user.name, e.user.key)
-        answer, posted = await self.c._run_action(
-            net,
-            Action(d.action),
-            d.text,
-            d.request,
-            actor=d.author,
-            actor_name=d.author_name,
-            room=d.room,
-            subject=d.subject,
-            approved_by=e.user.key,
-            approved_by_name=e.user.name[:255],
-        )
         if posted is not None:
             await self.b.store.finish_draft(d.id, "sent", result_url=posted.url)
             await self._show(d, f"Approved by {by}; sent: {posted.url or posted.ref.id}")
@@ -267,9 +276,35 @@ class Approvals:
             n += 1
         return n
 
+    async def recover(self) -> int:
+        """Drafts left in *sending* by a process that died between the press and the end of the
+        send: when the action was written down, the draft takes its outcome (a pending one is
+        finished by the action log, then seen here); when the process died before writing it,
+        nothing was sent and the draft waits again for a press. The number changed."""
+        n = 0
+        for d in await self.b.store.sending_drafts():
+            if d.id in self._sending:
+                continue
+            row = await self.b.store.action_of_draft(d)
+            if row is None:
+                if await self.b.store.unclaim_draft(d.id):
+                    await self._show(d)
+                    n += 1
+            elif row["status"] in ("done", "failed"):
+                by = _who(d.decided_by_name, d.decided_by)
+                if row["status"] == "done":
+                    await self.b.store.finish_draft(d.id, "sent", result_url=row["result_url"])
+                    await self._show(d, f"Approved by {by}; sent: {row['result_url'] or row['result_ref']}")
+                else:
+                    await self.b.store.finish_draft(d.id, "failed", reason=row["error"])
+                    await self._show(d, f"Approved by {by}, but not sent: {row['error']}")
+                n += 1
+        return n
+
     async def expire_forever(self) -> None:
         while True:
             try:
+                await self.recover()
                 n = await self.expire()
                 if n:
                     log.info("drafts expired count=%d", n)

@@ -810,6 +810,26 @@ class Store:
         """Replace a waiting draft's text; False when it is no longer waiting."""
         return await Draft.filter(id=draft_id, status="waiting").update(text=text) == 1
 
+    async def sending_drafts(self) -> list[Draft]:
+        return list(await Draft.filter(status="sending").order_by("id"))
+
+    async def unclaim_draft(self, draft_id: int) -> bool:
+        """A sending draft whose send was never written down waits again."""
+        n = await Draft.filter(id=draft_id, status="sending").update(status="waiting", decided_by="", decided_by_name="")
+        return n == 1
+
+    async def action_of_draft(self, d: Draft) -> dict[str, Any] | None:
+        """The action row an approval of ``d`` wrote (its author, approver, room and text)."""
+        return (
+            await OutboundAction.filter(
+                room=d.room, actor=d.author, action=d.action, text=d.text, approved_by=d.decided_by, created_at__gte=d.created_at
+            )
+            .exclude(approved_by="")
+            .order_by("-id")
+            .first()
+            .values()
+        )
+
     async def expired_drafts(self, now: datetime) -> list[Draft]:
         return list(await Draft.filter(status="waiting", expires_at__lte=now).order_by("id"))
 

@@ -171,3 +171,23 @@ async def test_approval_all_holds_likes_and_only_admins_switch_it(bridge_with: F
     assert (await chat.press("r", "boss", approve)).ok and net.actions == [("like", delivery.post.ref.id)]
     assert (await chat.command("r", "boss", "/approval off", admin=True)).ok
     assert (await chat.command("r", "sender", "/post straight out")).text.startswith("Posted: ")
+
+
+async def test_a_draft_a_dead_process_left_sending_waits_again_or_takes_its_outcome(bridge_with: Factory) -> None:
+    b = await bridge_with()
+    chat, net, mid = await _relayed(b)
+    await chat.reply("r", "sender", mid, "one")
+    await chat.reply("r", "sender", mid, "two")
+    _, _, (approve_two, _, _) = _draft_message(chat)
+    assert (await chat.press("r", "boss", approve_two)).ok
+    # As a process killed right after the press would leave them: "one" claimed but never
+    # written down (nothing sent); "two" claimed and sent, the draft not yet told.
+    await Draft.filter(text="one").update(status="sending", decided_by="fakechat:boss", decided_by_name="user boss")
+    await Draft.filter(text="two").update(status="sending")
+    assert await b.commands.approvals.recover() == 2
+    one, two = await Draft.filter(text="one").first(), await Draft.filter(text="two").first()
+    assert one.status == "waiting" and two.status == "sent" and two.result_url.startswith("https://fake.example/")
+    assert "Waiting for an approver" in chat.shown[one.message_id][1]
+    _, _, (approve_one, _, _) = chat.shown[one.message_id]
+    assert (await chat.press("r", "boss", approve_one.token)).ok
+    assert [a[2] for a in net.actions] == ["two", "one"]
