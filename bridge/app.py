@@ -125,6 +125,7 @@ class Bridge:
             self._tasks.append(asyncio.create_task(self._watch_changes(), name="watch-changes"))
             self._tasks.append(asyncio.create_task(self.digester.run(), name="digests"))
             self._tasks.append(asyncio.create_task(self.commands.actions.run_forever(), name="pending-actions"))
+            self._tasks.append(asyncio.create_task(self.commands.approvals.expire_forever(), name="draft-expiry"))
             self._tasks.append(asyncio.create_task(self.notices.run(), name="notices"))
             if self.config.subscriptions:
                 self._tasks.append(

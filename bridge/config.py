@@ -82,6 +82,8 @@ CORE_SECTIONS: dict[str, dict[str, Key]] = {
     "bridge": {
         "admins": Key(list, [], help='a list like ["telegram:123456789", "discord:112233445566778899"]'),
         "senders": Key(list, [], help='a list like ["telegram:123456789"]'),
+        "approvers": Key(list, [], help='who may approve drafts (default: the admins), a list like ["telegram:123456789"]'),
+        "draft_expiry": Key((int, float), 24, min=0.01, help="hours a draft waits for approval before it expires"),
         "backfill": Key(int, 0, min=0, help="a whole number of posts, 0 or more"),
         "concurrency": Key(int, 64, min=1, help="how many destinations are sent to at once"),
         "send_timeout": Key((int, float), 30, min=1, help="seconds one send may take before it is retried"),
@@ -128,6 +130,8 @@ class Config:
     admins: frozenset[str]
     senders: frozenset[str]
     backfill: int = 0
+    approvers: frozenset[str] = frozenset()  # empty: the admins approve
+    draft_expiry: float = 24.0  # hours
     concurrency: int = 64
     send_timeout: float = 30.0
     log_level: str = "info"
@@ -255,6 +259,7 @@ def config_from_dict(
     b = core["bridge"]
     admins = _identities(b["admins"], problems, "[bridge] admins", classes)
     senders = _identities(b["senders"], problems, "[bridge] senders", classes)
+    approvers = _identities(b["approvers"], problems, "[bridge] approvers", classes)
     url = core["database"]["url"]
     database = data.get("database")
     if (not isinstance(database, Mapping) or "url" not in database) and env.get("DATABASE_URL", "").strip():
@@ -289,6 +294,8 @@ def config_from_dict(
         database_url=url,
         admins=admins,
         senders=senders,
+        approvers=approvers,
+        draft_expiry=float(b["draft_expiry"]),
         backfill=b["backfill"],
         concurrency=b["concurrency"],
         send_timeout=float(b["send_timeout"]),

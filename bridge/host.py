@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
+from bridge.commands.approval import DRAFT_PROMPTS, parse_draft_token
 from bridge.delivery.buttons import parse_token
 from bridge.model import Answer, Batch, ChatEvent, ChatTarget, Source, SubscriptionSummary
 from bridge.redaction import redact
@@ -60,6 +61,10 @@ class AdapterHost:
         return await self._b.commands.summaries(target)
 
     async def link_message(self, target: ChatTarget, message_id: str, token: str) -> None:
+        if parse_draft_token(token) is not None:
+            # An Edit or Reject prompt of a draft: the reply to it carries the new text/reason.
+            await self._b.store.save_state(DRAFT_PROMPTS, f"{target.platform}:{target.chat_id}:{message_id}", token)
+            return
         parsed = parse_token(token)
         if parsed is not None:
             await self._b.store.link_message(target, message_id, parsed[1])

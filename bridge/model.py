@@ -316,6 +316,10 @@ class ButtonAction(enum.StrEnum):
     HERE = "here"  # subscribe this room (Follow here, Watch here)
     RECENT = "recent"  # show an account's recent posts
     PAGE = "page"  # Next / Previous
+    # Under a draft waiting for approval (bridge.commands.approval).
+    APPROVE = "approve"
+    EDIT = "edit"
+    REJECT = "reject"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from bridge.model import (
     Answer,
     Author,
     Batch,
+    Button,
     Capabilities,
     ChatEvent,
     ChatTarget,
@@ -338,6 +339,17 @@ class ChatAdapter(Protocol):
         last. Return every part's message ids, those of ``parts_done`` first."""
         ...
 
-    async def notify(self, target: ChatTarget, text: str) -> None:
-        """Send a plain-text notice from the bridge (failures, status). Same errors as send."""
+    async def notify(self, target: ChatTarget, text: str, buttons: tuple[Button, ...] = ()) -> str:
+        """Send a plain-text notice from the bridge (failures, status, a draft waiting for
+        approval) with ``buttons`` under it (pressed: a BUTTON event with the button's token).
+        Returns the id of the message that carries the buttons ("" when it cannot say), for
+        ``edit``. Same errors as send."""
+        ...
+
+    async def edit(self, target: ChatTarget, message_id: str, text: str, buttons: tuple[Button, ...] = ()) -> None:
+        """Replace the text and buttons of message ``message_id`` that this adapter sent to
+        ``target`` with ``notify`` (no buttons: remove them). Text is plain and escaped as in
+        notify and must fit one message (clipped, not split). An edit that changes nothing
+        is not an error. Raises DestinationUnavailable when the message or chat is gone,
+        Transient otherwise; the core then sends the text as a new notice."""
         ...

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from bridge.configschema import Key
-from bridge.errors import NotFound, Permanent, Transient
+from bridge.errors import DestinationUnavailable, NotFound, Permanent, Transient
 from bridge.model import (
     Action,
     Answer,
     Author,
     Batch,
+    Button,
     Capabilities,
     ChatEvent,
     ChatTarget,
@@ -211,6 +212,8 @@ class FakeChat:
         self.host = host
         self.sent: list[Delivery] = []
         self.notices: list[tuple[ChatTarget, str]] = []
+        self.shown: dict[str, tuple[ChatTarget, str, tuple[Button, ...]]] = {}  # notice id -> its current form
+        self.edits: list[tuple[str, str]] = []
         self.messages: dict[str, Delivery] = {}
         self.fail: dict[str, list[Exception]] = {}  # chat id -> errors raised by the next sends
         self.send_delay = 0.0
@@ -256,8 +259,17 @@ class FakeChat:
             self._changed.notify_all()
         return Sent((mid,))
 
-    async def notify(self, target: ChatTarget, text: str) -> None:
+    async def notify(self, target: ChatTarget, text: str, buttons: tuple[Button, ...] = ()) -> str:
         self.notices.append((target, text))
+        mid = str(next(self._ids))
+        self.shown[mid] = (target, text, buttons)
+        return mid
+
+    async def edit(self, target: ChatTarget, message_id: str, text: str, buttons: tuple[Button, ...] = ()) -> None:
+        if message_id not in self.shown:
+            raise DestinationUnavailable(f"no message {message_id}")
+        self.shown[message_id] = (target, text, buttons)
+        self.edits.append((message_id, text))
 
     # --- test controls -------------------------------------------------------------------
 

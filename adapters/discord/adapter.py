@@ -24,7 +24,7 @@ from adapters.discord.render import (
 )
 from bridge.configschema import Key
 from bridge.errors import AuthFailed, BridgeError
-from bridge.model import Answer, ChatEvent, ChatTarget, ChatUser, Delivery, EventKind, Sent
+from bridge.model import Answer, Button, ChatEvent, ChatTarget, ChatUser, Delivery, EventKind, Sent
 from bridge.protocols import Host, PartRecorder
 
 # Discord: an interaction must be acknowledged within 3 seconds. Wait this long for the core's
@@ -251,12 +251,30 @@ class DiscordAdapter:
             raise map_discord_error(exc, scope) from None
         return str(data["id"])
 
-    async def notify(self, target: ChatTarget, text: str) -> None:
-        """A plain-text notice from the bridge, with mentions disabled."""
+    async def notify(self, target: ChatTarget, text: str, buttons: tuple[Button, ...] = ()) -> str:
+        """A plain-text notice from the bridge, with mentions disabled and ``buttons`` under
+        it; the message id."""
+        client = self._connected_client()
+        channel = client.get_partial_messageable(int(target.thread_id or target.chat_id))
+        view = buttons_view(buttons) if buttons else None
+        try:
+            if view is None:
+                message = await channel.send(notice_text(text), allowed_mentions=NO_MENTIONS)
+            else:
+                message = await channel.send(notice_text(text), allowed_mentions=NO_MENTIONS, view=view)
+        except Exception as exc:
+            raise map_discord_error(exc, str(target)) from None
+        return str(message.id)
+
+    async def edit(self, target: ChatTarget, message_id: str, text: str, buttons: tuple[Button, ...] = ()) -> None:
+        """Replace a notice's text and buttons in place (no buttons: the components go)."""
         client = self._connected_client()
         channel = client.get_partial_messageable(int(target.thread_id or target.chat_id))
         try:
-            await channel.send(notice_text(text), allowed_mentions=NO_MENTIONS)
+            # view=None sends an empty component list, which removes the buttons.
+            await channel.get_partial_message(int(message_id)).edit(
+                content=notice_text(text), view=buttons_view(buttons) if buttons else None, allowed_mentions=NO_MENTIONS
+            )
         except Exception as exc:
             raise map_discord_error(exc, str(target)) from None
 

@@ -120,6 +120,16 @@ def build_tree(client: discord.Client, on_command: CommandHandler, choices: Subs
     async def search(interaction: discord.Interaction, query: str, count: app_commands.Range[int, 1, 20] = 5) -> None:
         await on_command(interaction, "search", f"{query} {count}")
 
+    @tree.command(name="approval", description="Replies, posts and DMs wait for an approver (room admins)")
+    @app_commands.describe(mode="on: texts wait; all: likes, reposts and follows too; off")
+    async def approval(interaction: discord.Interaction, mode: Literal["on", "all", "off"]) -> None:
+        await on_command(interaction, "approval", mode)
+
+    @tree.command(name="audit", description="Who did what as the team account from this channel")
+    @app_commands.describe(count="how many records (default 20)")
+    async def audit(interaction: discord.Interaction, count: int = 20) -> None:
+        await on_command(interaction, "audit", str(count))
+
     @tree.command(name="help", description="How to use the bridge, this channel's id and yours")
     async def help_(interaction: discord.Interaction) -> None:
         await on_command(interaction, "help", "")

@@ -225,6 +225,8 @@ _STYLES = {
     ButtonAction.LIKE: discord.ButtonStyle.secondary,
     ButtonAction.REPOST: discord.ButtonStyle.secondary,
     ButtonAction.FOLLOW: discord.ButtonStyle.secondary,
+    ButtonAction.APPROVE: discord.ButtonStyle.success,
+    ButtonAction.REJECT: discord.ButtonStyle.danger,
 }
 
 

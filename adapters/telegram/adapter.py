@@ -21,12 +21,12 @@ from adapters.telegram.logredact import protect_token
 from adapters.telegram.ordering import ChatOrderedUpdates
 from adapters.telegram.outbox import Outbox, PieceRecorder
 from adapters.telegram.pacing import Pacer
-from adapters.telegram.render import Piece, plan_notice, plan_post
+from adapters.telegram.render import Piece, keyboard, plan_notice, plan_post
 from adapters.telegram.transport import AiohttpRequest
 from adapters.telegram.updates import COMMANDS, PLATFORM, UpdateHandler
 from bridge.configschema import Key
 from bridge.errors import DestinationMoved, Transient
-from bridge.model import ChatTarget, Delivery, Sent
+from bridge.model import Button, ChatTarget, Delivery, Sent
 from bridge.protocols import Host, PartRecorder
 
 # Telegram: a username is 5-32 characters, letters, digits and underscores, starting with a letter.
@@ -285,9 +285,25 @@ class TelegramAdapter:
         )
         return Sent(message_ids=tuple(ids), thread_id=delivery.target.thread_id)
 
-    async def notify(self, target: ChatTarget, text: str) -> None:
-        """A plain-text notice, escaped; same errors as ``send``."""
-        await self._deliver(target, plan_notice(text), patient=False)
+    async def notify(self, target: ChatTarget, text: str, buttons: tuple[Button, ...] = ()) -> str:
+        """A plain-text notice, escaped, with ``buttons`` as an inline keyboard on its last
+        message (whose id is returned); same errors as ``send``."""
+        pieces = plan_notice(text)
+        if buttons:
+            pieces[-1] = Piece(pieces[-1].text, keyboard=keyboard(buttons))
+        ids = await self._deliver(target, pieces, patient=False)
+        return ids[-1] if ids else ""
+
+    async def edit(self, target: ChatTarget, message_id: str, text: str, buttons: tuple[Button, ...] = ()) -> None:
+        """Replace a notice's text (escaped, clipped to one message) and buttons in place."""
+        if self._outbox is None:
+            raise Transient("telegram adapter is not started")
+        chat_id: int | str = target.chat_id if target.chat_id.startswith("@") else int(target.chat_id)
+        markup = plan_notice(text)[0].text  # the first message's worth: an edit cannot split
+        try:
+            await self._outbox.edit(chat_id, int(message_id), Piece(markup, keyboard=keyboard(buttons)))
+        except TelegramError as exc:
+            raise to_bridge_error(exc, chat_id) from exc
 
     async def _deliver(
         self,

@@ -25,7 +25,7 @@ from telegram import (
     ReplyParameters,
 )
 from telegram.constants import ParseMode
-from telegram.error import RetryAfter
+from telegram.error import BadRequest, RetryAfter
 
 from adapters.telegram.failures import retry_after_seconds
 from adapters.telegram.pacing import Pacer
@@ -138,6 +138,24 @@ class Outbox:
             link_preview_options=LinkPreviewOptions(is_disabled=True),
         )
         return [message]
+
+    async def edit(self, chat_id: int | str, message_id: int, piece: Piece) -> None:
+        """Replace a message's text and inline keyboard (none: removed). Telegram answers
+        "message is not modified" when nothing changes: not an error here."""
+        await self._pacer.acquire(chat_id)
+        try:
+            await self._bot.edit_message_text(
+                piece.text,
+                chat_id=chat_id,
+                message_id=message_id,
+                parse_mode=ParseMode.HTML,
+                # An empty keyboard removes the buttons; leaving reply_markup out would keep them.
+                reply_markup=markup_of(piece) or InlineKeyboardMarkup([]),
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():
+                raise
 
     async def prompt(self, chat_id: int | str, text: str, thread_id: int | None, placeholder: str) -> int:
         """Send a ForceReply prompt (plain text, escaped by the caller); return its message id."""

@@ -46,6 +46,8 @@ COMMANDS: dict[str, str] = {
     "who": "An account in brief: /who alice.bsky.social",
     "recent": "An account's last posts, without following: /recent alice.bsky.social 5",
     "search": "The newest posts matching, once: /search CEO biotech",
+    "approval": "Drafts wait for an approver: /approval on|all|off",
+    "audit": "Who did what as the team account: /audit [n]",
     "help": "How to use the bridge, this chat's id and yours",
 }
 WELCOME = "Welcome! This bot relays posts from microblog networks into this chat and lets you answer them."

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge import __version__, logs
-from bridge.cli import init, rooms
+from bridge.cli import audit, init, rooms
 from bridge.config import Config, ConfigError, load_config, resolve_path
 from bridge.errors import AuthFailed, BridgeError
 from bridge.storage.db import DatabaseUnavailable, DatabaseUnusable, close_database, open_database, redact
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_parser(sub, **common)
     rooms.add_parsers(sub, **common)
+    audit.add_parser(sub, **common)
     return p
 
 
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {error.line}", file=sys.stderr)
         return EXIT_CONFIG
     logs.setup(config.log_level, config.secrets(), config.log_format)
-    runner = {"run": cmd_run, "check": cmd_check}.get(args.command, rooms.run)
+    runner = {"run": cmd_run, "check": cmd_check, "audit": audit.run}.get(args.command, rooms.run)
     try:
         return asyncio.run(runner(config, args))
     except KeyboardInterrupt:

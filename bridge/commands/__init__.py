@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from bridge.commands.actions import ActionLog, Unfinished, author_request, post_request
+from bridge.commands.approval import DRAFT_PROMPTS, Approvals, parse_draft_token
 from bridge.commands.lookup import Lookup
 from bridge.commands.lookup import parse_token as lookup_token
 from bridge.delivery.buttons import parse_token
@@ -71,6 +72,8 @@ HELP = """Commands:
 /dm <handle> <text> – send a direct message from the team account
 /status – health of this room's feeds
 /pause, /resume – stop relaying into this room for now, and start again
+/approval on|all|off – replies, posts and DMs (all: every action) wait for an approver's Approve
+/audit [n] – who did what as the team account from this room
 Reply to a relayed post to reply on the network; use its buttons to like, repost or follow.
 Room admins manage feeds; only the bridge's senders and admins may speak as the team account."""
 
@@ -145,6 +148,7 @@ class Commands:
         self.b = bridge
         self.actions = ActionLog(bridge.store, lambda: bridge.networks, self._notify)
         self.lookup = Lookup(self)
+        self.approvals = Approvals(self)
         self._verbs: dict[str, Callable[[ChatEvent], Awaitable[Answer]]] = {
             "help": self.help,
             "start": self.help,
@@ -166,6 +170,8 @@ class Commands:
             "who": self.lookup.who,
             "recent": self.lookup.recent,
             "search": self.lookup.search,
+            "approval": self.approvals.command,
+            "audit": self.audit,
         }
 
     # --- entry point ---------------------------------------------------------------------
@@ -455,6 +461,18 @@ class Commands:
             lines.append(line)
         return Answer("\n".join(lines))
 
+    async def audit(self, e: ChatEvent) -> Answer:
+        """``/audit [n]``: the room's last n audit records (actions, drafts, refusals)."""
+        if not (self.is_admin(e.user) or self.approvals.is_approver(e.user)):
+            return Answer("Only this room's admins and the bridge's approvers may read its audit trail.", ok=False)
+        arg = e.args.strip() or "20"
+        if not arg.isdigit() or not 1 <= int(arg) <= AUDIT_MAX:
+            return Answer(f"Usage: /audit [n], n from 1 to {AUDIT_MAX} (default 20)", ok=False)
+        rows = await self.b.store.actions(int(arg), room=e.target)
+        if not rows:
+            return Answer(f"No actions recorded {words_for(e).here} yet.")
+        return Answer("\n".join(audit_line(r) for r in reversed(rows)))
+
     async def help(self, e: ChatEvent) -> Answer:
         """The commands, then where the person is: the destination string of this chat (for
         ``bridge … --to`` and ``to = […]``) and their own id (for ``[bridge] admins``)."""
@@ -533,9 +551,12 @@ class Commands:
         text: str,
         request: dict[str, Any],
         done: Callable[[Posted], str],
+        where: str = "",
     ) -> Answer:
         """Check permission, the network's capabilities and the text; then write the action
-        down, do it and record the outcome (bridge.commands.actions)."""
+        down, do it and record the outcome (bridge.commands.actions). In a room with approval
+        on, the action becomes a draft instead (bridge.commands.approval); ``where`` is the
+        link it would go to, shown on the draft."""
         if not self.may_send(e.user):
             await self._refuse(e, net.name, action.value, subject, "not a sender", text)
             log.warning("refused action=%s actor=%s room=%s reason=not-a-sender", action, e.user.key, e.target)
@@ -549,27 +570,40 @@ class Commands:
             if problem:
                 await self._refuse(e, net.name, action.value, subject, problem, text)
                 return Answer(f"Not sent: {problem}.", ok=False)
+        if e.user.platform != TERMINAL and await self.approvals.needed(e.target, action):
+            return await self.approvals.draft(e, net.name, action, subject, text, request, where)
+        answer, posted = await self._run_action(
+            net,
+            action,
+            text,
+            request,
+            actor=e.user.key,
+            actor_name=e.user.name[:255],
+            room=str(e.target),
+            subject=subject[:512],
+        )
+        return answer if posted is None else Answer(done(posted))
+
+    async def _run_action(
+        self, net: NetworkAdapter, action: Action, text: str, request: dict[str, Any], **record: Any
+    ) -> tuple[Answer, Posted | None]:
+        """Write the action down, do it, record the outcome: (the answer on failure, None) or
+        (an empty answer, what the network created)."""
         try:
-            posted = await self.actions.run(
-                net,
-                action,
-                text,
-                request,
-                actor=e.user.key,
-                actor_name=e.user.name[:255],
-                room=str(e.target),
-                subject=subject[:512],
-            )
+            posted = await self.actions.run(net, action, text, request, **record)
         except Unfinished as exc:
-            return Answer(
-                _err(exc.cause, net.name).removesuffix(" try again in a minute.").rstrip(";.")
-                + ". The bridge tries again by itself (it cannot be done twice) and tells this room.",
-                ok=False,
+            return (
+                Answer(
+                    _err(exc.cause, net.name).removesuffix(" try again in a minute.").rstrip(";.")
+                    + ". The bridge tries again by itself (it cannot be done twice) and tells this room.",
+                    ok=False,
+                ),
+                None,
             )
         except (BridgeError, ValueError) as exc:
-            log.warning("action failed action=%s actor=%s network=%s reason=%r", action, e.user.key, net.name, str(exc))
-            return Answer(_err(exc, net.name), ok=False)
-        return Answer(done(posted))
+            log.warning("action failed action=%s actor=%s network=%s reason=%r", action, record.get("actor"), net.name, str(exc))
+            return Answer(_err(exc, net.name), ok=False), None
+        return Answer(""), posted
 
     async def post(self, e: ChatEvent) -> Answer:
         net, text, err = self._pick_network(e.args, by_handle=False)
@@ -587,11 +621,27 @@ class Commands:
         if not net.owns_handle(handle):
             return Answer(f"{handle[:100]!r} is not a {net.name} handle.", ok=False)
         return await self._act(
-            e, net, Action.DM, handle, text.strip(), {"handle": handle}, lambda p: f"Message sent to {handle}."
+            e,
+            net,
+            Action.DM,
+            handle,
+            text.strip(),
+            {"handle": handle},
+            lambda p: f"Message sent to {handle}.",
+            where=f"@{handle}",
         )
 
     async def reply(self, e: ChatEvent) -> Answer:
         found: MessagePost | None = None
+        token = e.token
+        if not token and e.reply_to_message:
+            # A reply to an Edit or Reject prompt (Telegram ForceReply) names the draft.
+            token = (
+                await self.b.store.load_state(DRAFT_PROMPTS, f"{e.target.platform}:{e.target.chat_id}:{e.reply_to_message}") or ""
+            )
+        drafted = parse_draft_token(token)
+        if drafted is not None:
+            return await self.approvals.answered(e, *drafted)
         if e.token:
             parsed = parse_token(e.token)
             if parsed is None or parsed[0] is not ButtonAction.REPLY:
@@ -628,11 +678,15 @@ class Commands:
                 if what is Action.REPLY
                 else f"Answered @{post.author.handle}."
             ),
+            where=post.url or str(post.ref),
         )
 
     async def button(self, e: ChatEvent) -> Answer:
         if lookup_token(e.token) is not None:
             return await self.lookup.button(e, e.token)
+        drafted = parse_draft_token(e.token)
+        if drafted is not None:
+            return await self.approvals.press(e, *drafted)
         parsed = parse_token(e.token)
         if parsed is None:
             return Answer("That button is not one of the bridge's.", ok=False)
@@ -675,7 +729,29 @@ class Commands:
             return Answer("That button does nothing.", ok=False)
         what, request, msg = calls[action]
         subject = post.author.id if action is ButtonAction.FOLLOW else str(post.ref)
-        return await self._act(e, net, what, subject, "", request, lambda _p: msg)
+        where = post.author.url if action is ButtonAction.FOLLOW else post.url
+        return await self._act(e, net, what, subject, "", request, lambda _p: msg, where=where or subject)
+
+
+AUDIT_MAX = 200
+
+
+def audit_line(r: dict[str, Any]) -> str:
+    """One audit record for people: when, what, who asked, who approved, the outcome, the link."""
+    when = r["created_at"].strftime("%Y-%m-%d %H:%M:%S UTC")
+    who = (r["actor_name"] and f"{r['actor_name']} ({r['actor']})") or r["actor"]
+    line = f"{when} {r['action']} on {r['network'] or '?'} by {who}: {r['status']}"
+    if r.get("approved_by"):
+        line += f"{' by' if r['status'] == 'rejected' else ', approved by'} {r['approved_by_name'] or r['approved_by']}"
+        if r["approved_by_name"]:
+            line += f" ({r['approved_by']})"
+    if r["result_url"]:
+        line += f" {r['result_url']}"
+    elif r["subject"]:
+        line += f" [{r['subject'][:120]}]"
+    if r["error"]:
+        line += f" – {r['error'][:200]}"
+    return line
 
 
 def _what(s: SubscriptionInfo) -> str:

@@ -127,9 +127,48 @@ class OutboundAction(Timestamped):
     result_ref = fields.CharField(max_length=512, default="", description="what the network created")
     result_url = fields.CharField(max_length=1024, default="", description="its link")
     error = fields.TextField(default="", description="why it was refused or failed")
+    # Who approved it (a room with /approval on), written with the pending row, never after.
+    approved_by = fields.CharField(max_length=255, default="")
+    approved_by_name = fields.CharField(max_length=255, default="")
 
     class Meta:
         table = "outbound_actions"
+
+
+class RoomSetting(Timestamped):
+    id = fields.IntField(primary_key=True)
+    destination = fields.CharField(max_length=255, unique=True, description="chat target, platform:chat_id[/thread]")
+    approval = fields.CharField(max_length=8, default="off", description="off, on (texts wait) or all (every action)")
+    format = fields.CharField(max_length=8, default="full", description="full or compact relayed posts")
+
+    class Meta:
+        table = "room_settings"
+
+
+class Draft(Timestamped):
+    id = fields.BigIntField(primary_key=True)
+    room = fields.CharField(max_length=255, description="chat target it was written in and is shown in")
+    author = fields.CharField(max_length=255, description="platform:user_id of who wrote it")
+    author_name = fields.CharField(max_length=255, default="", description="their display name then")
+    network = fields.CharField(max_length=32, description="network account it would act on")
+    action = fields.CharField(max_length=16, description="post, reply, dm, like, repost or follow")
+    subject = fields.CharField(max_length=512, default="", description="what it acts on: a post ref, a handle")
+    target_url = fields.CharField(max_length=1024, default="", description="where it would go: the parent's link")
+    text = fields.TextField(default="", description="the text to send (edits replace it)")
+    request = fields.JSONField(description="what the action needs: the parent post, the author")
+    status = fields.CharField(
+        max_length=16, default="waiting", description="waiting, sending, sent, failed, rejected or expired"
+    )
+    message_id = fields.CharField(max_length=64, default="", description="the chat message that shows the draft")
+    decided_by = fields.CharField(max_length=255, default="", description="platform:user_id of who approved or rejected")
+    decided_by_name = fields.CharField(max_length=255, default="", description="their display name then")
+    reason = fields.TextField(default="", description="why it was rejected or failed")
+    result_url = fields.CharField(max_length=1024, default="", description="the link of what was sent")
+    expires_at = fields.DatetimeField(description="a waiting draft expires then")
+
+    class Meta:
+        table = "drafts"
+        indexes = (("status", "expires_at"),)
 
 
 class Notice(Timestamped):

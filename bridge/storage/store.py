@@ -34,9 +34,11 @@ from bridge.storage.models import (
     Cursor,
     DeliveryRow,
     Destination,
+    Draft,
     LookupResult,
     Notice,
     OutboundAction,
+    RoomSetting,
     SeenPost,
     Subscription,
 )
@@ -787,8 +789,82 @@ class Store:
             for r in await q.order_by("id")
         ]
 
-    async def actions(self, limit: int = 100) -> list[dict[str, Any]]:
-        return list(await OutboundAction.all().order_by("-id").limit(limit).values())
+    async def actions(
+        self, limit: int = 100, *, room: ChatTarget | None = None, since: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The audit trail, newest first: every action, refusal, rejection and expiry."""
+        q = OutboundAction.all()
+        if room is not None:
+            q = q.filter(room=str(room))
+        if since is not None:
+            q = q.filter(created_at__gte=since)
+        return list(await q.order_by("-id").limit(limit).values())
+
+    # --- room settings and drafts (approval) -----------------------------------------------
+
+    async def room_setting(self, target: ChatTarget) -> tuple[str, str]:
+        """(approval, format) of a room: ("off", "full") unless someone changed them."""
+        row = await RoomSetting.get_or_none(destination=str(target))
+        return (row.approval, row.format) if row else ("off", "full")
+
+    async def set_room_setting(self, target: ChatTarget, **fields: str) -> None:
+        """Change a room's approval or format (a settings change: bumps the revision)."""
+        async with self._changing():
+            row = await RoomSetting.get_or_none(destination=str(target))
+            if row is None:
+                await RoomSetting.create(destination=str(target), **fields)
+            else:
+                await RoomSetting.filter(id=row.id).update(**fields)
+
+    async def create_draft(self, *, expires_at: datetime, request: Mapping[str, Any], **fields: Any) -> Draft:
+        return await Draft.create(status="waiting", expires_at=expires_at, request=dict(request), **fields)
+
+    async def draft(self, draft_id: int) -> Draft | None:
+        return await Draft.get_or_none(id=draft_id)
+
+    async def set_draft_message(self, draft_id: int, message_id: str) -> None:
+        await Draft.filter(id=draft_id).update(message_id=message_id[:64])
+
+    async def claim_draft(self, draft_id: int, status: str, *, by: str = "", by_name: str = "", reason: str = "") -> bool:
+        """Move a waiting draft to ``status`` (sending, rejected, expired). A compare-and-set on
+        the row: of two approvers pressing at once exactly one gets True."""
+        n = await Draft.filter(id=draft_id, status="waiting").update(
+            status=status, decided_by=by[:255], decided_by_name=by_name[:255], reason=reason[:2000]
+        )
+        return n == 1
+
+    async def finish_draft(self, draft_id: int, status: str, *, result_url: str = "", reason: str = "") -> None:
+        """A sending draft is sent or failed."""
+        await Draft.filter(id=draft_id, status="sending").update(
+            status=status, result_url=result_url[:1024], reason=reason[:2000]
+        )
+
+    async def edit_draft(self, draft_id: int, text: str) -> bool:
+        """Replace a waiting draft's text; False when it is no longer waiting."""
+        return await Draft.filter(id=draft_id, status="waiting").update(text=text) == 1
+
+    async def sending_drafts(self) -> list[Draft]:
+        return list(await Draft.filter(status="sending").order_by("id"))
+
+    async def unclaim_draft(self, draft_id: int) -> bool:
+        """A sending draft whose send was never written down waits again."""
+        n = await Draft.filter(id=draft_id, status="sending").update(status="waiting", decided_by="", decided_by_name="")
+        return n == 1
+
+    async def action_of_draft(self, d: Draft) -> dict[str, Any] | None:
+        """The action row an approval of ``d`` wrote (its author, approver, room and text)."""
+        return (
+            await OutboundAction.filter(
+                room=d.room, actor=d.author, action=d.action, text=d.text, approved_by=d.decided_by, created_at__gte=d.created_at
+            )
+            .exclude(approved_by="")
+            .order_by("-id")
+            .first()
+            .values()
+        )
+
+    async def expired_drafts(self, now: datetime) -> list[Draft]:
+        return list(await Draft.filter(status="waiting", expires_at__lte=now).order_by("id"))
 
     # --- status -------------------------------------------------------------------------------
 

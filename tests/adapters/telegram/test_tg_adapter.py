@@ -84,6 +84,8 @@ async def test_start_registers_the_commands(adapter: TelegramAdapter, tg: Telegr
         "who",
         "recent",
         "search",
+        "approval",
+        "audit",
         "help",
     }
 
