@@ -16,7 +16,16 @@ from bridge import __version__, logs
 from bridge.cli import init, rooms
 from bridge.config import Config, ConfigError, load_config, resolve_path
 from bridge.errors import AuthFailed, BridgeError
-from bridge.storage.db import DatabaseUnavailable, DatabaseUnusable, close_database, open_database, redact
+from bridge.ops.http import ListenFailed
+from bridge.storage.db import (
+    DatabaseInUse,
+    DatabaseUnavailable,
+    DatabaseUnusable,
+    close_database,
+    hold_sqlite,
+    open_database,
+    redact,
+)
 
 log = logging.getLogger("bridge.cli")
 
@@ -90,6 +99,11 @@ async def cmd_run(config: Config, args: argparse.Namespace) -> int:
     if not config.adapters:
         print(f"error: {_no_platform(config)}", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        lock = hold_sqlite(config.database_url)  # held until this process ends
+    except DatabaseInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     bridge = Bridge(config)
     delay = 1.0
     while True:  # the database may come up after us (containers, reboots): wait for it, calmly
@@ -104,6 +118,9 @@ async def cmd_run(config: Config, args: argparse.Namespace) -> int:
         except AuthFailed as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        except ListenFailed as exc:
+            print(f"error: {exc}; fix: stop what listens there, or set another port in [http] listen in {config.path}", file=sys.stderr)
+            return EXIT_CONFIG
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
         if stop.is_set():
@@ -112,6 +129,8 @@ async def cmd_run(config: Config, args: argparse.Namespace) -> int:
     await stop.wait()
     log.info("shutdown requested")
     await bridge.stop()
+    if lock is not None:
+        lock.close()
     return EXIT_OK
 
 
