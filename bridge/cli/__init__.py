@@ -10,7 +10,7 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bridge import __version__, logs
 from bridge.cli import init, rooms
@@ -159,8 +159,10 @@ async def cmd_check(config: Config, args: argparse.Namespace) -> int:
         if warning := _readable_secrets(config):
             print(warning)
         for name, adapter in bridge.adapters.items():
+            # Progress on stderr (a login may take seconds); stdout keeps one line per platform.
+            print(f"{name}: {_logging_in(config.adapters.get(name, {}))} …", file=sys.stderr, flush=True)
             try:
-                line = await asyncio.wait_for(adapter.check(), 30)
+                line = await asyncio.wait_for(adapter.check(), CHECK_TIMEOUT)
                 print(f"{name}: {line}")
             except AuthFailed as exc:
                 ok = False
@@ -176,6 +178,20 @@ async def cmd_check(config: Config, args: argparse.Namespace) -> int:
     finally:
         await close_database()
     return EXIT_OK if ok else EXIT_FAILED
+
+
+CHECK_TIMEOUT = 30.0
+# The setting that names where a platform's login goes, in the order they are looked for.
+_WHERE_KEYS = ("service", "instance", "api_url")
+
+
+def _logging_in(settings: object) -> str:
+    """``logging in to https://bsky.social`` (the configured server), or ``logging in``."""
+    if isinstance(settings, Mapping):
+        for key in _WHERE_KEYS:
+            if isinstance(settings.get(key), str) and settings[key]:
+                return f"logging in to {redact(settings[key])}"
+    return "logging in"
 
 
 def _no_platform(config: Config) -> str:
