@@ -373,21 +373,40 @@ class Bridge:
         (self._thread_subs.add if filters.thread else self._thread_subs.discard)(sub.id)
 
     async def _backfill(self, sub: SubscriptionInfo) -> None:
+        """Deliver the last ``[bridge] backfill`` posts of a new subscription, and say so: in the
+        log when it starts and ends, and in the room what it found (or why it could not)."""
         net = self.networks.get(sub.source.network)
         if net is None:
             return
+        wanted = self.config.backfill
+        what = f"#{sub.id} {_what(sub)}"
+        log.info("backfill started subscription=%d destination=%s posts_wanted=%d", sub.id, sub.destination, wanted)
         try:
-            posts = await net.recent(sub.source, self.config.backfill)
+            posts = await net.recent(sub.source, wanted)
         except (BridgeError, ValueError) as exc:
             log.warning("backfill failed subscription=%d reason=%r", sub.id, str(exc))
+            await self._tell_room(sub.destination, f"Backfill of {what} failed: {_one_line(exc)}. New posts arrive as usual.")
             return
         route = _route(sub)
-        matched = [
-            (well_formed(p), [(sub.id, sub.destination)]) for p in posts[-self.config.backfill :] if route.filters.accepts(p)
-        ]
+        matched = [(well_formed(p), [(sub.id, sub.destination)]) for p in posts[-wanted:] if route.filters.accepts(p)]
         n = await self.store.ingest(sub.source.network, matched, {})
-        log.info("backfill subscription=%d posts=%d deliveries=%d", sub.id, len(posts), n)
+        log.info("backfill done subscription=%d posts=%d deliveries=%d", sub.id, len(posts), n)
+        if n:
+            found = f"{n} earlier post{'s' if n != 1 else ''} on {'their' if n != 1 else 'its'} way"
+        else:
+            found = "no earlier posts" + (" pass this subscription's filters" if posts else " found")
+        await self._tell_room(sub.destination, f"Backfill of {what}: {found}.")
         self.dispatcher.wake()
+
+    async def _tell_room(self, target: ChatTarget, text: str) -> None:
+        """A notice in one room, best effort (the log has the same news)."""
+        chat = self.chats.get(target.platform)
+        if chat is None or str(target) in self._paused:
+            return
+        try:
+            await asyncio.wait_for(chat.notify(target, redact(text)), NOTICE_TIMEOUT)
+        except Exception as exc:
+            log.info("could not tell a room destination=%s reason=%r", target, str(exc))
 
     async def _apply_static(self, subs: tuple[StaticSubscription, ...]) -> None:
         """Config subscriptions: resolved and added once the networks answer; retried until they do."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -25,7 +26,7 @@ from adapters.telegram.render import Piece, keyboard, plan_notice, plan_post
 from adapters.telegram.transport import AiohttpRequest
 from adapters.telegram.updates import COMMANDS, PLATFORM, UpdateHandler
 from bridge.configschema import Key
-from bridge.errors import DestinationMoved, Transient
+from bridge.errors import AuthFailed, DestinationMoved, Transient
 from bridge.model import Button, ChatTarget, Delivery, Sent
 from bridge.protocols import Host, PartRecorder
 
@@ -48,6 +49,12 @@ class TelegramAdapter:
             help="root of the Bot API server; requests go to {api_url}/bot{token}/{method}",
         ),
         "poll_timeout": Key(int, default=30, min=0, help="seconds a getUpdates long poll may wait"),
+        "login_check_interval": Key(
+            (int, float),
+            default=60,
+            min=1,
+            help="seconds between checks (getMe) that the token still works; a refused call checks at once",
+        ),
         "max_pacing_wait": Key(
             (int, float),
             default=5.0,
@@ -86,6 +93,10 @@ class TelegramAdapter:
         self._outbox: Outbox | None = None
         self._handler: UpdateHandler | None = None
         self._requests: list[AiohttpRequest] = []
+        self._login_every = float(settings.get("login_check_interval", 60))
+        self._check_login = asyncio.Event()  # set on a 401: check the token now
+        self._login_ok = True
+        self._watchdog: asyncio.Task[None] | None = None
         protect_token(self._token)
 
     async def _paced(self, seconds: float) -> None:
@@ -100,8 +111,12 @@ class TelegramAdapter:
         callback-data cache nor its defaults, and skipping them saves CPU on every call. Its
         requests go through aiohttp (see transport.py), ``sends`` connections at most, and
         with ``long_poll`` a connection of its own for getUpdates."""
-        request = AiohttpRequest(pool_size=sends)
-        updates = AiohttpRequest(pool_size=1, read_timeout=self._poll_timeout + 10) if long_poll else None
+        request = AiohttpRequest(pool_size=sends, on_unauthorized=self._check_login.set)
+        updates = (
+            AiohttpRequest(pool_size=1, read_timeout=self._poll_timeout + 10, on_unauthorized=self._check_login.set)
+            if long_poll
+            else None
+        )
         self._requests = [r for r in (request, updates) if r is not None]
         return Bot(
             self._token,
@@ -112,7 +127,53 @@ class TelegramAdapter:
         )
 
     async def start(self) -> None:
-        """Log in (getMe), register the commands and start long polling in this event loop."""
+        """Log in (getMe), register the commands and start long polling in this event loop,
+        then watch the login (see ``_watch_login``)."""
+        await self._start_app()
+        self._login_ok = True
+        self._watchdog = asyncio.create_task(self._watch_login(), name="telegram-login-watchdog")
+
+    async def _watch_login(self) -> None:
+        """A token that stops working while the bridge runs (revoked in @BotFather, the bot
+        deleted) must not be a silent outage: python-telegram-bot stops polling on it and says
+        nothing to anyone. Every ``login_check_interval`` seconds, and at once after any call
+        was refused with 401, ask getMe: on a refused token report it down once (the core
+        tells the rooms and the admins, ``bridge status`` shows it) and keep asking at the
+        same calm pace; once it works again, start afresh (polling included) and report it
+        healthy. A network failure is not a login problem: polling retries that by itself."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._check_login.wait(), self._login_every)
+            self._check_login.clear()
+            app = self._app
+            try:
+                if app is None:
+                    await self._start_app()  # an earlier restart failed: try it again
+                else:
+                    await app.bot.get_me()
+            except (InvalidToken, AuthFailed) as exc:
+                if self._login_ok:
+                    self._login_ok = False
+                    error = exc if isinstance(exc, AuthFailed) else auth_failed(exc)
+                    self._log.error("telegram.login_refused error=%s", error)
+                    await self._host.report_health(False, f"{error} (the bridge checks it again every {self._login_every:g} s)")
+                continue
+            except (TelegramError, Transient, OSError) as exc:
+                self._log.info("telegram.login_check_failed error=%s", exc)
+                continue
+            if not self._login_ok:
+                if app is not None:  # polling stopped on the refused token: start it again
+                    await self._stop_app()
+                    try:
+                        await self._start_app()
+                    except (AuthFailed, Transient, TelegramError, OSError) as exc:
+                        self._log.warning("telegram.restart_failed error=%s", exc)
+                        continue
+                self._login_ok = True
+                self._log.info("telegram.login_works_again")
+                await self._host.report_health(True)
+
+    async def _start_app(self) -> None:
         bot = self._bot(sends=256, long_poll=True)  # python-telegram-bot's default pool sizes
         # Chats side by side (a slow answer must not hold the rest), each chat's in order.
         app = ApplicationBuilder().bot(bot).concurrent_updates(ChatOrderedUpdates(slots=16)).build()
@@ -190,19 +251,38 @@ class TelegramAdapter:
             await self._handler.handle(update)
 
     async def stop(self) -> None:
-        """Stop polling, let running handlers finish, close the HTTP clients. Never raises."""
+        """Stop watching the login and polling, let running handlers finish, close the HTTP
+        clients. Never raises."""
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(BaseException):
+                await watchdog
+        if await self._stop_app():
+            self._log.info("telegram.stopped")
+
+    async def _stop_app(self) -> bool:
+        """Stop the Application, step by step: after polling died on a refused token, the
+        updater's stop raises that error, and the rest must still close. False if none ran."""
         app, self._app = self._app, None
         if app is None:
-            return
-        try:
-            if app.updater is not None and app.updater.running:
-                await app.updater.stop()
-            if app.running:
-                await app.stop()
-            await app.shutdown()
-        except Exception:
-            self._log.exception("telegram.stop_failed")
-        self._log.info("telegram.stopped")
+            return False
+        steps = []
+        if app.updater is not None and app.updater.running:
+            steps.append(app.updater.stop)
+        if app.running:
+            steps.append(app.stop)
+        steps.append(app.shutdown)
+        for step in steps:
+            try:
+                await step()
+            except InvalidToken:
+                pass  # the polling task ended on it; already reported by the watchdog
+            except Exception:
+                self._log.exception("telegram.stop_failed")
+        for request in self._requests:  # closed by shutdown, unless a step above failed
+            await request.shutdown()
+        return True
 
     async def check(self) -> str:
         """getMe with the configured token: ``"ok: @botname"``; AuthFailed on a refused token."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,6 +59,7 @@ class AiohttpRequest(BaseRequest):
         read_timeout: float | None = READ_TIMEOUT,
         connect_timeout: float | None = CONNECT_TIMEOUT,
         pool_timeout: float | None = POOL_TIMEOUT,
+        on_unauthorized: Callable[[], None] | None = None,
     ) -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
@@ -67,6 +69,8 @@ class AiohttpRequest(BaseRequest):
         self._pool_timeout = pool_timeout
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[str, str | None] = {}  # per origin, read from the environment once
+        # Called on every 401 answer: the token was refused (revoked while running, say).
+        self._on_unauthorized = on_unauthorized
 
     @property
     def read_timeout(self) -> float | None:
@@ -127,7 +131,10 @@ class AiohttpRequest(BaseRequest):
             async with self._session.request(
                 method, url, data=data, timeout=timeout, proxy=proxy, allow_redirects=False
             ) as response:
-                return response.status, await response.read()
+                body = await response.read()
+                if response.status == 401 and self._on_unauthorized is not None:
+                    self._on_unauthorized()
+                return response.status, body
         except aiohttp.ConnectionTimeoutError as exc:
             # Connecting, or waiting for a free connection of the pool: nothing was sent.
             raise TimedOut(

@@ -10,13 +10,22 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bridge import __version__, logs
 from bridge.cli import audit, init, rooms
 from bridge.config import Config, ConfigError, load_config, resolve_path
 from bridge.errors import AuthFailed, BridgeError
-from bridge.storage.db import DatabaseUnavailable, DatabaseUnusable, close_database, open_database, redact
+from bridge.ops.http import ListenFailed
+from bridge.storage.db import (
+    DatabaseInUse,
+    DatabaseUnavailable,
+    DatabaseUnusable,
+    close_database,
+    hold_sqlite,
+    open_database,
+    redact,
+)
 
 log = logging.getLogger("bridge.cli")
 
@@ -91,6 +100,11 @@ async def cmd_run(config: Config, args: argparse.Namespace) -> int:
     if not config.adapters:
         print(f"error: {_no_platform(config)}", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        lock = hold_sqlite(config.database_url)  # held until this process ends
+    except DatabaseInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     bridge = Bridge(config)
     delay = 1.0
     while True:  # the database may come up after us (containers, reboots): wait for it, calmly
@@ -105,6 +119,9 @@ async def cmd_run(config: Config, args: argparse.Namespace) -> int:
         except AuthFailed as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        except ListenFailed as exc:
+            print(f"error: {exc}; fix: stop what listens there, or set another port in [http] listen in {config.path}", file=sys.stderr)
+            return EXIT_CONFIG
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
         if stop.is_set():
@@ -113,6 +130,8 @@ async def cmd_run(config: Config, args: argparse.Namespace) -> int:
     await stop.wait()
     log.info("shutdown requested")
     await bridge.stop()
+    if lock is not None:
+        lock.close()
     return EXIT_OK
 
 
@@ -141,8 +160,10 @@ async def cmd_check(config: Config, args: argparse.Namespace) -> int:
         if warning := _readable_secrets(config):
             print(warning)
         for name, adapter in bridge.adapters.items():
+            # Progress on stderr (a login may take seconds); stdout keeps one line per platform.
+            print(f"{name}: {_logging_in(config.adapters.get(name, {}))} …", file=sys.stderr, flush=True)
             try:
-                line = await asyncio.wait_for(adapter.check(), 30)
+                line = await asyncio.wait_for(adapter.check(), CHECK_TIMEOUT)
                 print(f"{name}: {line}")
             except AuthFailed as exc:
                 ok = False
@@ -158,6 +179,20 @@ async def cmd_check(config: Config, args: argparse.Namespace) -> int:
     finally:
         await close_database()
     return EXIT_OK if ok else EXIT_FAILED
+
+
+CHECK_TIMEOUT = 30.0
+# The setting that names where a platform's login goes, in the order they are looked for.
+_WHERE_KEYS = ("service", "instance", "api_url")
+
+
+def _logging_in(settings: object) -> str:
+    """``logging in to https://bsky.social`` (the configured server), or ``logging in``."""
+    if isinstance(settings, Mapping):
+        for key in _WHERE_KEYS:
+            if isinstance(settings.get(key), str) and settings[key]:
+                return f"logging in to {redact(settings[key])}"
+    return "logging in"
 
 
 def _no_platform(config: Config) -> str:

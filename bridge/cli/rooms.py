@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ VERBS: Mapping[str, Verb] = {
     ),
     "status": Verb(
         "per subscription: last post, last delivery, failures and their reasons (of one chat with --to)",
-        examples=("bridge status", "bridge status --to telegram:-1001234567890"),
+        examples=("bridge status", "bridge status --to telegram:-1001234567890", "bridge status --json | jq '.rooms[0]'"),
         to_required=False,
     ),
     "find": Verb(
@@ -170,6 +171,8 @@ def add_parsers(sub: argparse._SubParsersAction, **common: object) -> None:
         if verb.arg:
             p.add_argument("words", metavar=verb.arg, nargs=verb.nargs, help=verb.arg_help)
         p.add_argument("--to", required=verb.to_required, metavar="DEST", help=TO_HELP)
+        if name == "status":
+            p.add_argument("--json", action="store_true", help="print JSON for scripts (its shape is in the README)")
         if verb.network:
             p.add_argument("--network", metavar="NAME", help="the network, e.g. bluesky (default: inferred from the handle)")
 
@@ -230,6 +233,8 @@ async def run(config: Config, args: argparse.Namespace) -> int:
             if sub is None or not sub.enabled:
                 return _fail(f"no subscription #{text.split()[0].removeprefix('#')}; `bridge subs` lists them", EXIT_FAILED)
             target = sub.destination
+        if name == "status" and args.json:  # the same shape for one room or all
+            return await _everywhere(bridge, name, as_json=True) if target is None else await _room_json(bridge, target)
         if target is None and name in LOOKUPS:
             target = ChatTarget(TERMINAL, "terminal")
         if target is None:
@@ -253,9 +258,10 @@ async def run(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _everywhere(bridge: object, name: str) -> int:
+async def _everywhere(bridge: object, name: str, as_json: bool = False) -> int:
     """``subs`` and ``status`` without --to: every destination."""
-    from bridge.commands import Commands, _describe, _what
+    from bridge.commands import _describe
+    from bridge.ops import status
 
     store = bridge.store  # type: ignore[attr-defined]
     if name == "subs":
@@ -265,22 +271,14 @@ async def _everywhere(bridge: object, name: str) -> int:
         for s in subs:
             print(f"{s.destination}  {_describe(s)}")
         return EXIT_OK
-    rows = await store.status_rows()
-    paused = await store.paused_destinations()
-    if not rows:
-        print("no subscriptions; add one with `bridge follow <handle> --to telegram:<chat_id>` or /follow in chat")
-    for r in rows:
-        s = r["subscription"]
-        last_post = r["last_post"].strftime("%Y-%m-%d %H:%M:%S") if r["last_post"] else "never"
-        last = r["last_delivery"].strftime("%Y-%m-%d %H:%M:%S") if r["last_delivery"] else "never"
-        print(
-            f"#{s.id} {_what(s)} -> {s.destination}: last post {last_post}, last delivery {last}, "
-            f"{r['sent']} sent, {r['pending']} pending, {r['failed']} failed"
-            + (f"; last failure: {r['last_error'][:300]}" if r["last_error"] else "")
-        )
-    for dest, reason in sorted(paused.items()):
-        print(f"paused {dest}: {reason}; {Commands.comes_back(ChatTarget.parse(dest), reason)}")
-    for platform, health in sorted((await store.platform_health()).items()):
-        if health.state != "ok":
-            print(f"{platform}: {health.state} since {health.since.strftime('%Y-%m-%d %H:%M:%S')}: {health.reason}")
+    report = await status.gather(store)
+    print(json.dumps(status.as_json(report), indent=2) if as_json else status.table(report))
+    return EXIT_OK
+
+
+async def _room_json(bridge: object, target: ChatTarget) -> int:
+    from bridge.ops import status
+
+    report = await status.gather(bridge.store, target)  # type: ignore[attr-defined]
+    print(json.dumps(status.as_json(report), indent=2))
     return EXIT_OK

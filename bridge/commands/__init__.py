@@ -445,19 +445,27 @@ class Commands:
         return Answer(f"The inbox of {', '.join(done)} no longer arrives {w.here}.", public=True)
 
     async def status(self, e: ChatEvent) -> Answer:
+        """This room's feeds, failing ones first, read as ``bridge status`` reads them (see
+        bridge.ops.status); a platform this room depends on that is not working comes first."""
+        from bridge.ops import status
+
         w = words_for(e)
-        rows = await self.b.store.status_rows(e.target)
-        paused = (await self.b.store.paused_destinations()).get(str(e.target))
-        head = f"{w.room_first} is paused ({paused}); {self.comes_back(e.target, paused, w)}" if paused else ""
-        if not rows:
-            return Answer("\n".join(filter(None, [head, f"No subscriptions in {w.room}."])))
-        lines = [head or f"Feeds of {w.room}:"]
-        for r in rows:
-            s = r["subscription"]
-            last = r["last_delivery"].strftime("%Y-%m-%d %H:%M UTC") if r["last_delivery"] else "never"
-            line = f"#{s.id} {_what(s)}: {r['sent']} delivered, last {last}; {r['pending']} waiting; {r['failed']} failed"
-            if r["last_error"]:
-                line += f" (last failure: {r['last_error'][:200]})"
+        report = await status.gather(self.b.store, e.target)
+        room = next((r for r in report.rooms if r.destination == e.target), None)
+        paused = room.paused if room is not None else None
+        head = [f"{w.room_first} is paused ({paused}); {self.comes_back(e.target, paused, w)}"] if paused else []
+        feeds = room.feeds if room is not None else ()
+        needs = {e.target.platform, *(f.subscription.source.network for f in feeds)}
+        head += [f"{status.platform_line(name, h)}" for name, h in report.down.items() if name in needs]
+        if not feeds:
+            return Answer("\n".join([*head, f"No subscriptions in {w.room}."]))
+        failing = f" ({room.failing} failing)" if room is not None and room.failing else ""
+        lines = [*head, f"Feeds of {w.room}{failing}:"]
+        for f in feeds:
+            last = f.last_delivery.strftime("%Y-%m-%d %H:%M UTC") if f.last_delivery else "never"
+            line = f"{'! ' if f.failing else ''}#{f.subscription.id} {f.what}: {f.sent} delivered, last {last}; {f.pending} waiting; {f.failed} failed"
+            if f.last_error:
+                line += f" (last failure: {f.last_error[:200]})"
             lines.append(line)
         return Answer("\n".join(lines))
 

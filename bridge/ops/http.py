@@ -8,6 +8,7 @@ may register its path while it starts, after the server is listening.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,6 +27,11 @@ log = logging.getLogger("bridge.ops.http")
 # A webhook handler gets the call's headers and body and returns the HTTP status to answer.
 WebhookHandler = Callable[[Mapping[str, str], bytes], Awaitable[int]]
 MAX_BODY = 1 << 20  # Telegram's updates are a few KB; refuse anything absurd before reading it
+
+
+class ListenFailed(OSError):
+    """The endpoint cannot listen on ``[http] listen`` (the port is taken, a privileged port,
+    an address not of this machine); the message says which and why."""
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -62,7 +68,12 @@ class OpsServer:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise OSError(f"[http] listen: cannot listen on {self._host}:{self._port}: {exc.strerror or exc}") from exc
+            why = {
+                errno.EADDRINUSE: "the port is already in use (another bridge or program listens there)",
+                errno.EACCES: "permission denied (ports below 1024 need privileges)",
+                errno.EADDRNOTAVAIL: "the address is not one of this machine's",
+            }.get(exc.errno or 0, exc.strerror or str(exc))
+            raise ListenFailed(f"[http] listen: cannot listen on {self._host}:{self._port}: {why}") from exc
         self._runner = runner
         sockets = [s for s in (runner.addresses or [])]
         if sockets and isinstance(sockets[0], tuple):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
 import logging
 import os
 import sqlite3
@@ -26,6 +28,11 @@ _open_clients: list[Any] = []
 
 class DatabaseUnavailable(Exception):
     """The database did not answer; the message says which URL (without its password)."""
+
+
+class DatabaseInUse(Exception):
+    """Another ``bridge run`` holds this SQLite database; the message says so and that Postgres
+    runs several."""
 
 
 class DatabaseUnusable(DatabaseUnavailable):
@@ -189,6 +196,76 @@ def _tighten(file: Path) -> None:
         log.warning("database file was readable by others; made it owner-only path=%s mode=%o->%o", file, mode, mode & 0o700)
 
 
+def hold_sqlite(url: str) -> Any:
+    """For ``bridge run`` on a SQLite database: take an exclusive OS lock on ``<file>.lock``
+    and return the open lock file (keep it: the lock lasts until it is closed or the process
+    ends, even by SIGKILL). None for another database, or when the lock file cannot be made
+    (a missing folder: ``open_database`` says why). Raises DatabaseInUse when another
+    ``bridge run`` holds it.
+
+    SQLite serves one bridge process: two would each send every delivery and both poll
+    Telegram. Only ``bridge run`` takes the lock; the short commands (``bridge follow``,
+    ``subs``, ``status``) work while it runs, as SQLite's own locking lets them.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return None
+    lock_path = f"{path}.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+    except OSError:
+        return None
+    lock = os.fdopen(fd, "r+", encoding="utf-8")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = lock.read().strip()
+        lock.close()
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise DatabaseInUse(
+            f"another `bridge run`{who} is using the SQLite database {path}: SQLite serves one bridge process; "
+            "stop the other one first, or use Postgres ([database] url = \"postgres://…\"), which runs several"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+# Every process that migrates a Postgres database takes this advisory lock first, so processes
+# started together apply the migrations one at a time (two CREATE TYPE at once collide).
+MIGRATION_LOCK = int.from_bytes(hashlib.sha256(b"bridge migrations").digest()[:8], "big", signed=True)
+
+
+async def _migrate_postgres(config: dict[str, Any]) -> None:
+    """Apply the migrations under ``pg_advisory_lock`` held on a connection of its own: the
+    others wait for it, then find nothing left to do."""
+    import asyncpg
+
+    creds = config["connections"]["default"]
+    if isinstance(creds, str):
+        creds = expand_db_url(creds)["credentials"]
+    else:
+        creds = creds["credentials"]
+    conn = await asyncpg.connect(
+        host=creds.get("host"),
+        port=creds.get("port"),
+        user=creds.get("user"),
+        password=creds.get("password"),
+        database=creds.get("database"),
+        ssl=creds.get("ssl"),
+    )
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await migrate(config=config)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    finally:
+        await conn.close()
+
+
 async def open_database(url: str) -> None:
     """Connect and bring the schema up to date. Raises DatabaseUnusable when the database can
     never be opened as configured (a SQLite file in a missing or read-only folder),
@@ -199,7 +276,10 @@ async def open_database(url: str) -> None:
         await asyncio.to_thread(prepare_sqlite_file, path)
     config = tortoise_config(url)
     try:
-        await migrate(config=config)
+        if path is None and url.startswith(("postgres://", "postgresql://")):
+            await _migrate_postgres(config)
+        else:
+            await migrate(config=config)
         await Tortoise.close_connections()
         await Tortoise.init(config=config)
         _open_clients.append(Tortoise.get_connection("default"))

@@ -869,7 +869,7 @@ class Store:
     # --- status -------------------------------------------------------------------------------
 
     async def status_rows(self, destination: ChatTarget | None = None) -> list[dict[str, Any]]:
-        """Per subscription: last post seen, last delivery, failures and the last reason."""
+        """Per subscription: last post seen, last delivery, failures, the last reason and when."""
         subs = await self.subscriptions(destination)
         out = []
         for s in subs:
@@ -887,6 +887,7 @@ class Store:
                     "last_delivery": by_status.get("sent", {}).get("last"),
                     "last_post": last_post["post__posted_at"] if last_post else None,
                     "last_error": last_failure["last_error"] if last_failure else "",
+                    "last_failure": last_failure["updated_at"] if last_failure else None,
                 }
             )
         return out

@@ -258,6 +258,7 @@ class TelegramEmulator:
         self.callback_answers: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
         self.enforce_rate_limits = False
+        self.revoked = False  # the token was revoked (@BotFather /revoke): every call answers 401
         # Telegram's group limit as enforced here: `group_limit` sends per `group_window` seconds
         # (20 a minute, with a margin for clock jitter); a test may scale both down.
         self.group_limit = 20
@@ -552,8 +553,14 @@ class TelegramEmulator:
                     pass
         return params
 
+    def revoke_token(self, revoked: bool = True) -> None:
+        """Refuse the token from now on (401 on every call, as Telegram does once a token is
+        revoked), or accept it again with ``revoked=False``. Wakes waiting long polls."""
+        self.revoked = revoked
+        self._new_update.set()
+
     async def _handle(self, request: web.Request) -> web.Response:
-        if request.match_info["token"] != self.token:
+        if request.match_info["token"] != self.token or self.revoked:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         method = request.match_info["method"]
         params = await self._params(request)

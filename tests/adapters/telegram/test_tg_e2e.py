@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
+from pathlib import Path
 
 import pytest
 
 from adapters.telegram import TelegramAdapter
 from bridge.cli.rooms import CLI_USER
 from bridge.model import ChatEvent, EventKind, Media
-from tests.adapters.telegram.tg_world import World
+from tests.adapters.telegram.tg_world import World, start_world
+from tests.emulators.telegram import TelegramEmulator
 
 
 async def test_follow_in_a_private_chat_then_posts_arrive(world: World) -> None:
@@ -258,3 +261,36 @@ async def test_pause_holds_a_room_until_an_admin_resumes_it(world: World) -> Non
         await asyncio.sleep(0.05)
     assert any("after the pause" in t for t in texts)
     assert not any("while paused" in t for t in texts)
+
+
+async def test_a_token_revoked_while_running_is_reported_once_and_picked_up_when_it_works(
+    tg: TelegramEmulator, tmp_path: Path
+) -> None:
+    world = await start_world(tg, f"sqlite://{tmp_path}/bridge.sqlite3", telegram={"login_check_interval": 1})
+    store = world.bridge.store
+    try:
+        tg.revoke_token()
+        deadline = time.monotonic() + 15
+        while (health := (await store.platform_health()).get("telegram")) is None or health.state != "down":
+            assert time.monotonic() < deadline, "the refused token was never reported"
+            await asyncio.sleep(0.1)
+        assert "Telegram refused the bot token" in health.reason and "check telegram.token" in health.reason
+        assert tg.token not in health.reason
+        since = health.since
+
+        # calm: about one getMe a second here (login_check_interval), no new report
+        calls = sum(1 for method, _ in tg.requests if method == "getMe")
+        await asyncio.sleep(3)
+        assert (await store.platform_health())["telegram"].since == since
+        assert sum(1 for method, _ in tg.requests if method == "getMe") - calls <= 5
+
+        tg.revoke_token(False)  # the token works again: picked up without a restart
+        deadline = time.monotonic() + 15
+        while (await store.platform_health())["telegram"].state != "ok":
+            assert time.monotonic() < deadline, "the working token was never noticed"
+            await asyncio.sleep(0.1)
+        # polling runs again: a command is answered
+        answer = await asyncio.wait_for(world.command(world.boss_chat, world.boss, "/help"), 15)
+        assert "This chat is telegram:" in answer
+    finally:
+        await world.bridge.stop()
