@@ -78,7 +78,9 @@ class Post:
     ``conversation`` is the network's conversation id of a direct message, so that a
     reply in chat answers in the same conversation. ``native`` is the network's own reference
     for acting on the post, encoded by its adapter (opaque to the core, which only stores it and
-    hands it back; empty when unknown, and the adapter then looks it up).
+    hands it back; empty when unknown, and the adapter then looks it up). ``spoiler`` is the
+    author's content warning (Mastodon ``spoiler_text``): when set, chat renderers show it in
+    clear and hide the text and media captions behind a spoiler.
     """
 
     ref: Ref
@@ -94,6 +96,7 @@ class Post:
     reason: str = ""
     conversation: str = ""
     native: str = ""
+    spoiler: str = ""
 
     @property
     def is_reply(self) -> bool:
@@ -257,6 +260,26 @@ class Action(enum.StrEnum):
     LIKE = "like"
     REPOST = "repost"
     FOLLOW = "follow"
+    FIND = "find"
+    SEARCH = "search"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """An account as /find and /who show it."""
+
+    author: Author  # id (stable), handle, display_name, url
+    bio: str = ""  # plain text
+    followers: int | None = None  # None: the network does not say
+    following: int | None = None
+    posts: int | None = None
+    followed_by_team: bool | None = None  # whether the team account follows it; None: unknown
+
+
+@dataclass(frozen=True, slots=True)
+class ProfilePage:
+    profiles: tuple[Profile, ...]
+    next_cursor: str = ""  # "" when there is no next page (opaque to the core)
 
 
 @dataclass(frozen=True, slots=True)

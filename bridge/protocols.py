@@ -24,6 +24,8 @@ from bridge.model import (
     Delivery,
     Post,
     Posted,
+    Profile,
+    ProfilePage,
     Sent,
     Source,
     SubscriptionSummary,
@@ -199,6 +201,22 @@ class NetworkAdapter(Protocol):
 
     async def recent(self, source: Source, limit: int) -> list[Post]:
         """The newest ``limit`` posts of ``source``, newest last (for ``backfill``)."""
+        ...
+
+    async def find_accounts(self, words: str, limit: int, cursor: str = "") -> ProfilePage:
+        """Accounts matching ``words`` (at most ``limit``; the core asks ≤ 10), from ``cursor``
+        (opaque, "" for the first page). Works without ``start``. ValueError for bad input;
+        ``Permanent(reason)`` when ``capabilities()`` refuses FIND."""
+        ...
+
+    async def profile(self, handle: str) -> Profile:
+        """One account (``handle`` as typed, without a ``network:`` prefix). Works without
+        ``start``; NotFound with a user-facing message when it does not exist."""
+        ...
+
+    async def search_posts(self, query: str, limit: int) -> list[Post]:
+        """A one-off search for posts, newest last. Works without ``start``; ``Permanent(reason)``
+        when ``capabilities()`` refuses SEARCH."""
         ...
 
     def check_text(self, text: str) -> str | None:
