@@ -41,6 +41,7 @@ log = logging.getLogger("bridge.adapters.mastodon")
 PAGE = 40  # Mastodon: statuses and notifications pages hold at most 40
 PAGES_PER_TURN = 5  # one busy feed must not hold up the others
 LIST_KEY = "list"
+RELATIONSHIPS_BATCH = 40  # ids per /api/v1/accounts/relationships (a URL must stay short)
 
 
 def encode_native(c: Converted) -> str:
@@ -287,12 +288,13 @@ class ListFollows:
         changed = False
         adding = sorted(wanted - self._members)
         if adding:
-            rels = await http.get("/api/v1/accounts/relationships", [("id[]", a) for a in adding], scope="read:follows")
-            following = (
-                {str(r.get("id")) for r in rels if isinstance(r, Mapping) and (r.get("following") or r.get("requested"))}
-                if isinstance(rels, list)
-                else set()
-            )
+            following: set[str] = set()
+            for i in range(0, len(adding), RELATIONSHIPS_BATCH):
+                chunk = adding[i : i + RELATIONSHIPS_BATCH]
+                rels = await http.get("/api/v1/accounts/relationships", [("id[]", a) for a in chunk], scope="read:follows")
+                for r in rels if isinstance(rels, list) else []:
+                    if isinstance(r, Mapping) and (r.get("following") or r.get("requested")):
+                        following.add(str(r.get("id")))
             for account_id in adding:
                 try:
                     if account_id not in following:
