@@ -7,9 +7,9 @@ The real adapter (``MastodonAdapter.poll_once``: the core's pager, the request p
 conversion) runs against the Mastodon emulator over real sockets (its rate limit lifted, so
 that what is counted is what the adapter asks for, not what the server refuses). Between
 cycles the followed accounts post as ``--posts-per-day`` says for a ``--interval`` of simulated
-time. Requests are counted at the emulator; per hour = per cycle × cycles per hour, as the
+time. Requests are counted at the emulator; per hour = per cycle * cycles per hour, as the
 adapter would want them; the budget then caps what it may make (2,880 per hour) and a cycle
-over more accounts than the budget allows stretches to ``requests × 300 / 240`` seconds.
+over more accounts than the budget allows stretches to ``requests * 300 / 240`` seconds.
 Setting up the list mode (follow + add to the list, once per account) is shown apart.
 
     python -m bench.mastocost [--accounts 10,100,1000] [--posts-per-day 20] [--interval 60]

@@ -114,7 +114,9 @@ async def test_reply_threads_with_the_parents_visibility_and_buttons_act(world: 
     assert answer.ok, answer.text
     [ours] = server.statuses_by(team)
     assert ours.in_reply_to is root and ours.visibility == "unlisted" and ours.text == "we think it's great"
-    keys = [h.get("Idempotency-Key", "") for m, path, h in server.requests if m == "POST" and path.split("?")[0] == "/api/v1/statuses"]
+    keys = [
+        h.get("Idempotency-Key", "") for m, path, h in server.requests if m == "POST" and path.split("?")[0] == "/api/v1/statuses"
+    ]
     assert len(keys) == 1 and len(keys[0]) == 32
 
     for action in (ButtonAction.LIKE, ButtonAction.REPOST, ButtonAction.FOLLOW):
