@@ -37,6 +37,7 @@ from adapters.mastodon.feeds import (
     ListFollows,
     Watches,
     decode_native,
+    entry_time,
     hashtag,
     to_post,
 )
@@ -471,14 +472,16 @@ class MastodonAdapter:
         return self._posts(data, login.domain, limit)
 
     def _posts(self, data: Any, domain: str, limit: int) -> list[Post]:
-        posts: list[Post] = []
+        """Statuses as posts, newest last (in the server's order: by id, not by the
+        millisecond ``created_at``)."""
+        found: list[tuple[Any, Post]] = []
         for raw in data if isinstance(data, list) else []:
             try:
-                posts.append(to_post(convert_status(raw, domain), self.name))
-            except ValueError:
+                found.append((entry_time(raw), to_post(convert_status(raw, domain), self.name)))
+            except (ValueError, AttributeError):
                 continue
-        posts.sort(key=lambda p: p.created_at)
-        return posts[-limit:]
+        found.sort(key=lambda pair: pair[0])
+        return [p for _, p in found][-limit:]
 
     async def search_posts(self, query: str, limit: int) -> list[Post]:
         login = await self._ensure_login()
