@@ -98,7 +98,9 @@ class Post:
     ``conversation`` is the network's conversation id of a direct message, so that a
     reply in chat answers in the same conversation. ``native`` is the network's own reference
     for acting on the post, encoded by its adapter (opaque to the core, which only stores it and
-    hands it back; empty when unknown, and the adapter then looks it up).
+    hands it back; empty when unknown, and the adapter then looks it up). ``spoiler`` is the
+    author's content warning (Mastodon ``spoiler_text``): when set, chat renderers show it in
+    clear and hide the text and media captions behind a spoiler.
     """
 
     ref: Ref
@@ -114,6 +116,7 @@ class Post:
     reason: str = ""
     conversation: str = ""
     native: str = ""
+    spoiler: str = ""
 
     @property
     def is_reply(self) -> bool:

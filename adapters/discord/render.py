@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 
 import discord
 
@@ -90,9 +91,23 @@ def _split_words(text: str) -> list[str]:
     return words
 
 
+def _spoiler_head(post: Post) -> str:
+    """The content warning, shown in clear before the hidden text ("" when there is none)."""
+    warning = " ".join(post.spoiler.split())
+    return f"⚠️ **CW:** {_escape(warning)}\n" if warning else ""
+
+
+def _hidden(text: str) -> str:
+    return f"||{text}||" if text.strip() else text
+
+
 def description(post: Post, limit: int = DESCRIPTION_LIMIT) -> str:
     """The post's text with its links as markdown, at most ``limit`` characters. Longer text is
-    shortened at a word and ends with a link to the original, never dropped."""
+    shortened at a word and ends with a link to the original, never dropped. Behind a content
+    warning the warning is shown in clear and the text inside ``||…||``."""
+    head = _spoiler_head(post)
+    if head:
+        return head + _hidden(description(replace(post, spoiler=""), max(1, limit - len(head) - 4)))
     pieces = _segments(post)
     full = "".join(pieces)
     if len(full) <= limit:
@@ -103,7 +118,12 @@ def description(post: Post, limit: int = DESCRIPTION_LIMIT) -> str:
 def description_parts(post: Post, limit: int = DESCRIPTION_LIMIT, max_parts: int = MAX_PARTS) -> list[str]:
     """The post's text as markdown cut into parts of at most ``limit`` characters, at words
     (a link is never cut); beyond ``max_parts`` parts the last is shortened with a link to the
-    original. One part when it fits."""
+    original. One part when it fits. Behind a content warning every part's text is inside
+    ``||…||`` and the first part starts with the warning in clear."""
+    head = _spoiler_head(post)
+    if head:
+        parts = description_parts(replace(post, spoiler=""), max(1, limit - len(head) - 4), max_parts)
+        return [(head if i == 0 else "") + _hidden(part) for i, part in enumerate(parts)]
     pieces = _fit_pieces(_segments(post), limit)
     parts: list[list[str]] = [[]]
     size = 0

@@ -1,3 +1,6 @@
-"""Mastodon (and Mastodon-compatible servers): the request path, status HTML, conversion to
-``bridge.model`` and handles. The network adapter itself is wired in a later step (see
-README.md); nothing here registers an entry point yet."""
+"""Mastodon and Mastodon-compatible servers: the network adapter (entry point
+``bridge.networks: mastodon``)."""
+
+from adapters.mastodon.adapter import MastodonAdapter
+
+__all__ = ["MastodonAdapter"]

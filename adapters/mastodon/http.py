@@ -31,6 +31,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -240,6 +241,7 @@ class MastodonHttp:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         user_agent: str = "microblog-chat-bridge",
+        count: Callable[[str, int | str], None] | None = None,
     ) -> None:
         self.instance = instance.rstrip("/")
         self.server = urlsplit(self.instance).hostname or self.instance
@@ -254,6 +256,7 @@ class MastodonHttp:
         self._lock = asyncio.Lock()
         self._user_agent = user_agent
         self.requests_sent = 0
+        self._count = count  # host.count_request: (endpoint template, status)
 
     def __repr__(self) -> str:  # never the token
         return f"MastodonHttp({self.instance!r})"
@@ -332,11 +335,13 @@ class MastodonHttp:
                     allow_redirects=False,
                 ) as resp:
                     self.requests_sent += 1
+                    self._counted(method, path, resp.status)
                     self.budget.observe(resp.headers)
                     body = await _read_capped(resp)
                     status = resp.status
                     resp_headers = CIMultiDict(resp.headers)  # proxies may lower-case the names
             except (TimeoutError, aiohttp.ClientError) as exc:
+                self._counted(method, path, "error")
                 err: BridgeError = Transient(f"{what}: could not reach {self.server} ({type(exc).__name__})")
                 if retry_safe and attempt < ATTEMPTS:
                     await self._backoff(attempt, what, err)
@@ -355,6 +360,13 @@ class MastodonHttp:
                 await self._backoff(attempt, what, err)
                 continue
             raise err
+
+    def _counted(self, method: str, path: str, status: int | str) -> None:
+        if self._count is not None:
+            try:
+                self._count(endpoint_name(method, path), status)
+            except Exception:  # metrics must never break a request
+                log.debug("request count failed", exc_info=True)
 
     async def _pace(self, write: bool, what: str) -> None:
         # The slot is reserved under the lock and waited for outside it: a write is never
@@ -428,6 +440,23 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
             raise Permanent(f"{resp.method} {resp.url.path}: the answer is larger than {MAX_BODY // 2**20} MiB")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+_ROUTE_WORD = re.compile(r"[a-z_]+")
+
+
+def endpoint_name(method: str, path: str) -> str:
+    """The route of a request for metrics, without ids, tags or other user data:
+    ``GET /api/v1/accounts/:id/statuses``, ``GET /api/v1/timelines/tag/:tag``."""
+    out: list[str] = []
+    for i, seg in enumerate(path.split("?", 1)[0].split("/")):
+        if seg.isdigit() or (i > 0 and out[-1] == "tag"):
+            out.append(":tag" if i > 0 and out[-1] == "tag" else ":id")
+        elif i > 0 and out[-1] in ("accounts", "statuses", "lists", "list", "conversations", "notifications") and not _ROUTE_WORD.fullmatch(seg):
+            out.append(":id")  # ids that are not numbers (GoToSocial ULIDs, Pleroma flake ids)
+        else:
+            out.append(seg)
+    return f"{method} {'/'.join(out)}"
 
 
 def _query(params: Params | None) -> list[tuple[str, str]]:

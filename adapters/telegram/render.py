@@ -87,11 +87,17 @@ def post_html(post: Post) -> str:
     if post.is_reply:
         lines.append("↩️ <i>reply</i>")
     body = [("\n".join(lines))]
+    # A content warning is shown in clear; what it warns about only behind a spoiler.
+    hide = (lambda markup: f"<tg-spoiler>{markup}</tg-spoiler>") if post.spoiler.strip() else (lambda markup: markup)
+    if post.spoiler.strip():
+        body.append(f"⚠️ <b>CW:</b> {html.escape(post.spoiler.strip())}")
     if post.text.strip():
-        body.append(text_html(post.text, post.links))
+        body.append(hide(text_html(post.text, post.links)))
     others = [m for m in post.media if m.kind != "image"]
     if others:
-        body.append("\n".join(link(m.url, html.escape(f"🎞 {m.kind}" + (f": {m.alt}" if m.alt else ""))) for m in others))
+        body.append(
+            "\n".join(link(m.url, hide(html.escape(f"🎞 {m.kind}" + (f": {m.alt}" if m.alt else "")))) for m in others)
+        )
     if post.quote is not None:
         brief = html.escape(_brief(post.quote.text, QUOTE_BRIEF))
         quoted = f"💬 {author_html(post.quote.author)}"

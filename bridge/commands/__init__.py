@@ -296,6 +296,11 @@ class Commands:
             return Answer(f"{said}Usage: {usage}, e.g. {example} or {w.cmd('watch', '#nrf2027')}", ok=False)
         if len(query) > MAX_QUERY:
             return Answer(f"The query is {len(query)} characters; at most {MAX_QUERY}.", ok=False)
+        # A network may watch only some queries (Mastodon: a phrase needs full-text search).
+        check_query = getattr(net, "check_query", None)
+        refusal = check_query(query) if check_query is not None else None
+        if refusal:
+            return Answer(f"Cannot watch {query!r} on {net.name}: {refusal}.", ok=False)
         sub, created = await self.b.subscribe(Source(net.name, SourceKind.QUERY, query), query, e.target, e.user.key)
         if not created:
             return Answer(f"Already watching {query!r} {w.here} (#{sub.id}).")

@@ -27,6 +27,7 @@ def post_to_json(post: Post) -> dict[str, Any]:
         "reason": post.reason,
         "conversation": post.conversation,
         "native": post.native,
+        "spoiler": post.spoiler,
     }
 
 
@@ -46,4 +47,5 @@ def post_from_json(data: dict[str, Any]) -> Post:
         reason=data.get("reason", ""),
         conversation=data.get("conversation", ""),
         native=data.get("native", ""),  # rows stored before it existed: the adapter looks it up
+        spoiler=str(data.get("spoiler", "") or ""),
     )

@@ -170,6 +170,21 @@ class Stream:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # frames go out in the order events happened
 
 
+class _Snowflakes:
+    """Status ids as Mastodon makes them (lib/mastodon/snowflake.rb): the time in milliseconds
+    shifted left 16 bits, then a sequence within the millisecond; increasing."""
+
+    def __init__(self) -> None:
+        self._last = FIRST_ID
+
+    def __iter__(self) -> _Snowflakes:
+        return self
+
+    def __next__(self) -> int:
+        self._last = max(self._last + 1, int(time.time() * 1000) << 16)
+        return self._last
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -229,7 +244,7 @@ class MastodonEmulator:
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path?query, headers)
         self.streams: list[Stream] = []
         self._idempotency: dict[tuple[str, str], tuple[float, str]] = {}
-        self._ids = itertools.count(FIRST_ID)
+        self._ids = _Snowflakes()
         self._small_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None

@@ -63,3 +63,21 @@ def test_nonce_is_stable_and_fits_discord() -> None:
     b = delivery_nonce(make_delivery(1, key="delivery:42:discord:1" * 5))
     assert a == b and len(a) <= 25
     assert a != delivery_nonce(make_delivery(1, key="other"))
+
+
+def test_content_warning_is_shown_and_the_text_hidden_behind_bars() -> None:
+    post = make_post("the ending || of *the* film", spoiler="film spoilers")
+    text = description(post)
+    assert text.startswith("⚠️ **CW:** film spoilers\n||") and text.endswith("||")
+    inner = text.split("\n", 1)[1][2:-2]
+    assert "\\|\\|" in inner and "\\*the\\*" in inner  # the author's own bars cannot end the spoiler early
+    assert description(make_post("plain")) == "plain"
+
+
+def test_a_long_text_behind_a_content_warning_is_hidden_in_every_part() -> None:
+    from adapters.discord.render import description_parts
+
+    parts = description_parts(make_post("word " * 2000, spoiler="long"), limit=1000)
+    assert len(parts) > 1 and all(len(p) <= 1000 for p in parts)
+    assert parts[0].startswith("⚠️ **CW:** long\n||")
+    assert all(p.rstrip().endswith("||") for p in parts)

@@ -53,3 +53,52 @@ async def make_http(world: World) -> AsyncIterator[HttpFactory]:
     yield make
     for http in made:
         await http.close()
+
+
+BridgeFactory = Callable[..., Awaitable[Any]]
+
+
+def mastodon_settings(world: World, **overrides: Any) -> dict[str, Any]:
+    return {
+        "instance": world.server.url,
+        "access_token": world.token,
+        "streaming": False,
+        "poll_interval": 5,
+        **overrides,
+    }
+
+
+@pytest.fixture
+async def mastodon_bridge(world: World, tmp_path: Any) -> AsyncIterator[BridgeFactory]:
+    """The real core (bridge.app.Bridge) with the Mastodon adapter against the emulator and
+    tests.fakes.FakeChat as the chat side. Calling it again stops the previous bridge first
+    (a restart on the same database)."""
+    from adapters.mastodon import MastodonAdapter
+    from bridge.app import Bridge
+    from bridge.config import config_from_dict
+    from tests.fakes import FakeChat
+
+    running: list[Bridge] = []
+    classes = {"mastodon": MastodonAdapter, "fakechat": FakeChat}
+
+    async def make(**overrides: Any) -> Bridge:
+        for b in running:
+            await b.stop()
+        running.clear()
+        cfg = config_from_dict(
+            {
+                "database": {"url": f"sqlite://{tmp_path}/bridge.sqlite3"},
+                "bridge": {"admins": ["fakechat:boss"], "senders": ["fakechat:sender"]},
+                "mastodon": mastodon_settings(world, **overrides),
+                "fakechat": {},
+            },
+            adapter_classes=classes,
+        )
+        b = Bridge(cfg, adapter_classes=classes)
+        await b.start()
+        running.append(b)
+        return b
+
+    yield make
+    for b in running:
+        await b.stop()

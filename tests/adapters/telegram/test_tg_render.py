@@ -142,3 +142,26 @@ def test_keyboard_open_is_a_url_button_and_oversized_tokens_are_dropped() -> Non
         ("Reply", "", "reply:1"),
         ("Like", "", "like:1"),
     ]
+
+
+def test_content_warning_is_shown_and_the_text_hidden_behind_a_spoiler() -> None:
+    post = make_post(
+        "the <ending> of the film",
+        spoiler="film spoilers & more",
+        media=(Media("video", "https://files.example/v.mp4", "the last scene"),),
+    )
+    markup = post_html(post)
+    text, entities = parse_html(markup)  # what Telegram accepts and shows
+    assert "⚠️ CW: film spoilers & more" in text
+    hidden = [text[e["offset"] : e["offset"] + e["length"]].strip() for e in entities if e["type"] == "spoiler"]
+    assert hidden == ["the <ending> of the film", "🎞 video: the last scene"]
+    assert "CW" not in "".join(hidden)
+    # split over several messages, each part stays valid Telegram HTML
+    long = make_post("word " * 1500, spoiler="long one")
+    for piece in plan_post(long):
+        _, ents = parse_html(piece.text)
+        assert any(e["type"] == "spoiler" for e in ents)
+
+
+def test_no_spoiler_without_a_content_warning() -> None:
+    assert "tg-spoiler" not in post_html(make_post("plain"))
