@@ -24,6 +24,8 @@ from bridge.model import (
     Delivery,
     Post,
     Posted,
+    Profile,
+    ProfilePage,
     Sent,
     Source,
     SubscriptionSummary,
@@ -156,6 +158,8 @@ class NetworkAdapter(Protocol):
       watermark and does this accounting; an adapter supplies one page per cursor.
     * Outbound methods raise the ``bridge.errors`` hierarchy; they must never send text that
       ``check_text`` refuses.
+    * A paid network may keep a one-line account of its spend under its state key ``status``
+      (``host.save_state("status", line)``); ``/status`` and ``bridge status`` show it.
     * ``check``, ``resolve`` and ``owns_handle`` must work without ``start`` (the command line
       calls ``check`` then ``resolve`` to add a subscription while the bridge runs elsewhere).
     * ``name`` is the account's name (its config section, e.g. ``bluesky`` or
@@ -199,6 +203,28 @@ class NetworkAdapter(Protocol):
 
     async def recent(self, source: Source, limit: int) -> list[Post]:
         """The newest ``limit`` posts of ``source``, newest last (for ``backfill``)."""
+        ...
+
+    async def find_accounts(self, words: str, limit: int, cursor: str = "") -> ProfilePage:
+        """Accounts matching ``words`` (at most ``limit``, at most 10 asked by the core). Works
+        without ``start``; ValueError with a user-facing message for bad input; a network that
+        cannot refuses ``Action.FIND`` in ``capabilities()`` and raises Permanent(reason)."""
+        ...
+
+    async def profile(self, handle: str) -> Profile:
+        """One account (``handle`` as typed, without a ``network:`` prefix). Works without
+        ``start``; NotFound when it does not exist, ValueError when malformed."""
+        ...
+
+    async def search_posts(self, query: str, limit: int) -> list[Post]:
+        """A one-off search, newest last. Works without ``start``; a network that cannot
+        refuses ``Action.SEARCH`` in ``capabilities()`` and raises Permanent(reason)."""
+        ...
+
+    def lookup_cost(self, what: str, limit: int) -> str:
+        """A one-line price note for a look-up (``what``: "find", "profile", "recent",
+        "search") of ``limit`` results on a paid network ("about $0.05 of the $25 budget"),
+        or "". The core shows it when not empty. Must not do I/O."""
         ...
 
     def check_text(self, text: str) -> str | None:

@@ -215,7 +215,7 @@ async def run(config: Config, args: argparse.Namespace) -> int:
 
 async def _everywhere(bridge: object, name: str) -> int:
     """``subs`` and ``status`` without --to: every destination."""
-    from bridge.commands import Commands, _describe, _what
+    from bridge.commands import Commands, _describe, _what, network_status_lines
 
     store = bridge.store  # type: ignore[attr-defined]
     if name == "subs":
@@ -240,6 +240,8 @@ async def _everywhere(bridge: object, name: str) -> int:
         )
     for dest, reason in sorted(paused.items()):
         print(f"paused {dest}: {reason}; {Commands.comes_back(ChatTarget.parse(dest), reason)}")
+    for line in await network_status_lines(store, bridge.networks):  # type: ignore[attr-defined]
+        print(line)
     for platform, health in sorted((await store.platform_health()).items()):
         if health.state != "ok":
             print(f"{platform}: {health.state} since {health.since.strftime('%Y-%m-%d %H:%M:%S')}: {health.reason}")
