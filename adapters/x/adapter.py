@@ -60,7 +60,7 @@ from adapters.x.oauth1 import Credentials
 from adapters.x.text import MAX_WEIGHTED, check_length
 from bridge.configschema import Key
 from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited, Transient
-from bridge.intake.paging import Entry, Page, Pager
+from bridge.intake.paging import Entry, Page, Pager, Turn
 from bridge.model import (
     Action,
     Author,
@@ -605,7 +605,7 @@ class XAdapter:
         await self._remember_users([data])
         return author_of(data) if data.get("id") else Author(uid, uid)
 
-    async def _turn(self, feed: Feed, inbox: list[Source]) -> None:
+    async def _turn(self, feed: Feed, inbox: list[Source]) -> Turn:
         sources = [feed.source] if feed.source else inbox
         saved = await self.host.load_cursor(feed.key)
         since_before = await self._since(feed.key)
@@ -622,7 +622,7 @@ class XAdapter:
                 first, seen = self.rates.get(feed.source.value, [self._clock(), 0.0])
                 self.rates[feed.source.value] = [first, seen + len(posts)]
 
-        await feed.pager.turn(saved, sources, commit)
+        return await feed.pager.turn(saved, sources, commit)
 
     async def _run(self) -> None:
         while True:
@@ -656,8 +656,9 @@ class XAdapter:
             if feed.next_due > now:
                 continue
             try:
-                await self._turn(feed, inbox)
-                feed.next_due = self._clock() + self._interval(feed)
+                turn = await self._turn(feed, inbox)
+                # A walk still under way (a burst longer than the turn's pages) goes on at once.
+                feed.next_due = self._clock() + (0.0 if turn.behind else self._interval(feed))
                 await self._budget_ok()
             except BudgetExceeded as e:
                 await self._budget_reached(e)

@@ -76,6 +76,10 @@ class World:
     def calls(self, method: str, route: str) -> list[tuple[str, str, str, int]]:
         return [r for r in self.xe.requests if r[0] == method and r[1] == route]
 
+    async def followed(self) -> None:
+        """Wait for the first read of a followed timeline: the follow starts from then."""
+        await self.tg.wait_until(lambda: bool(self.calls("GET", "/2/users/:id/tweets")))
+
     def billed_usd(self) -> float:
         return sum(DEFAULT_PRICES_USD[k] * n for k, n in self.xe.usage().items())
 
@@ -161,8 +165,9 @@ async def test_follow_relay_reply_rules_like_refused_and_dm(world: World) -> Non
 
     # /watch says what X's recent search covers.
     w.say('/watch "pricing page"')
-    msgs = await w.wait(len(w.texts()) + 1)
-    assert "7 days" in msgs[-1].text and "no reposts" in msgs[-1].text, msgs[-1].text
+    await w.tg.wait_until(lambda: any("Watching" in t for t in w.texts()))
+    watching = next(t for t in w.texts() if "Watching" in t)
+    assert "7 days" in watching and "no reposts" in watching, watching
 
 
 async def test_restart_loses_nothing_and_duplicates_nothing(world: World) -> None:
@@ -171,6 +176,7 @@ async def test_restart_loses_nothing_and_duplicates_nothing(world: World) -> Non
     await w.start()
     w.say("/follow @alice")
     await w.wait(1)
+    await w.followed()
     for n in range(3):
         xe.post(alice, f"marker-{n}")
     await w.wait(4)
@@ -203,10 +209,14 @@ async def test_budget_reached_mid_month_stops_reads_and_tells_the_room_once(worl
     store = Store()
     now = __import__("time").time()
     await store.save_state("x", "cost", json.dumps({"month": _month(now), "day": "", "spent": 700_000, "seen": [], "today": {}}))
+    # alice has been quiet for a month (one post): the planner polls her at the fastest rate
+    # allowed (the budget is far above her expected cost), and then she posts a burst.
+    await store.save_state("x", "rates", json.dumps({alice["id"]: [now - 30 * 86400, 1]}))
     await close_database()
     await w.start(monthly_budget_usd=1)
     w.say("/follow x:alice")
     await w.wait(1)
+    await w.followed()
     for n in range(20):
         xe.post(alice, f"burst-{n}")
     await w.tg.wait_until(lambda: any("budget" in t for t in w.texts()), timeout=20)
@@ -214,18 +224,24 @@ async def test_budget_reached_mid_month_stops_reads_and_tells_the_room_once(worl
     # The room is told once, with the figure and the fix.
     notices = [t for t in w.texts() if "budget reached" in t]
     assert len(notices) == 1 and "$1.00" in notices[0] and "monthly_budget_usd" in notices[0], notices
-    # A chat action is refused with the figure; nothing is sent.
-    w.say("/post hello")
-    msgs = await w.wait(len(w.texts()) + 1)
-    assert "budget" in msgs[-1].text and "$" in msgs[-1].text, msgs[-1].text
-    assert not w.calls("POST", "/2/tweets")
+    # A chat action that fits what is left is done; the next one, which would cross the cap
+    # (a post with a link: $0.20), is refused with the figure and not sent.
+    w.say("/post our webinar: https://example.com/webinar")
+    await w.tg.wait_until(lambda: any(t.startswith("Posted") for t in w.texts()))
+    w.say("/post the recording: https://example.com/recording")
+    await w.tg.wait_until(lambda: any("refused it" in t and "budget" in t for t in w.texts()))
+    refused = next(t for t in w.texts() if "refused it" in t and "budget" in t)
+    assert "$1.00" in refused and "monthly_budget_usd" in refused, refused
+    assert len(w.calls("POST", "/2/tweets")) == 1
     # Nothing more is read; what X would bill stays within the cap.
     await __import__("asyncio").sleep(3)
     assert len(w.calls("GET", "/2/users/:id/tweets")) == reads
     assert 0.70 + w.billed_usd() <= 1.00 + 1e-9, xe.usage()
+    assert xe.usage()["post_create_url"] == 1
     w.say("/status")
-    msgs = await w.wait(len(w.texts()) + 1)
-    assert "X API spend" in msgs[-1].text and "of $1.00 cap" in msgs[-1].text, msgs[-1].text
+    await w.tg.wait_until(lambda: any("X API spend" in t for t in w.texts()))
+    status = next(t for t in w.texts() if "X API spend" in t)
+    assert "of $1.00 cap" in status and "forecast" in status, status
 
 
 async def test_a_429_storm_delays_but_loses_nothing(world: World) -> None:
@@ -237,6 +253,7 @@ async def test_a_429_storm_delays_but_loses_nothing(world: World) -> None:
     w.say("/follow x:alice")
     w.say("/follow x:bob")
     await w.wait(2)
+    await w.tg.wait_until(lambda: len(w.calls("GET", "/2/users/:id/tweets")) >= 2, timeout=20)
     for n in range(6):
         xe.post(alice if n % 2 else bob, f"storm-{n}")
     await w.tg.wait_until(lambda: sum("storm-" in t for t in w.texts()) >= 6, timeout=40)
