@@ -8,6 +8,7 @@ opaque strings: the core never assumes AT Protocol, Mastodon or X syntax.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -295,18 +296,29 @@ class Capabilities:
     the person who asks (X: "likes are Enterprise-only since April 2026"); every other action is
     allowed. ``text_limit`` is the longest post in ``text_unit`` (it may come from the server at
     start: Mastodon's per-instance length); 0 means the adapter did not say.
+
+    ``per_post``, when set, refuses an action on one post only (X lets self-serve apps reply
+    only to posts whose author mentioned or quoted the team account): it returns the network's
+    reason for refusing ``action`` on ``post``, or "". It must not do I/O; it reads what the
+    adapter put in the post (``Post.reason``, ``Post.native``).
     """
 
     refused: tuple[tuple[Action, str], ...] = ()
     text_limit: int = 0
     text_unit: str = "characters"
+    per_post: Callable[[Action, Post], str] | None = None
+    search_note: str = ""  # what people should know of the network's search, said when a watch is added
 
-    def allows(self, action: Action) -> bool:
-        return all(a is not action for a, _ in self.refused)
+    def allows(self, action: Action, post: Post | None = None) -> bool:
+        return not self.refusal(action, post)
 
-    def refusal(self, action: Action) -> str:
-        """The network's reason for refusing ``action``, or "" when it is allowed."""
-        return next((why for a, why in self.refused if a is action), "")
+    def refusal(self, action: Action, post: Post | None = None) -> str:
+        """The network's reason for refusing ``action`` (on ``post``, when given), or "" when
+        it is allowed."""
+        why = next((why for a, why in self.refused if a is action), "")
+        if not why and post is not None and self.per_post is not None:
+            why = self.per_post(action, post)
+        return why
 
 
 class ButtonAction(enum.StrEnum):

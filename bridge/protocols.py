@@ -159,6 +159,8 @@ class NetworkAdapter(Protocol):
       watermark and does this accounting; an adapter supplies one page per cursor.
     * Outbound methods raise the ``bridge.errors`` hierarchy; they must never send text that
       ``check_text`` refuses.
+    * A paid network may keep a one-line account of its spend under its state key ``status``
+      (``host.save_state("status", line)``); ``/status`` and ``bridge status`` show it.
     * ``check``, ``resolve`` and ``owns_handle`` must work without ``start`` (the command line
       calls ``check`` then ``resolve`` to add a subscription while the bridge runs elsewhere).
     * ``name`` is the account's name (its config section, e.g. ``bluesky`` or

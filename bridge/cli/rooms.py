@@ -260,7 +260,7 @@ async def run(config: Config, args: argparse.Namespace) -> int:
 
 async def _everywhere(bridge: object, name: str, as_json: bool = False) -> int:
     """``subs`` and ``status`` without --to: every destination."""
-    from bridge.commands import _describe
+    from bridge.commands import _describe, network_status_lines
     from bridge.ops import status
 
     store = bridge.store  # type: ignore[attr-defined]
@@ -272,7 +272,14 @@ async def _everywhere(bridge: object, name: str, as_json: bool = False) -> int:
             print(f"{s.destination}  {_describe(s)}")
         return EXIT_OK
     report = await status.gather(store)
-    print(json.dumps(status.as_json(report), indent=2) if as_json else status.table(report))
+    # What networks keep about themselves (X: the month's spend, forecast and cap).
+    accounts = await network_status_lines(store, bridge.networks)  # type: ignore[attr-defined]
+    if as_json:
+        out = status.as_json(report)
+        out["networks"] = dict(line.split(": ", 1) for line in accounts)
+        print(json.dumps(out, indent=2))
+    else:
+        print("\n".join([status.table(report), *accounts]))
     return EXIT_OK
 
 

@@ -304,7 +304,12 @@ class Commands:
         sub, created = await self.b.subscribe(Source(net.name, SourceKind.QUERY, query), query, e.target, e.user.key)
         if not created:
             return Answer(f"Already watching {query!r} {w.here} (#{sub.id}).")
-        return Answer(f"Watching {query!r} on {net.name} {w.here} (#{sub.id}): matching posts from now on.", public=True)
+        note = net.capabilities().search_note
+        return Answer(
+            f"Watching {query!r} on {net.name} {w.here} (#{sub.id}): matching posts from now on."
+            + (f" Note: {note}." if note else ""),
+            public=True,
+        )
 
     async def _find(self, e: ChatEvent, kind: SourceKind) -> tuple[SubscriptionInfo | None, str]:
         w = words_for(e)
@@ -472,6 +477,7 @@ class Commands:
             if f.last_error:
                 line += f" (last failure: {f.last_error[:200]})"
             lines.append(line)
+        lines += await network_status_lines(self.b.store, {f.subscription.source.network for f in feeds})
         return Answer("\n".join(lines))
 
     async def audit(self, e: ChatEvent) -> Answer:
@@ -550,9 +556,9 @@ class Commands:
             error=error,
         )
 
-    def _not_allowed(self, net: NetworkAdapter, action: Action) -> str:
-        """The network's reason for not allowing ``action`` from the team account, or ""."""
-        why = net.capabilities().refusal(action)
+    def _not_allowed(self, net: NetworkAdapter, action: Action, post: Post | None = None) -> str:
+        """The network's reason for not allowing ``action`` (on ``post``) from the team account, or ""."""
+        why = net.capabilities().refusal(action, post)
         return f"{net.name} does not allow it: {why}" if why else ""
 
     async def _act(
@@ -565,6 +571,7 @@ class Commands:
         request: dict[str, Any],
         done: Callable[[Posted], str],
         where: str = "",
+        post: Post | None = None,
     ) -> Answer:
         """Check permission, the network's capabilities and the text; then write the action
         down, do it and record the outcome (bridge.commands.actions). In a room with approval
@@ -574,7 +581,7 @@ class Commands:
             await self._refuse(e, net.name, action.value, subject, "not a sender", text)
             log.warning("refused action=%s actor=%s room=%s reason=not-a-sender", action, e.user.key, e.target)
             return self._not_sender(e.user)
-        refusal = self._not_allowed(net, action)
+        refusal = self._not_allowed(net, action, post)
         if refusal:
             await self._refuse(e, net.name, action.value, subject, refusal, text)
             return Answer(f"Not done: {refusal}.", ok=False)
@@ -692,6 +699,7 @@ class Commands:
                 else f"Answered @{post.author.handle}."
             ),
             where=post.url or str(post.ref),
+            post=post,
         )
 
     async def button(self, e: ChatEvent) -> Answer:
@@ -725,7 +733,7 @@ class Commands:
             if not self.may_send(e.user):
                 await self._refuse(e, net.name, "reply", str(post.ref), "not a sender")
                 return self._not_sender(e.user)
-            refusal = self._not_allowed(net, Action.DM if post.conversation else Action.REPLY)
+            refusal = self._not_allowed(net, Action.DM if post.conversation else Action.REPLY, post)
             if refusal:
                 return Answer(f"Not done: {refusal}.", ok=False)
             return Answer(f"Write your reply to @{post.author.handle}.", ask_text_for=e.token)
@@ -743,7 +751,7 @@ class Commands:
         what, request, msg = calls[action]
         subject = post.author.id if action is ButtonAction.FOLLOW else str(post.ref)
         where = post.author.url if action is ButtonAction.FOLLOW else post.url
-        return await self._act(e, net, what, subject, "", request, lambda _p: msg, where=where or subject)
+        return await self._act(e, net, what, subject, "", request, lambda _p: msg, where=where or subject, post=post)
 
 
 AUDIT_MAX = 200
@@ -765,6 +773,17 @@ def audit_line(r: dict[str, Any]) -> str:
     if r["error"]:
         line += f" – {r['error'][:200]}"
     return line
+
+
+async def network_status_lines(store: Any, networks: Iterable[str]) -> list[str]:
+    """The one-line accounts networks keep under their state key ``status`` (X: the month's
+    spend, forecast and cap), for /status and ``bridge status``."""
+    lines = []
+    for name in sorted(set(networks)):
+        line = await store.load_state(name, "status")
+        if line:
+            lines.append(f"{name}: {line[:300]}")
+    return lines
 
 
 def _what(s: SubscriptionInfo) -> str:

@@ -30,7 +30,8 @@ ACTIONS = {
 def buttons_for(post: Post, delivery_id: int, capabilities: Capabilities | None = None) -> tuple[Button, ...]:
     """Open (when the post has a link) and the actions that make sense for it and that its
     network allows (``capabilities``): a direct message can only be answered, not liked or
-    reposted; X refuses likes and follows to self-serve apps, so it gets no such buttons."""
+    reposted; X refuses likes and follows to self-serve apps, so it gets no such buttons, and
+    a Reply only on the posts it allows replies to (``Capabilities.per_post``)."""
     out = []
     if post.url:
         out.append(Button(ButtonAction.OPEN, LABELS[ButtonAction.OPEN], url=post.url))
@@ -41,7 +42,7 @@ def buttons_for(post: Post, delivery_id: int, capabilities: Capabilities | None 
     )
     if capabilities is not None:
         reply = Action.DM if post.conversation else Action.REPLY
-        actions = [a for a in actions if capabilities.allows(reply if a is ButtonAction.REPLY else ACTIONS[a])]
+        actions = [a for a in actions if capabilities.allows(reply if a is ButtonAction.REPLY else ACTIONS[a], post)]
     out += [Button(a, LABELS[a], token=make_token(a, delivery_id)) for a in actions]
     return tuple(out)
 

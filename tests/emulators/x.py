@@ -45,7 +45,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import itertools
 import json
 import re
 import time
@@ -59,6 +58,7 @@ from aiohttp import web
 
 PROBLEMS = "https://api.x.com/2/problems/"
 WINDOW = 900.0
+TWEPOCH_MS = 1288834974657  # X's snowflake epoch
 SEARCH_DAYS = 7
 
 # (method, route) → (per app, per user) requests per window; https://docs.x.com/x-api/fundamentals/rate-limits
@@ -179,7 +179,7 @@ class XEmulator:
         self.meter: dict[str, Usage] = {}
         self.fail_next: list[int] = []  # statuses to answer the next requests with (5xx tests)
         self.stall = 0.0  # seconds to wait before answering (timeout tests)
-        self._ids = itertools.count(1_800_000_000_000_000_000)
+        self._last_id = 0
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.me = self.add_user(account, "Team Account")
@@ -204,7 +204,11 @@ class XEmulator:
     # --- seeding -------------------------------------------------------------------------
 
     def _id(self) -> str:
-        return str(next(self._ids))
+        """A snowflake, as X makes its ids: milliseconds since X's epoch (1288834974657) shifted
+        left by 22 bits, plus a sequence; always above the last one."""
+        snowflake = (int(self.clock() * 1000) - TWEPOCH_MS) << 22
+        self._last_id = max(snowflake, self._last_id + 1)
+        return str(self._last_id)
 
     def add_user(self, username: str, name: str = "", *, protected: bool = False) -> dict[str, Any]:
         user = {"id": self._id(), "username": username, "name": name or username.title(), "protected": protected}

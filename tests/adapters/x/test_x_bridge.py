@@ -1,0 +1,264 @@
+"""The X adapter end to end: the real core and Telegram adapter against the Telegram Bot API
+emulator and the X API v2 emulator. What a person in the room sees, and what X would bill (the
+emulator's usage meter)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from adapters.telegram import TelegramAdapter
+from adapters.x import XAdapter
+from adapters.x.cost import DEFAULT_PRICES_USD, _month
+from adapters.x.http import REPLY_RULE
+from bridge.app import Bridge
+from bridge.config import config_from_dict
+from bridge.storage.db import close_database
+from tests.emulators.telegram import TelegramEmulator
+from tests.emulators.x import XEmulator
+
+CLASSES = {"x": XAdapter, "telegram": TelegramAdapter}
+
+
+class World:
+    def __init__(self, tg: TelegramEmulator, xe: XEmulator, db: str) -> None:
+        self.tg, self.xe, self.db = tg, xe, db
+        self.boss = tg.add_user("Boss", "boss")
+        self.group = tg.add_group("Sales", admins=[self.boss])
+        self.bridge: Bridge | None = None
+
+    def config(self, **x: Any) -> Any:
+        xe = self.xe
+        section = {
+            "api_url": xe.url,
+            "bearer_token": xe.bearer_token,
+            "consumer_key": xe.consumer_key,
+            "consumer_secret": xe.consumer_secret,
+            "access_token": xe.access_token,
+            "access_token_secret": xe.access_token_secret,
+            "monthly_budget_usd": 25,
+            "poll_interval": 1,
+            "quiet_poll_interval": 1,
+            **x,
+        }
+        return config_from_dict(
+            {
+                "database": {"url": self.db},
+                "bridge": {"admins": [], "senders": [f"telegram:{self.boss['id']}"]},
+                "x": section,
+                "telegram": {"token": self.tg.token, "api_url": self.tg.url, "poll_timeout": 1},
+            },
+            adapter_classes=CLASSES,
+        )
+
+    async def start(self, **x: Any) -> Bridge:
+        self.bridge = Bridge(self.config(**x), adapter_classes=CLASSES)
+        await self.bridge.start()
+        return self.bridge
+
+    async def stop(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.stop()  # closes the database
+            self.bridge = None
+
+    def say(self, text: str, reply_to: int | None = None) -> None:
+        self.tg.send_text(self.group.id, self.boss, text, reply_to=reply_to)
+
+    def texts(self) -> list[str]:
+        return [m.text for m in self.tg.messages(self.group.id)]
+
+    async def wait(self, n: int, timeout: float = 15.0) -> list[Any]:
+        return await self.tg.wait_messages(self.group.id, n, timeout=timeout)
+
+    def calls(self, method: str, route: str) -> list[tuple[str, str, str, int]]:
+        return [r for r in self.xe.requests if r[0] == method and r[1] == route]
+
+    async def followed(self) -> None:
+        """Wait for the first read of a followed timeline: the follow starts from then."""
+        await self.tg.wait_until(lambda: bool(self.calls("GET", "/2/users/:id/tweets")))
+
+    def billed_usd(self) -> float:
+        return sum(DEFAULT_PRICES_USD[k] * n for k, n in self.xe.usage().items())
+
+
+@pytest.fixture
+async def world(tmp_path: Any) -> AsyncIterator[World]:
+    async with TelegramEmulator(token="123456:X-e2e-token") as tg:
+        xe = XEmulator()
+        await xe.start()
+        w = World(tg, xe, f"sqlite://{tmp_path}/bridge.sqlite3")
+        try:
+            yield w
+        finally:
+            await w.stop()
+            await xe.stop()
+
+
+async def test_follow_relay_reply_rules_like_refused_and_dm(world: World) -> None:
+    w, xe = world, world.xe
+    alice = xe.add_user("alice", "Alice Prospect")
+    dave = xe.add_user("dave", "Dave")
+    xe.set_limit("GET", "/2/dm_events", 900)  # 15 per 15 min would space DM polls a minute apart
+    await w.start()
+    w.say("/follow x:alice")
+    [answer] = await w.wait(1)
+    assert "alice" in answer.text.lower(), answer.text
+    w.say("/inbox on")
+    await w.wait(2)
+    await w.bridge.refresh_routes()  # type: ignore[union-attr]
+
+    # A post with a t.co link, a quoted post and a photo; then one that mentions the team account.
+    older = xe.post(dave, "our Q3 numbers are out")
+    plain = xe.post(
+        alice,
+        "we are hiring https://example.com/jobs/42",
+        quote_of=older["id"],
+        media=[{"type": "photo", "url": "https://pbs.twimg.com/media/a.jpg", "alt_text": "team"}],
+    )
+    relayed = await w.wait(3)
+    post_msg = relayed[-1]
+    assert "https://example.com/jobs/42" in post_msg.text and "t.co" not in post_msg.text, post_msg.text
+    assert "Alice Prospect" in post_msg.text and "@alice" in post_msg.text
+    assert "our Q3 numbers are out" in post_msg.text  # the quoted post, in brief
+    links = [u for _, u in post_msg.links()]
+    assert f"https://x.com/alice/status/{plain['id']}" in links, links
+    labels = [b["text"] for b in post_msg.buttons]
+    # Self-serve X: no Like or Follow; no Reply on a post whose author did not summon the team.
+    assert "Like" not in labels and "Follow" not in labels and "Reply" not in labels, labels
+
+    # A reply typed to that post is refused before any request, with X's rule.
+    creates = len(w.calls("POST", "/2/tweets"))
+    w.say("thanks, applying!", reply_to=post_msg.message_id)
+    refused = (await w.wait(4))[-1]
+    assert REPLY_RULE in refused.text, refused.text
+    assert len(w.calls("POST", "/2/tweets")) == creates
+
+    # A forged Like press (the button is not shown) is refused with the reason; X is not asked.
+    token = next(b["callback_data"] for b in post_msg.buttons if b.get("callback_data"))
+    delivery_id = token.partition(":")[2]
+    w.tg.press(w.group.id, w.boss, post_msg.message_id, f"like:{delivery_id}")
+    await w.tg.wait_until(lambda: len(w.tg.callback_answers) == 1)
+    assert "Enterprise" in w.tg.callback_answers[0]["text"], w.tg.callback_answers
+    assert not w.calls("POST", "/2/users/:id/likes")
+
+    # A post that mentions the team account: Reply is offered and goes through.
+    xe.post(alice, "@teamaccount can you send pricing?")
+    msgs = await w.wait(5)
+    mention = next(m for m in msgs[4:] if "pricing" in m.text)
+    assert "Reply" in [b["text"] for b in mention.buttons]
+    w.say("sure, DM us", reply_to=mention.message_id)
+    done = await w.wait(6)
+    assert any("Replied to @alice" in m.text for m in done), [m.text for m in done]
+    [reply] = [t for t in xe.created if t["text"] == "sure, DM us"]
+    assert reply["referenced_tweets"][0]["type"] == "replied_to"
+
+    # A DM reaches the room (inbox) and is answered in the same conversation.
+    xe.dm_from(dave, "hi, is there a trial?")
+    msgs = await w.wait(7)
+    dm = next(m for m in msgs if "is there a trial" in m.text)
+    w.say("yes, 30 days", reply_to=dm.message_id)
+    await w.tg.wait_until(lambda: any(d["text"] == "yes, 30 days" for d in xe.sent_dms))
+    assert xe.sent_dms[-1]["to"] == dave["id"]
+
+    # /watch says what X's recent search covers.
+    w.say('/watch "pricing page"')
+    await w.tg.wait_until(lambda: any("Watching" in t for t in w.texts()))
+    watching = next(t for t in w.texts() if "Watching" in t)
+    assert "7 days" in watching and "no reposts" in watching, watching
+
+
+async def test_restart_loses_nothing_and_duplicates_nothing(world: World) -> None:
+    w, xe = world, world.xe
+    alice = xe.add_user("alice")
+    await w.start()
+    w.say("/follow @alice")
+    await w.wait(1)
+    await w.followed()
+    for n in range(3):
+        xe.post(alice, f"marker-{n}")
+    await w.wait(4)
+    await w.stop()
+    for n in range(3, 12):  # more than one page (5) while the bridge is down
+        xe.post(alice, f"marker-{n}")
+    await w.start()
+    await w.wait(13, timeout=30)
+    await w.stop()
+    await w.start()  # a second restart with nothing new: nothing is sent again
+    xe.post(alice, "marker-12")
+    await w.wait(14, timeout=30)
+    seen = [t for t in w.texts() if "marker-" in t]
+    numbers = sorted(int(t.split("marker-")[1].split()[0]) for t in seen)
+    assert numbers == list(range(13)), numbers
+    # Each post was billed once (the meter counts what X charges per UTC day).
+    assert xe.usage().get("post_read", 0) <= 13 + 1
+
+
+async def test_budget_reached_mid_month_stops_reads_and_tells_the_room_once(world: World) -> None:
+    w, xe = world, world.xe
+    alice = xe.add_user("alice")
+    # This month has already spent $0.70 of a $1.00 cap.
+    await w.start(monthly_budget_usd=1)
+    await w.stop()
+    from bridge.storage.db import open_database
+    from bridge.storage.store import Store
+
+    await open_database(w.db)
+    store = Store()
+    now = __import__("time").time()
+    await store.save_state("x", "cost", json.dumps({"month": _month(now), "day": "", "spent": 700_000, "seen": [], "today": {}}))
+    # alice has been quiet for a month (one post): the planner polls her at the fastest rate
+    # allowed (the budget is far above her expected cost), and then she posts a burst.
+    await store.save_state("x", "rates", json.dumps({alice["id"]: [now - 30 * 86400, 1]}))
+    await close_database()
+    await w.start(monthly_budget_usd=1)
+    w.say("/follow x:alice")
+    await w.wait(1)
+    await w.followed()
+    for n in range(20):
+        xe.post(alice, f"burst-{n}")
+    await w.tg.wait_until(lambda: any("budget" in t for t in w.texts()), timeout=20)
+    reads = len(w.calls("GET", "/2/users/:id/tweets"))
+    # The room is told once, with the figure and the fix.
+    notices = [t for t in w.texts() if "budget reached" in t]
+    assert len(notices) == 1 and "$1.00" in notices[0] and "monthly_budget_usd" in notices[0], notices
+    # A chat action that fits what is left is done; the next one, which would cross the cap
+    # (a post with a link: $0.20), is refused with the figure and not sent.
+    w.say("/post our webinar: https://example.com/webinar")
+    await w.tg.wait_until(lambda: any(t.startswith("Posted") for t in w.texts()))
+    w.say("/post the recording: https://example.com/recording")
+    await w.tg.wait_until(lambda: any("refused it" in t and "budget" in t for t in w.texts()))
+    refused = next(t for t in w.texts() if "refused it" in t and "budget" in t)
+    assert "$1.00" in refused and "monthly_budget_usd" in refused, refused
+    assert len(w.calls("POST", "/2/tweets")) == 1
+    # Nothing more is read; what X would bill stays within the cap.
+    await __import__("asyncio").sleep(3)
+    assert len(w.calls("GET", "/2/users/:id/tweets")) == reads
+    assert 0.70 + w.billed_usd() <= 1.00 + 1e-9, xe.usage()
+    assert xe.usage()["post_create_url"] == 1
+    w.say("/status")
+    await w.tg.wait_until(lambda: any("X API spend" in t for t in w.texts()))
+    status = next(t for t in w.texts() if "X API spend" in t)
+    assert "of $1.00 cap" in status and "forecast" in status, status
+
+
+async def test_a_429_storm_delays_but_loses_nothing(world: World) -> None:
+    w, xe = world, world.xe
+    alice = xe.add_user("alice")
+    bob = xe.add_user("bob")
+    xe.set_limit("GET", "/2/users/:id/tweets", 2, window=3.0)
+    await w.start()
+    w.say("/follow x:alice")
+    w.say("/follow x:bob")
+    await w.wait(2)
+    await w.tg.wait_until(lambda: len(w.calls("GET", "/2/users/:id/tweets")) >= 2, timeout=20)
+    for n in range(6):
+        xe.post(alice if n % 2 else bob, f"storm-{n}")
+    await w.tg.wait_until(lambda: sum("storm-" in t for t in w.texts()) >= 6, timeout=40)
+    seen = sorted(int(t.split("storm-")[1].split()[0]) for t in w.texts() if "storm-" in t)
+    assert seen == list(range(6)), seen
+    limited = [r for r in w.calls("GET", "/2/users/:id/tweets") if r[3] == 429]
+    ok = [r for r in w.calls("GET", "/2/users/:id/tweets") if r[3] == 200]
+    assert len(limited) <= len(ok), (len(limited), len(ok))  # it waits for the reset, it does not hammer
