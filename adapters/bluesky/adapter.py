@@ -235,29 +235,14 @@ class BlueskyAdapter:
         await self.session.ensure()
         jobs = self._jobs()
         due = set(self.schedule.due(key for key, _ in jobs))
-        n = 0
-        failed: BridgeError | None = None
-        ran = 0
-        for what, job in jobs:
-            if what not in due:
-                continue
-            ran += 1
-            # One failing source must not hold up the others; a rate limit or refused
-            # credentials stop the whole cycle.
-            try:
-                turn = await job()
-            except (RateLimited, AuthFailed):
-                raise
-            except BridgeError as exc:
-                self.log.warning("poll of %s failed reason=%r", what, str(exc))
-                self.schedule.done(what, behind=False)
-                failed = failed or exc
-                continue
-            n += turn.handed
-            self.schedule.done(what, behind=turn.behind)
+        try:
+            n = await self.schedule.take_turns(jobs, due, self.log)
+        except (RateLimited, AuthFailed):
+            raise
+        except BridgeError:
+            self.polls += 1  # the round ran; its only feed failed
+            raise
         self.polls += 1
-        if failed is not None and n == 0 and ran == 1:
-            raise failed
         return n
 
     def _next_turn_in(self) -> float:

@@ -236,28 +236,15 @@ class MastodonAdapter:
         jobs = self._jobs()
         urgent, self._urgent = self._urgent, set()
         due = set(self.schedule.due(key for key, _ in jobs)) | urgent
-        n = 0
-        failed: BridgeError | None = None
-        ran = 0
-        for what, job in jobs:
-            if what not in due:
-                continue
-            ran += 1
-            try:
-                turn = await job()
-            except (RateLimited, AuthFailed):
-                self._urgent |= due  # not lost: these feeds are still due
-                raise
-            except BridgeError as exc:
-                self.log.warning("poll of %s failed reason=%r", what, str(exc))
-                self.schedule.done(what, behind=False)
-                failed = failed or exc
-                continue
-            n += turn.handed
-            self.schedule.done(what, behind=turn.behind)
+        try:
+            n = await self.schedule.take_turns(jobs, due, self.log)
+        except (RateLimited, AuthFailed):
+            self._urgent |= due  # not lost: these feeds are still due
+            raise
+        except BridgeError:
+            self.polls += 1  # the round ran; its only feed failed
+            raise
         self.polls += 1
-        if failed is not None and n == 0 and ran == 1:
-            raise failed
         return n
 
     def _next_turn_in(self) -> float:

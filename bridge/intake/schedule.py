@@ -9,9 +9,18 @@ to its watermark is unfinished: paging.py), as far as the budget allows.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from bridge.errors import AuthFailed, BridgeError, RateLimited
+
+if TYPE_CHECKING:
+    from bridge.intake.paging import Turn
+
+Job = tuple[str, Callable[[], Awaitable["Turn"]]]
 
 
 class RequestBudget:
@@ -101,3 +110,33 @@ class Schedule:
         wanted = set(keep)
         for key in [k for k in self._next if k not in wanted]:
             del self._next[key]
+
+    async def take_turns(self, jobs: Sequence[Job], due: Iterable[str], log: logging.Logger) -> int:
+        """Give each job in ``due`` its turn, in the order of ``jobs``, and note when each is due
+        next; return how many items were handed over.
+
+        One failing feed must not hold up the others: its failure is logged and it is tried
+        again at its next time. A rate limit or refused credentials stop the round (they are
+        raised). When the only feed that ran failed, its failure is raised too, so the caller
+        backs off."""
+        wanted = set(due)
+        handed = ran = 0
+        failed: BridgeError | None = None
+        for key, job in jobs:
+            if key not in wanted:
+                continue
+            ran += 1
+            try:
+                turn = await job()
+            except (RateLimited, AuthFailed):
+                raise
+            except BridgeError as exc:
+                log.warning("poll of %s failed reason=%r", key, str(exc))
+                self.done(key, behind=False)
+                failed = failed or exc
+                continue
+            handed += turn.handed
+            self.done(key, behind=turn.behind)
+        if failed is not None and handed == 0 and ran == 1:
+            raise failed
+        return handed
