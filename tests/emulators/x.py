@@ -175,6 +175,7 @@ class XEmulator:
         self.sent_dms: list[dict[str, Any]] = []
         self.likes: list[tuple[str, str]] = []
         self.requests: list[tuple[str, str, str, int]] = []  # (method, route, auth kind, status)
+        self.timeline_reads: dict[str, int] = {}  # user id -> answered reads of that user's timeline
         self.nonces: set[str] = set()
         self.meter: dict[str, Usage] = {}
         self.fail_next: list[int] = []  # statuses to answer the next requests with (5xx tests)
@@ -619,6 +620,7 @@ class XEmulator:
                 f"The `exclude` query parameter value [{','.join(sorted(exclude))}] is not one of [replies,retweets]",
                 PROBLEMS + "invalid-request",
             )
+        self.timeline_reads[uid] = self.timeline_reads.get(uid, 0) + 1
         tweets = [t for t in self.tweets.values() if t["author_id"] == uid]
         if "replies" in exclude:
             tweets = [t for t in tweets if not any(r["type"] == "replied_to" for r in t.get("referenced_tweets", []))]

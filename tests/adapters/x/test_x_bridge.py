@@ -253,7 +253,8 @@ async def test_a_429_storm_delays_but_loses_nothing(world: World) -> None:
     w.say("/follow x:alice")
     w.say("/follow x:bob")
     await w.wait(2)
-    await w.tg.wait_until(lambda: len(w.calls("GET", "/2/users/:id/tweets")) >= 2, timeout=20)
+    # Each follow starts from its first read: post only once both timelines have been read.
+    await w.tg.wait_until(lambda: all(xe.timeline_reads.get(u["id"]) for u in (alice, bob)), timeout=30)
     for n in range(6):
         xe.post(alice if n % 2 else bob, f"storm-{n}")
     await w.tg.wait_until(lambda: sum("storm-" in t for t in w.texts()) >= 6, timeout=40)
