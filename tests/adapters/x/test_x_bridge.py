@@ -257,7 +257,10 @@ async def test_a_429_storm_delays_but_loses_nothing(world: World) -> None:
     await w.tg.wait_until(lambda: all(xe.timeline_reads.get(u["id"]) for u in (alice, bob)), timeout=30)
     for n in range(6):
         xe.post(alice if n % 2 else bob, f"storm-{n}")
-    await w.tg.wait_until(lambda: sum("storm-" in t for t in w.texts()) >= 6, timeout=40)
+    try:
+        await w.tg.wait_until(lambda: sum("storm-" in t for t in w.texts()) >= 6, timeout=40)
+    except AssertionError:
+        raise AssertionError(f"relayed: {w.texts()}; requests: {xe.requests[-40:]}; reads: {xe.timeline_reads}") from None
     seen = sorted(int(t.split("storm-")[1].split()[0]) for t in w.texts() if "storm-" in t)
     assert seen == list(range(6)), seen
     limited = [r for r in w.calls("GET", "/2/users/:id/tweets") if r[3] == 429]
