@@ -191,6 +191,11 @@ class Pager(Generic[T]):
     cursor, gaps)`` that must hand ``values`` (oldest first), the new cursor and the gaps to
     the core in one transaction (``host.ingest``) and raise if it did not. The pager's memory
     changes only after ``commit`` returned.
+
+    ``start``: when the feed was first wanted (the subscription was made then). A feed without
+    a committed cursor hands over what reached it after that time, however late its first page
+    could be fetched (a rate limit, a busy poll loop). Without ``start`` such a feed starts
+    from its first page, and everything on that page counts as older than the subscription.
     """
 
     def __init__(
@@ -202,6 +207,7 @@ class Pager(Generic[T]):
         max_pages: int = 50,
         where: Callable[[Source], str] = lambda _source: "",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        start: datetime | None = None,
     ) -> None:
         if pages_per_turn < 1 or max_pages < 1:
             raise ValueError("a pager needs at least one page per turn and per walk")
@@ -211,6 +217,7 @@ class Pager(Generic[T]):
         self.max_pages = max_pages
         self._where = where
         self._clock = clock
+        self.start = start
         # The unfinished walk as this process knows it: the walk, what it found so far, and,
         # when the walk began before a restart, how far back it had reached then (what it had
         # found above that point is gone).
@@ -228,7 +235,11 @@ class Pager(Generic[T]):
         sources the feed serves now (a gap is told to each)."""
         pos = Position.load(saved)
         if pos.mark is None:
-            return await self._start(commit)
+            if self.start is None:
+                return await self._start(commit)
+            # The feed was wanted from ``start``: what reached it since then is walked back to
+            # and handed over, however late the first page could be fetched.
+            pos = Position(self.start - NOW_SLACK)
         mark = pos.mark
         walk = pos.walk
         held: list[Entry[T]] = []

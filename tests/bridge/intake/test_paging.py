@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bridge.intake.paging import Entry, Page, Pager, Position, Turn
+from bridge.intake.paging import NOW_SLACK, Entry, Page, Pager, Position, Turn
 from bridge.intake.schedule import RequestBudget, Schedule
 from bridge.model import Gap, Source, SourceKind
 
@@ -82,6 +82,19 @@ async def test_a_new_feed_starts_from_now() -> None:
     pager = Pager(feed.fetch)
     await turn(pager, core)
     assert core.handed == [] and Position.load(core.cursor).mark == feed.at(24)
+
+
+async def test_a_feed_wanted_before_its_first_page_hands_over_all_that_came_since() -> None:
+    # The subscription was made at ``start``; the first page could be fetched only 12 posts
+    # later (a rate limit): those are handed over, older ones are not, and the walk goes back
+    # further than one page to reach them.
+    feed, core = Feed(size=5), Core()
+    feed.post(10)
+    pager = Pager(feed.fetch, start=feed.at(9) + NOW_SLACK + timedelta(milliseconds=500))
+    feed.post(12)
+    result = await turn(pager, core)
+    assert numbers(core.handed) == list(range(10, 22)) and result.gaps == ()
+    assert Position.load(core.cursor).mark == feed.at(21) and len(feed.fetches) == 3
 
 
 async def test_700_posts_after_an_outage_arrive_once_oldest_first() -> None:
