@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from adapters.x.convert import (
@@ -157,6 +157,7 @@ class XAdapter:
         self.feeds: dict[str, Feed] = {}
         self._loaded = False
         self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()  # the core's sources changed: the poll loop looks again
         self._stopped_by_budget = ""
         self._status = ""
         self._fetched_top: dict[str, str] = {}  # feed → newest id of its newest page this walk
@@ -462,8 +463,19 @@ class XAdapter:
     def _feed(self, key: str, source: Source | None, fetch: Callable[[str | None], Awaitable[Page[Post]]]) -> Feed:
         feed = self.feeds.get(key)
         if feed is None:
-            feed = self.feeds[key] = Feed(key, source, Pager(fetch, pages_per_turn=3, max_pages=5, where=self._where))
+            # A new feed starts when it is first wanted, not when X first answers for it: its
+            # first read may wait for a rate limit, and what was posted meanwhile is relayed.
+            start = datetime.fromtimestamp(self._clock(), UTC)
+            pager = Pager(fetch, pages_per_turn=3, max_pages=5, where=self._where, start=start)
+            feed = self.feeds[key] = Feed(key, source, pager)
         return feed
+
+    def _adopt(self, sources: list[Source]) -> dict[str, tuple[Source | None, Callable[[str | None], Awaitable[Page[Post]]]]]:
+        """The feeds ``sources`` want, each new one created (and so started) now."""
+        wanted = self._wanted(sources)
+        for key, (source, fetch) in wanted.items():
+            self._feed(key, source, fetch)
+        return wanted
 
     def _where(self, source: Source) -> str:
         if source.kind is SourceKind.FOLLOW:
@@ -625,28 +637,42 @@ class XAdapter:
         return await feed.pager.turn(saved, sources, commit)
 
     async def _run(self) -> None:
+        watch = asyncio.create_task(self._watch_sources(), name=f"{self.name}-sources")
+        try:
+            while True:
+                try:
+                    wait = await self._cycle()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("X poll cycle failed")
+                    wait = RETRY_AFTER_FAILURE
+                try:
+                    await asyncio.wait_for(self._changed.wait(), timeout=max(0.05, wait))
+                    self._changed.clear()
+                    for f in self.feeds.values():
+                        f.next_due = 0.0
+                except TimeoutError:
+                    pass
+        finally:
+            watch.cancel()
+            with contextlib.suppress(BaseException):
+                await watch
+
+    async def _watch_sources(self) -> None:
+        """Starts the feed of each new source as soon as the core wants it, even while a poll
+        cycle waits for a rate limit, and wakes the poll loop."""
         while True:
-            try:
-                wait = await self._cycle()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("X poll cycle failed")
-                wait = RETRY_AFTER_FAILURE
-            changed = asyncio.ensure_future(self.host.sources_changed())
-            try:
-                await asyncio.wait_for(asyncio.shield(changed), timeout=max(0.05, wait))
-                for f in self.feeds.values():
-                    f.next_due = 0.0
-            except TimeoutError:
-                changed.cancel()
+            await self.host.sources_changed()
+            self._adopt(self._current_sources())
+            self._changed.set()
 
     async def _cycle(self) -> float:
         """Poll every due feed once; return the seconds until the next one is due."""
         sources = self._current_sources()
         self.plan = self._make_plan(sources)
         self.ledger.planned_daily = self.plan.expected
-        wanted = self._wanted(sources)
+        wanted = self._adopt(sources)
         for key in [k for k in self.feeds if k not in wanted]:
             del self.feeds[key]
         inbox = [s for s in sources if s.kind is SourceKind.INBOX]

@@ -179,6 +179,7 @@ class XEmulator:
         self.nonces: set[str] = set()
         self.meter: dict[str, Usage] = {}
         self.fail_next: list[int] = []  # statuses to answer the next requests with (5xx tests)
+        self.spent_next: dict[tuple[str, str], float] = {}  # (method, route) -> seconds: see spend_next
         self.stall = 0.0  # seconds to wait before answering (timeout tests)
         self._last_id = 0
         self._runner: web.AppRunner | None = None
@@ -305,6 +306,11 @@ class XEmulator:
         self.limits[(method, route)] = (limit, limit)
         self.window_seconds[(method, route)] = window
 
+    def spend_next(self, method: str, route: str, seconds: float) -> None:
+        """The next request to an endpoint finds its window spent (by other clients of the same
+        app): 429 with a reset ``seconds`` later."""
+        self.spent_next[(method, route)] = seconds
+
     def usage(self, day: str | None = None) -> dict[str, int]:
         """What X would bill for ``day`` (default: today, UTC), by kind."""
         return self.meter.get(day or _day(self.clock()), Usage()).counts()
@@ -424,7 +430,10 @@ class XEmulator:
         now = self.clock()
         key = (method, route, caller or "app")
         w = self.windows.get(key)
-        if w is None or now >= w.reset:
+        spent = self.spent_next.pop((method, route), None)
+        if spent is not None:
+            w = self.windows[key] = Window(limit, 0, now + spent)
+        elif w is None or now >= w.reset:
             w = self.windows[key] = Window(limit, limit, now + length)
         headers = {"x-rate-limit-limit": str(w.limit), "x-rate-limit-reset": str(int(w.reset + 0.999))}
         if w.remaining <= 0:
