@@ -217,6 +217,8 @@ class Bridge:
             )
         elif state == "ok":
             log.info("%s works again (was %s)", name, was)
+            if name in self.chats:
+                self.dispatcher.release(name)  # its rooms were held while it refused our token
             text = f"{title} works again: relaying has resumed." if was == "down" else ""
         else:
             text = ""
