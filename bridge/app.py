@@ -516,6 +516,9 @@ class Bridge:
         await self.refresh_routes()
         self.dispatcher.wake()
         log.info("chat moved from=%s to=%s subscriptions=%d", old, new, moved)
+        # Waiting drafts came without their message (it stays in the old chat): show them
+        # again where approvers can press their buttons.
+        await self.commands.approvals.show_unshown(new)
 
 
 def _route(s: SubscriptionInfo) -> Route:
