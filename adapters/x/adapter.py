@@ -152,6 +152,7 @@ class XAdapter:
             bearer_token=self.settings["bearer_token"],
             credentials=credentials,
             clock=clock,
+            count=getattr(host, "count_request", None),
         )
         self.me: dict[str, Any] = {}
         self.users: dict[str, dict[str, Any]] = {}  # id → {id, username, name}: no User read for a known author

@@ -5,6 +5,7 @@ emulator's usage meter)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -254,14 +255,16 @@ async def test_metrics_show_the_month_spend_and_cap_as_x_bills_them(world: World
     port = free_port()
     w.http = {"listen": f"127.0.0.1:{port}"}
 
-    async def scrape() -> dict[str, float]:
+    async def metrics() -> list[Any]:
         async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics") as r:
             assert r.status == 200
             text = await r.text()
+        return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+    async def scrape() -> dict[str, float]:
         return {
             s.name: s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
+            for s in await metrics()
             if s.name.startswith("bridge_network_spend") and s.labels == {"network": "x"}
         }
 
@@ -280,6 +283,23 @@ async def test_metrics_show_the_month_spend_and_cap_as_x_bills_them(world: World
     assert got["bridge_network_spend_usd"] == pytest.approx(billed), (got, xe.usage())
     assert got["bridge_network_spend_cap_usd"] == 25.0
     assert got["bridge_network_spend_forecast_usd"] >= got["bridge_network_spend_usd"]
+    # Requests by route template and status, as the emulator saw them (no ids in the labels).
+    # The bridge keeps polling (one request at a time): the scrape falls between what the
+    # emulator saw before, less the one request that may be on its way back, and after.
+    def seen() -> Counter[tuple[str, str]]:
+        return Counter((f"{method} {route}", str(status)) for method, route, _auth, status in xe.requests)
+
+    before = seen()
+    counted = {
+        (s.labels["endpoint"], s.labels["status"]): s.value
+        for s in await metrics()
+        if s.name == "bridge_network_requests_total" and s.labels["network"] == "x"
+    }
+    after = seen()
+    assert set(counted) <= set(after) and all(n <= after[k] for k, n in counted.items()), (counted, after)
+    assert sum(before.values()) - sum(min(counted.get(k, 0), n) for k, n in before.items()) <= 1, (counted, before)
+    assert counted[("POST /2/tweets", "201")] == 1
+    assert not any(alice["id"] in endpoint for endpoint, _status in counted)
     # After a restart the figures come from the stored month, before anything new is billed.
     await w.stop()
     await w.start(monthly_budget_usd=30)
