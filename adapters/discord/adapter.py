@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -160,10 +161,13 @@ class DiscordAdapter:
             gateway = self._task
             if self._login_ok and gateway is not None and not gateway.done():
                 refused = asyncio.ensure_future(self._check_login.wait())
+                since = time.monotonic()
                 try:
                     await asyncio.wait({gateway, refused}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     refused.cancel()
+                if time.monotonic() - since > RECONNECT_MAX:
+                    delay = RECONNECT_FIRST  # it held a good while: a new trouble starts the backoff afresh
             elif self._login_ok:  # the Gateway ended (not on the token): connect again, calmly
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._check_login.wait(), delay)
@@ -201,7 +205,6 @@ class DiscordAdapter:
                     if isinstance(exc, AuthFailed):
                         self._check_login.set()  # refused between the check and the login: report it
                     continue
-            delay = RECONNECT_FIRST
             if not self._login_ok:
                 self._login_ok, self._refused = True, ""
                 self.log.info("discord.login_works_again")

@@ -336,13 +336,14 @@ class DiscordEmulator:
         self.guilds[guild_id].removed = True
         await self.dispatch("GUILD_DELETE", {"id": str(guild_id)})
 
-    async def drop_gateway(self) -> None:
-        """Close the gateway connection abnormally (close code 4000), so the client RESUMEs."""
+    async def drop_gateway(self, code: int = 4000) -> None:
+        """Close the gateway connection abnormally: with 4000 (Unknown error) the client
+        RESUMEs; a code Discord documents as not to reconnect from (4010-4014) ends its session."""
         ws = self._ws
         self._ws = None
         self._ws_ready.clear()
         if ws is not None and not ws.closed:
-            await ws.close(code=4000, message=b"dropped by the test")
+            await ws.close(code=code, message=b"dropped by the test")
 
     async def revoke_token(self, new_token: str | None = None) -> None:
         """The bot's token is reset (Developer Portal → Reset Token): from now on the old one is

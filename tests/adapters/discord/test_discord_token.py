@@ -148,3 +148,21 @@ async def test_a_token_reset_while_running_is_told_held_and_picked_up_when_it_wo
     await until(lambda: r.relayed("after the fix") == 1, 10, "a new post after the fix")
     await asyncio.sleep(0.5)
     assert [r.relayed(m) for m in ("before the reset", "during the outage", "after the fix")] == [1, 1, 1]
+
+
+async def test_a_gateway_ended_for_another_reason_is_connected_again_and_reports_nothing(
+    room: Room, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Close 4012 (a code discord.py does not reconnect from) is not a token problem: the
+    watchdog finds the token good, connects a new session and nobody is told of an outage."""
+    r = room
+    caplog.set_level(logging.INFO)
+    identified = r.dc.identifies
+    await r.dc.drop_gateway(4012)
+    await until(lambda: r.dc.identifies > identified, 20, "a new Gateway session")
+    await r.dc.wait_connected()
+    await r.net.publish("alice.fake", "after the new session")
+    await until(lambda: r.relayed("after the new session") == 1, 10, "a post after the new session")
+    assert "discord" not in await r.bridge.store.platform_health()
+    assert any("discord.gateway_ended" in rec.getMessage() for rec in caplog.records)
+    assert not any(rec.levelno >= logging.ERROR for rec in caplog.records if "discord" in rec.name)
