@@ -217,6 +217,8 @@ class Bridge:
             )
         elif state == "ok":
             log.info("%s works again (was %s)", name, was)
+            if name in self.chats:
+                self.dispatcher.release(name)  # its rooms were held while it refused our token
             text = f"{title} works again: relaying has resumed." if was == "down" else ""
         else:
             text = ""
@@ -514,6 +516,9 @@ class Bridge:
         await self.refresh_routes()
         self.dispatcher.wake()
         log.info("chat moved from=%s to=%s subscriptions=%d", old, new, moved)
+        # Waiting drafts came without their message (it stays in the old chat): show them
+        # again where approvers can press their buttons.
+        await self.commands.approvals.show_unshown(new)
 
 
 def _route(s: SubscriptionInfo) -> Route:

@@ -81,6 +81,9 @@ class AdapterHost:
     def pacing_wait(self, seconds: float) -> None:
         self._b.metrics.pacing_wait(self._name, seconds)
 
+    def report_spend(self, spent_usd: float, cap_usd: float | None = None, forecast_usd: float | None = None) -> None:
+        self._b.metrics.spend(self._name, spent_usd, cap_usd, forecast_usd)
+
     def serve_webhook(self, path: str, handler: WebhookHandler) -> None:
         if self._b.http is None:
             raise RuntimeError(f"[{self._name}] needs the HTTP endpoint: add [http] listen to the config")

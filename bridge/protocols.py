@@ -117,6 +117,13 @@ class Host(Protocol):
         """Count a send that waited ``seconds`` for the platform's own rate rules, for /metrics."""
         ...
 
+    def report_spend(self, spent_usd: float, cap_usd: float | None = None, forecast_usd: float | None = None) -> None:
+        """Set what a paid network's API has cost this calendar month (UTC) so far, its monthly
+        cap (None: no cap) and the forecast by month end (None: none), for /metrics. Call it
+        when the figures change (a billed request, the month rolling over) and once they are
+        loaded at start; the last call stands. A free network never calls it."""
+        ...
+
     def serve_webhook(self, path: str, handler: Callable[[Mapping[str, str], bytes], Awaitable[int]]) -> None:
         """Serve ``POST path`` on the bridge's HTTP endpoint: ``handler`` gets each call's headers
         and body and returns the HTTP status to answer (it must check the caller itself). Raises

@@ -37,6 +37,7 @@ class FakeHost:
         self.requests: list[tuple[str, str]] = []
         self.lag: dict[str, float] = {}
         self.pacing: list[float] = []
+        self.spend: tuple[float, float | None, float | None] | None = None
         self.webhooks: dict[str, Callable[..., Any]] = {}
         self.answer: Callable[[ChatEvent], Answer] = answer or _echo
         self._sources = set(sources)
@@ -118,6 +119,9 @@ class FakeHost:
 
     def stream_lag(self, stream: str, seconds: float) -> None:
         self.lag[stream] = seconds
+
+    def report_spend(self, spent_usd: float, cap_usd: float | None = None, forecast_usd: float | None = None) -> None:
+        self.spend = (spent_usd, cap_usd, forecast_usd)
 
     def pacing_wait(self, seconds: float) -> None:
         self.pacing.append(seconds)

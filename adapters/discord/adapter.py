@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -33,6 +34,11 @@ ANSWER_WAIT = 2.2
 MODAL_PREFIX = "bridge-text:"  # + the core's token (≤ 64 bytes; Discord custom_id ≤ 100)
 MODAL_INPUT_ID = "text"
 COMMANDS_HASH_KEY = "commands_hash"
+# Discord: the Gateway closes with 4004 "Authentication failed" when the token is not (or no
+# longer) valid (https://discord.com/developers/docs/topics/opcodes-and-status-codes#gateway).
+AUTH_FAILED_CLOSE = 4004
+TOKEN_FIX = "reset it in the Developer Portal (Bot → Reset Token), put the new one in discord.token and restart the bridge"
+RECONNECT_FIRST, RECONNECT_MAX = 5.0, 300.0  # seconds before reconnecting a Gateway that ended for another reason
 REPLY_HINT = (
     "I can't read that reply: Discord shows me a message's text only when it mentions me. "
     "Use the Reply button under the post, or reply with the mention on."
@@ -52,6 +58,12 @@ class DiscordAdapter:
         "guild_ready_timeout": Key(
             (int, float), default=2.0, min=0, help="seconds to wait for the servers' data after connecting"
         ),
+        "login_check_interval": Key(
+            (int, float),
+            default=60,
+            min=1,
+            help="seconds between checks (GET /users/@me) of a token Discord refused; a refused call checks at once",
+        ),
         "max_ratelimit_wait": Key(
             (int, float),
             default=30.0,
@@ -69,13 +81,25 @@ class DiscordAdapter:
         self._client: BridgeClient | None = None
         self._tree: discord.app_commands.CommandTree | None = None
         self._task: asyncio.Task | None = None
+        self._gateway_error: BaseException | None = None  # why the Gateway connection ended
+        self._login_every = float(self.settings.get("login_check_interval", 60))
+        self._check_login = asyncio.Event()  # set on a 401: check the token now
+        self._login_ok = True
+        self._refused = ""  # why Discord refused the token, while it does
+        self._watchdog: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Log in, sync the slash commands if they changed, and connect to the Gateway in the
-        background. Raise AuthFailed when Discord refuses the token."""
+        background, then watch the login (see ``_watch_login``). Raise AuthFailed when Discord
+        refuses the token."""
+        await self._connect()
+        self._login_ok, self._refused = True, ""
+        self._watchdog = asyncio.create_task(self._watch_login(), name="discord-login-watchdog")
+
+    async def _connect(self) -> None:
         app_id = str(self.settings.get("application_id") or "")
         client = BridgeClient(
             api_url=self.api_url,
@@ -110,15 +134,98 @@ class DiscordAdapter:
         self.log.info("discord.started bot=%s api_url=%s", client.user, self.api_url)
 
     async def _run(self, client: BridgeClient) -> None:
+        """The Gateway connection. discord.py reconnects by itself through network failures;
+        it returns or raises only on what it cannot reconnect from (a refused token: close
+        4004), which the watchdog then handles."""
+        self._gateway_error = None
         try:
             await client.connect(reconnect=True)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            self.log.exception("discord.gateway_failed")
+        except Exception as exc:
+            self._gateway_error = exc
+            why = exc if _refused(exc) else map_discord_error(exc, "discord gateway")
+            self.log.warning("discord.gateway_ended error=%s", why)
+
+    async def _watch_login(self) -> None:
+        """A token that stops working while the bridge runs (reset in the Developer Portal, the
+        bot deleted) must not be a silent outage: discord.py ends the Gateway connection on
+        close 4004 and the REST calls answer 401, and nobody would be told. When the Gateway
+        connection ends, or a call was refused with 401, check the token (GET /users/@me): on
+        a refused token report it down once (the core tells the admins on the other platforms,
+        ``bridge status`` and /healthz show it), close the client and check again every
+        ``login_check_interval`` seconds; once it works again, connect afresh and report it
+        healthy. A Gateway that ended for another reason is connected again with backoff."""
+        delay = RECONNECT_FIRST
+        while True:
+            gateway = self._task
+            if self._login_ok and gateway is not None and not gateway.done():
+                refused = asyncio.ensure_future(self._check_login.wait())
+                since = time.monotonic()
+                try:
+                    await asyncio.wait({gateway, refused}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    refused.cancel()
+                if time.monotonic() - since > RECONNECT_MAX:
+                    delay = RECONNECT_FIRST  # it held a good while: a new trouble starts the backoff afresh
+            elif self._login_ok:  # the Gateway ended (not on the token): connect again, calmly
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._check_login.wait(), delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._check_login.wait(), self._login_every)
+            self._check_login.clear()
+            gateway = self._task
+            ended = gateway is None or gateway.done()
+            error = self._gateway_error if ended else None
+            try:
+                if error is not None and _refused(error):
+                    raise AuthFailed(f"Discord refused the bot token (Gateway: {error}); {TOKEN_FIX}")
+                await self.check()
+            except AuthFailed as exc:
+                await self._disconnect()  # nothing works with the token: no reconnect churn
+                if self._login_ok:
+                    self._login_ok = False
+                    self._refused = f"Discord refused the bot token: {TOKEN_FIX}"
+                    self.log.error("discord.login_refused reason=%r fix=%r", str(exc), TOKEN_FIX)
+                    await self.host.report_health(
+                        False, f"{self._refused} (the bridge checks this token again every {self._login_every:g} s)"
+                    )
+                continue
+            except BridgeError as exc:
+                self.log.info("discord.login_check_failed error=%s", exc)
+                continue
+            if ended:
+                await self._disconnect()
+                try:
+                    await self._connect()
+                except BridgeError as exc:
+                    self.log.warning("discord.reconnect_failed error=%s", exc)
+                    if isinstance(exc, AuthFailed):
+                        self._check_login.set()  # refused between the check and the login: report it
+                    continue
+            if not self._login_ok:
+                self._login_ok, self._refused = True, ""
+                self.log.info("discord.login_works_again")
+                await self.host.report_health(True)
+
+    def _unauthorized(self, exc: BaseException) -> None:
+        """A call was refused with 401: the watchdog checks the token now."""
+        if isinstance(exc, AuthFailed) or (isinstance(exc, discord.HTTPException) and exc.status == 401):
+            self._check_login.set()
 
     async def stop(self) -> None:
-        """Disconnect; never raises; idempotent."""
+        """Stop watching the login and disconnect; never raises; idempotent."""
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(BaseException):
+                await watchdog
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        self._gateway_error = None  # told once: a later check asks Discord afresh
         client, self._client = self._client, None
         task, self._task = self._task, None
         if client is not None:
@@ -192,9 +299,19 @@ class DiscordAdapter:
     # --- sending --------------------------------------------------------------------------
 
     def _connected_client(self) -> BridgeClient:
+        if self._refused:
+            # AuthFailed, not Transient: the core holds the sends until the token works again
+            # instead of spending their retries.
+            raise AuthFailed(self._refused)
         if self._client is None:
             raise map_discord_error(ConnectionError("the Discord adapter is not started"), "discord")
         return self._client
+
+    def _mapped(self, exc: BaseException, scope: str) -> BridgeError:
+        """``map_discord_error``, and a 401 wakes the login watchdog."""
+        error = map_discord_error(exc, scope)
+        self._unauthorized(error)
+        return error
 
     async def send(self, delivery: Delivery, progress: PartRecorder | None = None) -> Sent:
         """Send the post as embeds (one message; a text too long for one embed continues in up
@@ -224,7 +341,7 @@ class DiscordAdapter:
             try:
                 message = await channel.send(**kwargs)
             except Exception as exc:
-                raise map_discord_error(exc, scope) from None
+                raise self._mapped(exc, scope) from None
             ids.append(str(message.id))
             if progress is not None and not last:
                 await progress(index, (str(message.id),))
@@ -246,9 +363,9 @@ class DiscordAdapter:
             if exc.code == THREAD_ALREADY_CREATED:
                 # A retry after a crash: the thread exists, and a message's thread has its id.
                 return str(message_id)
-            raise map_discord_error(exc, scope) from None
+            raise self._mapped(exc, scope) from None
         except Exception as exc:
-            raise map_discord_error(exc, scope) from None
+            raise self._mapped(exc, scope) from None
         return str(data["id"])
 
     async def notify(self, target: ChatTarget, text: str, buttons: tuple[Button, ...] = ()) -> str:
@@ -263,7 +380,7 @@ class DiscordAdapter:
             else:
                 message = await channel.send(notice_text(text), allowed_mentions=NO_MENTIONS, view=view)
         except Exception as exc:
-            raise map_discord_error(exc, str(target)) from None
+            raise self._mapped(exc, str(target)) from None
         return str(message.id)
 
     async def edit(self, target: ChatTarget, message_id: str, text: str, buttons: tuple[Button, ...] = ()) -> None:
@@ -276,7 +393,7 @@ class DiscordAdapter:
                 content=notice_text(text), view=buttons_view(buttons) if buttons else None, allowed_mentions=NO_MENTIONS
             )
         except Exception as exc:
-            raise map_discord_error(exc, str(target)) from None
+            raise self._mapped(exc, str(target)) from None
 
     # --- events: interactions -------------------------------------------------------------
 
@@ -467,3 +584,8 @@ def _modal_value(data: Mapping[str, Any], custom_id: str) -> str:
         if isinstance(item.get("component"), dict):
             stack.append(item["component"])
     return ""
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the Gateway ended because Discord refused the token."""
+    return isinstance(exc, discord.LoginFailure) or (isinstance(exc, discord.ConnectionClosed) and exc.code == AUTH_FAILED_CLOSE)

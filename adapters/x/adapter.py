@@ -44,6 +44,7 @@ from adapters.x.convert import (
 )
 from adapters.x.cost import (
     DEFAULT_RATE,
+    MICRO,
     Account,
     BudgetExceeded,
     Ledger,
@@ -138,7 +139,9 @@ class XAdapter:
         self.poll_interval = float(self.settings["poll_interval"])
         self._clock = clock
         prices = Prices.from_config(self.settings["prices"] or {})
-        self.ledger = Ledger(prices, float(self.settings["monthly_budget_usd"]), host, key="cost", clock=clock)
+        self.ledger = Ledger(
+            prices, float(self.settings["monthly_budget_usd"]), host, key="cost", clock=clock, on_change=self._report_spend
+        )
         credentials = None
         keys = [self.settings[k] for k in ("consumer_key", "consumer_secret", "access_token", "access_token_secret")]
         if all(keys):
@@ -149,6 +152,7 @@ class XAdapter:
             bearer_token=self.settings["bearer_token"],
             credentials=credentials,
             clock=clock,
+            count=getattr(host, "count_request", None),
         )
         self.me: dict[str, Any] = {}
         self.users: dict[str, dict[str, Any]] = {}  # id → {id, username, name}: no User read for a known author
@@ -737,7 +741,13 @@ class XAdapter:
             self._stopped_by_budget = ""
             await self.host.report_health(True)
 
+    def _report_spend(self) -> None:
+        """The month's figures for /metrics (the host's spend gauges)."""
+        spend = self.ledger.status()
+        self.host.report_spend(spend.spent / MICRO, spend.cap / MICRO, spend.forecast / MICRO)
+
     async def _save_status(self) -> None:
+        self._report_spend()  # every cycle: the month may have rolled over with nothing billed
         line = self.ledger.status().line()
         if self._stopped_by_budget:
             line += "; cap reached: X reads stopped"

@@ -171,6 +171,7 @@ class Ledger:
         *,
         key: str = "x.cost",
         clock: Callable[[], float] = time.time,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         if monthly_budget_usd is None or monthly_budget_usd < 0:
             raise ValueError("[x] monthly_budget_usd must be 0 or more (e.g. monthly_budget_usd = 25)")
@@ -179,6 +180,7 @@ class Ledger:
         self.store = store
         self.key = key
         self.clock = clock
+        self.on_change = on_change  # told after the month's figures were loaded or billed (for /metrics)
         self.month = _month(clock())
         self.day = _day(clock())
         self.spent = 0
@@ -191,6 +193,12 @@ class Ledger:
 
     async def load(self) -> None:
         """Read the persisted month (a corrupt or missing record starts from zero, logged)."""
+        try:
+            await self._load()
+        finally:
+            self._changed()
+
+    async def _load(self) -> None:
         if self.store is None:
             return
         raw = await self.store.load_state(self.key)
@@ -208,10 +216,18 @@ class Ledger:
         self._roll()
 
     async def save(self) -> None:
+        self._changed()
         if self.store is None:
             return
         state = {"month": self.month, "day": self.day, "spent": self.spent, "seen": sorted(self.seen), "today": self.today}
         await self.store.save_state(self.key, json.dumps(state, separators=(",", ":")))
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:  # a metrics hook must never fail a billed request's bookkeeping
+                log.exception("X cost listener failed")
 
     def _roll(self) -> None:
         now = self.clock()

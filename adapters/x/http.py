@@ -124,8 +124,10 @@ class XApi:
         max_wait: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
+        count: Callable[[str, int | str], None] | None = None,
     ) -> None:
         self.base = api_url.rstrip("/")
+        self._count = count  # host.count_request: ("GET /2/users/:id/tweets", status), for /metrics
         self.ledger = ledger
         self.bearer_token = bearer_token
         self.credentials = credentials
@@ -242,10 +244,12 @@ class XApi:
                     method, URL(url, encoded=True), data=data, headers=headers, timeout=self.timeout
                 ) as response:
                     status = response.status
+                    self._counted(what, status)
                     bucket.observe(response.headers)
                     reset = _int(response.headers.get("x-rate-limit-reset"))
                     text = await response.text()
             except (TimeoutError, aiohttp.ClientError) as e:
+                self._counted(what, "error")
                 err: BridgeError = Transient(f"{what}: could not reach X ({type(e).__name__})")
                 if method == "GET" and attempt < READ_ATTEMPTS:
                     await self._backoff(what, attempt, err)
@@ -273,6 +277,14 @@ class XApi:
                 await self._backoff(what, attempt, err)
                 continue
             raise err
+
+    def _counted(self, what: str, status: int | str) -> None:
+        """Count one request by its route template (never a URL: ids and queries stay out)."""
+        if self._count is not None:
+            try:
+                self._count(what, status)
+            except Exception:  # metrics must never break a request
+                log.debug("request count failed", exc_info=True)
 
     async def _open(self) -> aiohttp.ClientSession:
         self._session = aiohttp.ClientSession()

@@ -314,6 +314,25 @@ class Approvals:
 
     # --- showing and recording ---------------------------------------------------------------
 
+    async def show_unshown(self, target: ChatTarget) -> int:
+        """Show the waiting drafts of chat ``target`` that no message shows (a chat that moved:
+        a Telegram group upgraded to a supergroup) with their buttons; the number shown."""
+        n = 0
+        for d in await self.b.store.unshown_drafts(target):
+            room = ChatTarget.parse(d.room)
+            chat = self.b.chats.get(room.platform)
+            if chat is None:
+                continue
+            try:
+                mid = await chat.notify(room, self.describe(d), draft_buttons(d.id))
+            except Exception as exc:
+                log.warning("draft not shown id=%d room=%s reason=%r", d.id, room, str(exc))
+                continue
+            if mid:
+                await self.b.store.set_draft_message(d.id, str(mid))
+            n += 1
+        return n
+
     async def _show(self, d: Draft, outcome: str = "") -> None:
         """Update the draft message in place (buttons only while it waits); when it cannot be
         edited (gone, or the platform failed), tell the room in a new notice."""

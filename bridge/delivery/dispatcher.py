@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from bridge.delivery.buttons import buttons_for
-from bridge.errors import DestinationMoved, DestinationUnavailable, Permanent, RateLimited
+from bridge.errors import AuthFailed, DestinationMoved, DestinationUnavailable, Permanent, RateLimited
 from bridge.model import Button, ChatTarget, Delivery, Post
 from bridge.ops.metrics import Metrics
 from bridge.protocols import ChatAdapter
@@ -32,6 +32,9 @@ log = logging.getLogger("bridge.delivery.dispatcher")
 # 2, 4, ... 512 s, then 600 s each (jitter takes up to half off each): 39 to 77 minutes of
 # trying, about an hour. 429s and pacing waits are not counted.
 MAX_ATTEMPTS = 16
+# A chat platform that refuses our token cannot send anywhere until a person fixes it: its rooms
+# are tried again this often, without spending their rows' attempts (they must not be given up).
+AUTH_HOLD = 30.0
 BATCH = 50
 NOTICE_EVERY = timedelta(minutes=10)
 # The longest the loop sleeps without a wake-up: rows another process adds are seen this late.
@@ -88,6 +91,12 @@ class Dispatcher:
 
     def wake(self) -> None:
         """New deliveries may be due."""
+        self._wake.set()
+
+    def release(self, platform: str) -> None:
+        """``platform`` works again: its rooms held back in this process go at once."""
+        prefix = platform + ":"
+        self._blocked_until = {d: t for d, t in self._blocked_until.items() if not d.startswith(prefix)}
         self._wake.set()
 
     async def run(self) -> None:
@@ -205,6 +214,13 @@ class Dispatcher:
             await self._store.mark_retry(pending.id, until, str(exc), count_attempt=False)
             self.metrics.delivery(target.platform, pending.post.ref.network, "rate_limited")
             log.info("rate limited destination=%s retry_after=%.2f delivery=%s", dest, exc.retry_after, pending.id)
+            return False
+        except AuthFailed:
+            # Held in memory only: no attempt spent, nothing written while the platform is down;
+            # ``release`` lets the room go as soon as the adapter reports the login works again.
+            self._blocked_until[dest] = utcnow() + timedelta(seconds=AUTH_HOLD)
+            self.metrics.delivery(target.platform, pending.post.ref.network, "retry")
+            log.info("held: the platform refuses our token destination=%s delivery=%s", dest, pending.id)
             return False
         except DestinationUnavailable as exc:
             n = await self._store.pause_destination(target, str(exc))

@@ -3,9 +3,13 @@
 * ``/livez``: the process and its event loop answer (200 whenever the server can reply). An
   orchestrator restarts the process when this fails, so it never depends on the database: a
   database outage must not turn into a restart loop.
-* ``/readyz`` and ``/healthz`` (the same check): the database answers a real query within
-  ``DB_TIMEOUT`` seconds and every configured adapter is started. 503 with the reason
-  otherwise. This is what a load balancer or ``HEALTHCHECK`` should watch.
+* ``/readyz``: the bridge can take traffic (webhook calls): the database answers a real query
+  within ``DB_TIMEOUT`` seconds and every configured adapter is started. 503 with the reason
+  otherwise. A load balancer or an orchestrator's readiness probe watches this: one platform
+  refusing our token must not cut another platform's webhook off.
+* ``/healthz``: all of ``/readyz``, and no platform is down: none has reported its credentials
+  refused while running (a revoked token) or its work stopped (X's monthly cap). 503 with the
+  reason otherwise. Monitoring and the container's ``HEALTHCHECK`` watch this. This is what a load balancer or ``HEALTHCHECK`` should watch.
 """
 
 from __future__ import annotations
@@ -52,8 +56,9 @@ async def database_answers(timeout: float = DB_TIMEOUT) -> str:
     return ""
 
 
-async def check(bridge: Bridge) -> Health:
-    """Ready: database answering and every adapter started."""
+async def check(bridge: Bridge, platforms: bool = True) -> Health:
+    """Ready (``platforms=False``): database answering and every adapter started. Healthy:
+    also no platform down."""
     started = time.monotonic()
     checks: dict[str, str] = {}
     reasons = []
@@ -68,5 +73,12 @@ async def check(bridge: Bridge) -> Health:
     checks["adapters"] = "ok" if not missing else "not started: " + ",".join(sorted(missing))
     if missing:
         reasons.append("adapters not started: " + ", ".join(sorted(missing)))
+    # A platform that refuses our credentials while running (reported by its adapter) relays
+    # nothing until a person acts: not ready, with the adapter's one-line reason.
+    if platforms:
+        health = bridge._health
+        down = {name: h.reason for name, h in sorted(health.items()) if h.state == "down" and name in bridge.adapters}
+        checks["platforms"] = "ok" if not down else "down: " + ",".join(down)
+        reasons += [f"{name} down: {reason}" for name, reason in down.items()]
     checks["took_ms"] = f"{(time.monotonic() - started) * 1000:.0f}"
     return Health(not reasons, "; ".join(reasons), checks)

@@ -1,6 +1,7 @@
 """The bridge's HTTP endpoint (``[http] listen``), served by aiohttp in the bridge's own loop.
 
-Routes: ``GET /livez``, ``/readyz``, ``/healthz`` (see ``health``), ``GET /metrics`` (the
+Routes: ``GET /livez``, ``/readyz``, ``/healthz`` (see ``health``: ready to take traffic, and
+healthy: no platform down), ``GET /metrics`` (the
 Prometheus text format) and ``POST`` on each webhook path an adapter registered through its
 host (Telegram in webhook mode). Webhook paths are looked up when a call comes, so an adapter
 may register its path while it starts, after the server is listening.
@@ -58,7 +59,7 @@ class OpsServer:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_get("/livez", self._live)
         app.router.add_get("/readyz", self._ready)
-        app.router.add_get("/healthz", self._ready)
+        app.router.add_get("/healthz", self._healthy)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/{path:.*}", self._webhook)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -89,6 +90,10 @@ class OpsServer:
         return _json(200, {"status": "ok"})
 
     async def _ready(self, _request: web.Request) -> web.Response:
+        state = await health.check(self._bridge, platforms=False)
+        return _json(200 if state.ok else 503, state.summary())
+
+    async def _healthy(self, _request: web.Request) -> web.Response:
         state = await health.check(self._bridge)
         return _json(200 if state.ok else 503, state.summary())
 

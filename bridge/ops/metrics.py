@@ -10,6 +10,7 @@ to the top ``TOP_DESTINATIONS`` plus ``other``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
@@ -49,6 +50,21 @@ class Metrics:
         self._webhook = Counter("bridge_webhook_requests", "Calls to a webhook route", ["adapter", "status"], registry=r)
         self._lag = Gauge(
             "bridge_stream_lag_seconds", "How far a stream (firehose) is behind real time", ["network", "stream"], registry=r
+        )
+        self._spend = Gauge(
+            "bridge_network_spend_usd", "What a paid network's API has cost this calendar month (UTC)", ["network"], registry=r
+        )
+        self._spend_cap = Gauge(
+            "bridge_network_spend_cap_usd",
+            "A paid network's monthly spending cap (nothing is read past it)",
+            ["network"],
+            registry=r,
+        )
+        self._spend_forecast = Gauge(
+            "bridge_network_spend_forecast_usd",
+            "A paid network's expected spend by the end of the month",
+            ["network"],
+            registry=r,
         )
         self._pending_reader: PendingReader | None = None
         self._pending: list[tuple[str, int, datetime | None]] = []
@@ -91,6 +107,16 @@ class Metrics:
 
     def stream_lag(self, network: str, stream: str, seconds: float) -> None:
         self._lag.labels(network, stream).set(max(0.0, seconds))
+
+    def spend(self, network: str, spent_usd: float, cap_usd: float | None, forecast_usd: float | None) -> None:
+        """A paid network's spend this month, its cap and forecast (a None figure is left out)."""
+        self._spend.labels(network).set(max(0.0, spent_usd))
+        for gauge, value in ((self._spend_cap, cap_usd), (self._spend_forecast, forecast_usd)):
+            if value is None:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(network)
+            else:
+                gauge.labels(network).set(max(0.0, value))
 
     # --- scraping ----------------------------------------------------------------------------
 

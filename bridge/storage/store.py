@@ -299,31 +299,82 @@ class Store:
             await Subscription.filter(id=sub_id).update(filters=filters.to_json())
 
     async def move_destination(self, old: ChatTarget, new: ChatTarget) -> int:
-        """Move every subscription and pending delivery of chat ``old`` (and its threads) to ``new``."""
-        moved = 0
+        """Move chat ``old`` (and its threads) to ``new`` in one transaction, as a Telegram group
+        upgraded to a supergroup: its subscriptions (filters and digests with them), waiting and
+        held deliveries, its room state (paused, quiet hours), room settings (approval,
+        format), pending notices and waiting drafts. Where ``new`` already has a row of its
+        own, that one stays and the old one goes. Returns the number of subscriptions moved.
+
+        What stays: sent deliveries, the chat messages map and the audit trail. Message ids
+        belong to their chat (the old group's messages are still the old chat's), and audit
+        rows are never changed. A moved draft loses its message (it is in the old chat): the
+        core shows it again in the new one (``unshown_drafts``)."""
+
+        def moved(value: str) -> str | None:
+            try:
+                target = ChatTarget.parse(value)
+            except ValueError:
+                return None
+            if target.room != old.room:
+                return None  # a prefix match of another chat ("-12" and "-123")
+            return str(ChatTarget(new.platform, new.chat_id, target.thread_id))
+
+        prefix = str(old.room)
+        n = 0
         async with self._changing():
-            for row in await Subscription.filter(destination__startswith=str(old)):
-                target = ChatTarget.parse(row.destination)
-                if target.room != old.room:
+            for row in await Subscription.filter(destination__startswith=prefix):
+                if (dest := moved(row.destination)) is None:
                     continue
-                dest = str(ChatTarget(new.platform, new.chat_id, target.thread_id))
                 if await Subscription.exists(network=row.network, kind=row.kind, value=row.value, destination=dest):
                     await row.delete()
                 else:
                     row.destination = dest
-                    await row.save()
-                moved += 1
-            for d in await DeliveryRow.filter(destination__startswith=str(old), status="pending"):
-                target = ChatTarget.parse(d.destination)
-                if target.room != old.room:
+                    await row.save(update_fields=["destination", "updated_at"])
+                n += 1
+            for d in await DeliveryRow.filter(destination__startswith=prefix, status__in=("pending", "held")):
+                if (dest := moved(d.destination)) is None:
                     continue
-                dest = str(ChatTarget(new.platform, new.chat_id, target.thread_id))
                 if await DeliveryRow.exists(post_id=d.post_id, destination=dest):
                     await d.delete()
                 else:
                     d.destination = dest
-                    await d.save()
-        return moved
+                    await d.save(update_fields=["destination", "updated_at"])
+            for room in await Destination.filter(target__startswith=prefix):
+                if (dest := moved(room.target)) is None:
+                    continue
+                if await Destination.exists(target=dest):
+                    await room.delete()
+                else:
+                    room.target = dest
+                    await room.save(update_fields=["target", "updated_at"])
+            for setting in await RoomSetting.filter(destination__startswith=prefix):
+                if (dest := moved(setting.destination)) is None:
+                    continue
+                if await RoomSetting.exists(destination=dest):
+                    await setting.delete()
+                else:
+                    setting.destination = dest
+                    await setting.save(update_fields=["destination", "updated_at"])
+            for notice in await Notice.filter(destination__startswith=prefix, status="pending"):
+                if (dest := moved(notice.destination)) is None:
+                    continue
+                if await Notice.exists(destination=dest, key=notice.key):
+                    await notice.delete()
+                else:
+                    notice.destination = dest
+                    await notice.save(update_fields=["destination", "updated_at"])
+            for draft in await Draft.filter(room__startswith=prefix, status="waiting"):
+                if (dest := moved(draft.room)) is None:
+                    continue
+                draft.room, draft.message_id = dest, ""
+                await draft.save(update_fields=["room", "message_id", "updated_at"])
+        return n
+
+    async def unshown_drafts(self, target: ChatTarget) -> list[Draft]:
+        """The waiting drafts of chat ``target`` (any thread) that no message shows (moved from
+        another chat, or never shown because the chat failed), oldest first."""
+        rows = await Draft.filter(room__startswith=str(target.room), status="waiting", message_id="").order_by("id")
+        return [d for d in rows if ChatTarget.parse(d.room).room == target.room]
 
     # --- destinations ----------------------------------------------------------------
 

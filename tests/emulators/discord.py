@@ -10,7 +10,8 @@ GUILD_CREATE / heartbeat ACK / dispatch / RECONNECT / RESUME → replay + RESUME
 Tests build a world (guilds, channels, members), inject what people do (slash commands,
 button presses, modal submits, messages) as gateway events, read what the bot sent and how it
 answered interactions, and force faults (429 on one channel, deleted channel, missing access,
-dropped gateway connection).
+dropped gateway connection, a token reset in the Developer Portal: 401 on REST and close 4004
+"Authentication failed" on the Gateway).
 """
 
 from __future__ import annotations
@@ -335,13 +336,26 @@ class DiscordEmulator:
         self.guilds[guild_id].removed = True
         await self.dispatch("GUILD_DELETE", {"id": str(guild_id)})
 
-    async def drop_gateway(self) -> None:
-        """Close the gateway connection abnormally (close code 4000), so the client RESUMEs."""
+    async def drop_gateway(self, code: int = 4000) -> None:
+        """Close the gateway connection abnormally: with 4000 (Unknown error) the client
+        RESUMEs; a code Discord documents as not to reconnect from (4010-4014) ends its session."""
         ws = self._ws
         self._ws = None
         self._ws_ready.clear()
         if ws is not None and not ws.closed:
-            await ws.close(code=4000, message=b"dropped by the test")
+            await ws.close(code=code, message=b"dropped by the test")
+
+    async def revoke_token(self, new_token: str | None = None) -> None:
+        """The bot's token is reset (Developer Portal → Reset Token): from now on the old one is
+        refused (REST 401, IDENTIFY and RESUME closed with 4004 Authentication failed), and the
+        live Gateway session is closed with 4004. ``new_token`` is the one that works (default:
+        the old one with ``-reset`` appended); set ``token`` back to accept the old one again."""
+        self.token = new_token or self.token + "-reset"
+        ws = self._ws
+        self._ws = None
+        self._ws_ready.clear()
+        if ws is not None and not ws.closed:
+            await ws.close(code=4004, message=b"Authentication failed.")
 
     async def send_reconnect(self) -> None:
         """Ask the client to reconnect (op 7); it must RESUME."""
@@ -620,7 +634,10 @@ class DiscordEmulator:
                 if not guild.removed:
                     await self.dispatch("GUILD_CREATE", self._guild_create(guild))
         elif op == OP_RESUME:
-            if data.get("token") != self.token or data.get("session_id") != self._session_id:
+            if data.get("token") != self.token:
+                await ws.close(code=4004, message=b"Authentication failed.")
+                return
+            if data.get("session_id") != self._session_id:
                 await self._send(ws, {"op": OP_INVALID_SESSION, "d": False})
                 return
             self.resumes += 1

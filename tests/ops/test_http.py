@@ -144,3 +144,18 @@ async def test_healthz_is_503_while_an_adapter_is_not_started(running: tuple[Bri
     status, body = await get(url + "/healthz")
     assert status == 503 and "adapters not started: fakechat" in body
     bridge._started.append(bridge.chats["fakechat"])
+
+
+async def test_healthz_is_503_while_a_platform_is_down_and_readyz_still_takes_traffic(running: tuple[Bridge, str]) -> None:
+    """A network whose login is refused while running (what its adapter reports through the
+    host): /healthz says so with the adapter's reason; /readyz, which gates webhook traffic,
+    stays 200; both are 200 again once the adapter reports it works."""
+    bridge, url = running
+    host = bridge.hosts["fakenet"]
+    await host.report_health(False, "fakenet refused the app password: set fakenet.password")
+    status, body = await get(url + "/healthz")
+    assert status == 503, body
+    assert '"platforms":"down: fakenet"' in body and "fakenet refused the app password" in body
+    assert (await get(url + "/readyz"))[0] == 200
+    await host.report_health(True)
+    assert (await get(url + "/healthz"))[0] == 200

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from adapters.telegram import TelegramAdapter
 from bridge.cli.rooms import CLI_USER
 from bridge.model import ChatEvent, EventKind, Media
+from bridge.storage.models import Destination, Draft, RoomSetting, Subscription
 from tests.adapters.telegram.tg_world import World, start_world
 from tests.emulators.telegram import TelegramEmulator
 
@@ -166,6 +168,49 @@ async def test_group_migration_subscriptions_follow(world: World) -> None:
     world.tg.send_text(new_id, world.boss, "answer", reply_to=relayed.message_id)
     await world.tg.wait_messages(new_id, 2)
     assert world.net.actions and world.net.actions[-1][0] == "reply"
+
+
+async def test_group_upgrade_moves_room_settings_filters_quiet_hours_and_drafts(tg: TelegramEmulator, tmp_path: Path) -> None:
+    lea = tg.add_user("Lea", "lea")  # an approver
+    world = await start_world(tg, f"sqlite://{tmp_path}/bridge.sqlite3", bridge={"approvers": [f"telegram:{lea['id']}"]})
+    try:
+        group, boss = world.group, world.boss
+        assert "Following @alice.fake" in await world.command(group, boss, "/follow alice.fake")
+        assert "exclude:hiring" in await world.command(group, boss, "/filter 1 exclude:hiring")
+        assert (await world.command(group, boss, "/approval on")).startswith("Approval on")
+        hour = (datetime.now(UTC).hour + 3) % 24  # a window that does not hold posts now
+        quiet = await world.command(group, boss, f"/quiet {hour:02d}:00-{(hour + 1) % 24:02d}:00 UTC")
+        assert quiet.startswith("Quiet hours")
+        tg.send_text(group.id, boss, "/post launch day")
+        await tg.wait_until(lambda: any("Saved as draft #1" in m.text for m in tg.messages(group.id)))
+
+        new_id = tg.migrate(group.id)
+        new = tg.chats[new_id]
+        # The waiting draft is shown again in the new chat, where its buttons can be pressed.
+        await tg.wait_until(lambda: any(m.text.startswith("Draft #1") for m in tg.messages(new_id)))
+        draft = next(m for m in tg.messages(new_id) if m.text.startswith("Draft #1"))
+        # The room's settings came along: approval, filters, quiet hours.
+        assert "Approval is on here" in await world.command(new, boss, "/approval")
+        assert "exclude:hiring" in await world.command(new, boss, "/subs")
+        assert f"{hour:02d}:00" in await world.command(new, boss, "/quiet")
+        await world.net.publish("alice.fake", "we are hiring")
+        await world.net.publish("alice.fake", "after the upgrade")
+        await tg.wait_until(lambda: any("after the upgrade" in m.text for m in tg.messages(new_id)))
+        assert not any("we are hiring" in m.text for m in tg.messages(new_id))
+        # An approver's press in the new chat sends the draft once.
+        approve = next(b["callback_data"] for b in draft.buttons if b["text"] == "Approve")
+        tg.press(new_id, lea, draft.message_id, approve)
+        await tg.wait_until(lambda: any(a[0] == "post" for a in world.net.actions))
+        await asyncio.sleep(0.3)
+        assert [a for a in world.net.actions if a[0] == "post"] == [("post", "launch day")]
+        # Nothing is left under the old id.
+        old = f"telegram:{group.id}"
+        assert not await RoomSetting.filter(destination=old).exists()
+        assert not await Destination.filter(target=old).exists()
+        assert not await Draft.filter(room=old).exists()
+        assert not await Subscription.filter(destination=old).exists()
+    finally:
+        await world.bridge.stop()
 
 
 async def test_send_to_a_group_that_migrated_unnoticed(world: World) -> None:

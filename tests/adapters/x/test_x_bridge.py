@@ -5,10 +5,13 @@ emulator's usage meter)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.telegram import TelegramAdapter
 from adapters.x import XAdapter
@@ -19,6 +22,7 @@ from bridge.config import config_from_dict
 from bridge.storage.db import close_database
 from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.x import XEmulator
+from tests.tcp_proxy import free_port
 
 CLASSES = {"x": XAdapter, "telegram": TelegramAdapter}
 
@@ -29,6 +33,7 @@ class World:
         self.boss = tg.add_user("Boss", "boss")
         self.group = tg.add_group("Sales", admins=[self.boss])
         self.bridge: Bridge | None = None
+        self.http: dict[str, str] | None = None  # [http], when a test scrapes /metrics
 
     def config(self, **x: Any) -> Any:
         xe = self.xe
@@ -44,15 +49,15 @@ class World:
             "quiet_poll_interval": 1,
             **x,
         }
-        return config_from_dict(
-            {
-                "database": {"url": self.db},
-                "bridge": {"admins": [], "senders": [f"telegram:{self.boss['id']}"]},
-                "x": section,
-                "telegram": {"token": self.tg.token, "api_url": self.tg.url, "poll_timeout": 1},
-            },
-            adapter_classes=CLASSES,
-        )
+        data = {
+            "database": {"url": self.db},
+            "bridge": {"admins": [], "senders": [f"telegram:{self.boss['id']}"]},
+            "x": section,
+            "telegram": {"token": self.tg.token, "api_url": self.tg.url, "poll_timeout": 1},
+        }
+        if self.http is not None:
+            data["http"] = self.http
+        return config_from_dict(data, adapter_classes=CLASSES)
 
     async def start(self, **x: Any) -> Bridge:
         self.bridge = Bridge(self.config(**x), adapter_classes=CLASSES)
@@ -242,6 +247,65 @@ async def test_budget_reached_mid_month_stops_reads_and_tells_the_room_once(worl
     await w.tg.wait_until(lambda: any("X API spend" in t for t in w.texts()))
     status = next(t for t in w.texts() if "X API spend" in t)
     assert "of $1.00 cap" in status and "forecast" in status, status
+
+
+async def test_metrics_show_the_month_spend_and_cap_as_x_bills_them(world: World) -> None:
+    w, xe = world, world.xe
+    alice = xe.add_user("alice", "Alice Prospect")
+    port = free_port()
+    w.http = {"listen": f"127.0.0.1:{port}"}
+
+    async def metrics() -> list[Any]:
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/metrics") as r:
+            assert r.status == 200
+            text = await r.text()
+        return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+    async def scrape() -> dict[str, float]:
+        return {
+            s.name: s.value
+            for s in await metrics()
+            if s.name.startswith("bridge_network_spend") and s.labels == {"network": "x"}
+        }
+
+    await w.start(monthly_budget_usd=25)
+    w.say("/follow x:alice")
+    await w.wait(1)
+    await w.followed()
+    xe.post(alice, "first")
+    xe.post(alice, "second")
+    await w.wait(3)
+    w.say("/post launch day")
+    await w.tg.wait_until(lambda: any(t.startswith("Posted") for t in w.texts()))
+    billed = w.billed_usd()
+    assert billed > 0.0, xe.usage()
+    got = await scrape()
+    assert got["bridge_network_spend_usd"] == pytest.approx(billed), (got, xe.usage())
+    assert got["bridge_network_spend_cap_usd"] == 25.0
+    assert got["bridge_network_spend_forecast_usd"] >= got["bridge_network_spend_usd"]
+    # Requests by route template and status, as the emulator saw them (no ids in the labels).
+    # The bridge keeps polling (one request at a time): the scrape falls between what the
+    # emulator saw before, less the one request that may be on its way back, and after.
+    def seen() -> Counter[tuple[str, str]]:
+        return Counter((f"{method} {route}", str(status)) for method, route, _auth, status in xe.requests)
+
+    before = seen()
+    counted = {
+        (s.labels["endpoint"], s.labels["status"]): s.value
+        for s in await metrics()
+        if s.name == "bridge_network_requests_total" and s.labels["network"] == "x"
+    }
+    after = seen()
+    assert set(counted) <= set(after) and all(n <= after[k] for k, n in counted.items()), (counted, after)
+    assert sum(before.values()) - sum(min(counted.get(k, 0), n) for k, n in before.items()) <= 1, (counted, before)
+    assert counted[("POST /2/tweets", "201")] == 1
+    assert not any(alice["id"] in endpoint for endpoint, _status in counted)
+    # After a restart the figures come from the stored month, before anything new is billed.
+    await w.stop()
+    await w.start(monthly_budget_usd=30)
+    got = await scrape()
+    assert got["bridge_network_spend_usd"] == pytest.approx(billed)
+    assert got["bridge_network_spend_cap_usd"] == 30.0
 
 
 async def test_a_429_storm_delays_but_loses_nothing(world: World) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from tortoise import connections
 
-from bridge.model import ChatTarget, Post, Ref
+from bridge.delivery.quiet import parse_quiet
+from bridge.matching.filters import Filters
+from bridge.model import ChatTarget, Post, Ref, Source, SourceKind
 from bridge.storage.db import close_database, open_database
-from bridge.storage.store import Store, utcnow
+from bridge.storage.models import DeliveryRow, Destination, Draft, Notice, RoomSetting, Subscription
+from bridge.storage.store import RoomNotice, Store, utcnow
 from tests.fakes import author
 
 ROOMS = (ChatTarget("fakechat", "a"), ChatTarget("fakechat", "b"))
@@ -84,5 +87,59 @@ async def test_parts_recorded_come_back_with_the_delivery_and_map_to_the_post(db
         for message in ("11", "12", "13"):
             found = await store.message_post(ROOMS[0], message)
             assert found is not None and found.post == post
+    finally:
+        await close_database()
+
+
+async def test_a_chat_that_moved_takes_everything_of_its_room_along_and_nothing_of_others(db_url: str) -> None:
+    """A Telegram group upgraded to a supergroup: subscriptions (with filters), waiting and held
+    deliveries, the room's state and settings, pending notices and waiting drafts move to the
+    new id, threads included; a chat whose id merely starts the same is left alone."""
+    old, new, topic = ChatTarget("telegram", "-12"), ChatTarget("telegram", "-10012"), ChatTarget("telegram", "-12", "7")
+    other = ChatTarget("telegram", "-123")  # "-12" is its prefix
+    await open_database(db_url)
+    try:
+        store = Store()
+        alice = Source("fakenet", SourceKind.FOLLOW, "id:alice")
+        sub, _ = await store.add_subscription(alice, "alice.fake", old, "test", Filters(exclude=("hiring",), digest="daily"))
+        await store.add_subscription(alice, "alice.fake", topic, "test")
+        await store.add_subscription(alice, "alice.fake", other, "test")
+        posts = [make_post("p1", "waiting"), make_post("p2", "held")]
+        later = utcnow() + timedelta(hours=5)
+        await store.ingest("fakenet", [(posts[0], [(sub.id, old), (sub.id, other)])], {})
+        await store.ingest(
+            "fakenet",
+            [(posts[1], [(sub.id, old)])],
+            {},
+            held={(sub.id, str(old)): later},
+            notices=[RoomNotice(old, "gap:x", "some posts were skipped")],
+        )
+        await store.set_quiet(old, parse_quiet("22:00-07:00 UTC"))
+        await store.set_room_setting(old, approval="on", format="compact")
+        await store.set_room_setting(topic, approval="all")
+        await store.set_room_setting(other, approval="all")
+        draft = await store.create_draft(
+            expires_at=later, request={}, room=str(topic), author="telegram:1", network="fakenet", action="post", text="hi"
+        )
+        await store.set_draft_message(draft.id, "55")
+
+        assert await store.move_destination(old, new) == 2
+
+        moved_topic = str(ChatTarget("telegram", new.chat_id, "7"))
+        subs = {s.destination: s for s in await store.subscriptions()}
+        assert set(subs) == {new, ChatTarget("telegram", new.chat_id, "7"), other}
+        assert subs[new].filters.exclude == ("hiring",) and subs[new].filters.digest == "daily"
+        assert await store.room_setting(new) == ("on", "compact")
+        assert await store.room_setting(ChatTarget("telegram", new.chat_id, "7")) == ("all", "full")
+        assert await store.room_setting(other) == ("all", "full")
+        assert not await RoomSetting.filter(destination__in=[str(old), str(topic)]).exists()
+        assert str(new) in await store.quiet_hours() and not await Destination.filter(target=str(old)).exists()
+        assert await Notice.filter(destination=str(new), key="gap:x").exists()
+        rows = {(d.destination, d.status) for d in await DeliveryRow.all()}
+        assert rows == {(str(new), "pending"), (str(other), "pending"), (str(new), "held")}
+        [moved] = await store.unshown_drafts(new)
+        assert moved.id == draft.id and moved.room == moved_topic and moved.message_id == ""
+        assert (await Draft.get(id=draft.id)).text == "hi"
+        assert await Subscription.filter(destination=str(other)).count() == 1
     finally:
         await close_database()
