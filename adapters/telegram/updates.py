@@ -142,6 +142,8 @@ class UpdateHandler:
         replied = message.reply_to_message
         if replied is None or replied.from_user is None or replied.from_user.id != self._bot_id:
             return  # ordinary conversation, not addressed to the bridge
+        if replied.forum_topic_created is not None:
+            return  # Telegram: every message in a topic "replies" to the topic's first message
         user = await self._user(message.chat, message.from_user, message.sender_chat)
         event = ChatEvent(EventKind.REPLY, target, user, text=text, reply_to_message=str(replied.message_id))
         await self._answer(message, target, await self._ask(event))
