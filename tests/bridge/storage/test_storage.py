@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tortoise import connections
 
-from bridge.model import ChatTarget, Post, Ref
+from bridge.model import ChatTarget, Post, Ref, Source, SourceKind
 from bridge.storage.db import close_database, open_database
 from bridge.storage.store import Store, utcnow
 from tests.fakes import author
@@ -84,5 +84,27 @@ async def test_parts_recorded_come_back_with_the_delivery_and_map_to_the_post(db
         for message in ("11", "12", "13"):
             found = await store.message_post(ROOMS[0], message)
             assert found is not None and found.post == post
+    finally:
+        await close_database()
+
+
+async def test_a_rooms_topic_per_feed_is_kept_and_replaced(db_url: str) -> None:
+    await open_database(db_url)
+    try:
+        store = Store()
+        alice, bob = Source("fakenet", SourceKind.FOLLOW, "id:alice"), Source("fakenet", SourceKind.FOLLOW, "id:bob")
+        room = ChatTarget("telegram", "-1001")
+        assert await store.topic_id(room, alice) == ""
+        await store.set_topic(room, alice, "@alice.fake", "7")
+        await store.set_topic(room, bob, "@bob.fake", "9")
+        await store.set_topic(ChatTarget("discord", "55"), alice, "@alice.fake", "1234")
+        # A restart (a fresh store) reads the same; a topic made again replaces the old id.
+        assert await Store().topic_id(room, alice) == "7"
+        await store.set_topic(room, alice, "@alice.fake", "11")
+        assert [await store.topic_id(room, s) for s in (alice, bob)] == ["11", "9"]
+        assert await store.topic_id(ChatTarget("discord", "55"), alice) == "1234"
+        await store.set_room_setting(room, format="compact")
+        assert await store.room_formats() == {str(room): "compact"}
+        assert await store.room_setting(room) == ("off", "compact")
     finally:
         await close_database()
