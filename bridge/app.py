@@ -88,7 +88,7 @@ class Bridge:
             metrics=self.metrics,
             paused=lambda dest: dest in self._paused,
             topic_of=self._topic_subs.get,
-            compact=lambda dest: self._formats.get(dest) == "compact",
+            compact=lambda room: self._formats.get(room) == "compact",
         )
         self.quiet: dict[str, QuietHours] = {}
         self.digester = Digester(self.store, self.chats, lambda: self.quiet, self.pause, self._describe_sub)

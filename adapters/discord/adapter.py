@@ -275,7 +275,9 @@ class DiscordAdapter:
                 made = await channel.create_thread(
                     name=name,
                     auto_archive_duration=TOPIC_ARCHIVE_MINUTES,
-                    content=notice_text(f"Posts of {name}, relayed by the bridge. Reply to one of them to answer it."),
+                    content=notice_text(
+                        f"Posts of {discord.utils.escape_markdown(name)}, relayed by the bridge. Reply to one of them to answer it."
+                    ),
                     allowed_mentions=NO_MENTIONS,
                 )
                 thread = made.thread

@@ -376,7 +376,7 @@ class Commands:
             if w.terminal:
                 return Answer(f"No subscriptions in {w.room}; add one with `{w.cmd('follow', '<handle>')}` or `{w.cmd('watch', '<query>')}`.")
             return Answer("No subscriptions in this room. Room admins can add one with /follow <handle> or /watch <query>.")
-        _, fmt = await self.b.store.room_setting(e.target)
+        _, fmt = await self.b.store.room_setting(e.target.room)
         lines = [f"Subscriptions in {w.room}" + (" (format compact):" if fmt == "compact" else ":")]
         for s in subs:
             lines.append(_describe(s))
@@ -451,7 +451,8 @@ class Commands:
         argument shows it."""
         w = words_for(e)
         arg = e.args.strip().lower()
-        _, current = await self.b.store.room_setting(e.target)
+        # The whole chat's setting, wherever it is asked from (a Telegram topic, a Discord thread).
+        _, current = await self.b.store.room_setting(e.target.room)
         usage = f"{w.cmd('format', 'compact')} (one line: author, first words, link) or {w.cmd('format', 'full')}"
         if not arg:
             return Answer(f"Format of {w.room}: {current}. Usage: {usage}.")
@@ -459,7 +460,7 @@ class Commands:
             return Answer(f"Usage: {usage}.", ok=False)
         if not self.is_admin(e.user):
             return self._not_admin()
-        await self.b.set_format(e.target, arg)
+        await self.b.set_format(e.target.room, arg)
         if arg == "compact":
             return Answer(f"Format compact: posts {w.here} are one line each (author, first words, link).", public=True)
         return Answer(f"Format full: posts {w.here} are shown in full again.", public=True)

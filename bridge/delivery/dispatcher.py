@@ -76,7 +76,7 @@ class Dispatcher:
         self._open_thread = open_thread
         # (feed, topic name) of a subscription that relays into a topic or thread of its own.
         self._topic_of = topic_of
-        self._compact = compact  # whether a room wants the compact format
+        self._compact = compact  # whether a chat (platform:chat_id) wants the compact format
         self._on_paused = on_paused
         self._on_moved = on_moved
         self._buttons = buttons  # the buttons a post's network allows (bridge.delivery.buttons)
@@ -174,7 +174,7 @@ class Dispatcher:
             open_thread=self._open_thread(pending.subscription_id),
             parts_done=pending.parts,
             topic=topic[1] if topic is not None else "",
-            compact=self._compact(dest),
+            compact=self._compact(str(target.room)),
         )
         loop = asyncio.get_running_loop()
         parts = list(pending.parts)

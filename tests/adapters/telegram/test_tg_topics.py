@@ -147,3 +147,15 @@ async def test_compact_format_survives_a_restart(world: World) -> None:
     relayed = next(m for m in world.tg.messages(world.group.id) if "still compact" in m.text)
     assert relayed.text == "Alice @alice.fake: still compact · open"
 
+
+
+async def test_format_asked_inside_a_topic_is_the_whole_forums(world: World) -> None:
+    room = forum(world)
+    await world.command(room, world.boss, "/follow alice.fake --topic")
+    await world.net.publish("alice.fake", "first, in full")
+    await world.tg.wait_until(lambda: len(world.tg.topics(room.id)) == 1, timeout=15)
+    topic = world.tg.topics(room.id)[0].message_thread_id
+    assert "Open original" in (await relayed_in(world, room, topic, "first, in full")).text
+    assert "Format compact" in await world.command(room, world.boss, "/format compact", thread_id=topic)
+    await world.net.publish("alice.fake", "then compact")
+    assert (await relayed_in(world, room, topic, "then compact")).text == "Alice @alice.fake: then compact · open"
