@@ -460,7 +460,12 @@ class Bridge:
                     left.append(s)
                     continue
                 filters = Filters(
-                    include=s.include, exclude=s.exclude, replies=s.replies, reposts=s.reposts, media_only=s.media_only
+                    include=s.include,
+                    exclude=s.exclude,
+                    replies=s.replies,
+                    reposts=s.reposts,
+                    media_only=s.media_only,
+                    topic=s.topic,
                 )
                 for target in s.to:
                     sub, created = await self.subscribe(source, label, target, "config", filters)

@@ -4,9 +4,12 @@ and the room's compact format (/format)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bridge.app import Bridge
+from bridge.config import config_from_dict
 from tests.adapters.telegram.tg_world import CLASSES, World
-from tests.emulators.telegram import Chat, SentMessage
+from tests.emulators.telegram import Chat, SentMessage, TelegramEmulator
 
 
 async def restart(world: World) -> None:
@@ -159,3 +162,26 @@ async def test_format_asked_inside_a_topic_is_the_whole_forums(world: World) -> 
     assert "Format compact" in await world.command(room, world.boss, "/format compact", thread_id=topic)
     await world.net.publish("alice.fake", "then compact")
     assert (await relayed_in(world, room, topic, "then compact")).text == "Alice @alice.fake: then compact · open"
+
+
+async def test_a_config_subscription_with_topic_true_relays_into_a_topic(tg: TelegramEmulator, tmp_path: Path) -> None:
+    boss = tg.add_user("Boss", "boss")
+    room = tg.add_group("Prospects", admins=[boss], kind="supergroup", forum=True)
+    data = {
+        "database": {"url": f"sqlite://{tmp_path}/bridge.sqlite3"},
+        "bridge": {"admins": [], "shutdown_timeout": 2},
+        "telegram": {"token": tg.token, "api_url": tg.url, "poll_timeout": 1},
+        "fakenet": {},
+        "subscription": [{"network": "fakenet", "follow": "alice.fake", "to": [f"telegram:{room.id}"], "topic": True}],
+    }
+    bridge = Bridge(config_from_dict(data, adapter_classes=CLASSES), adapter_classes=CLASSES)
+    await bridge.start()
+    try:
+        await tg.wait_until(lambda: len(bridge.matcher) == 1, timeout=15)
+        await bridge.networks["fakenet"].publish("alice.fake", "from the config")  # type: ignore[attr-defined]
+        await tg.wait_until(lambda: len(tg.topics(room.id)) == 1, timeout=15)
+        [topic] = tg.topics(room.id)
+        assert topic.name == "@alice.fake"
+        await tg.wait_until(lambda: any("from the config" in m.text for m in tg.messages(room.id, topic.message_thread_id)), 15)
+    finally:
+        await bridge.stop()
