@@ -16,6 +16,7 @@ from bridge.delivery.digest import Digester, held_routes
 from bridge.delivery.dispatcher import Dispatcher
 from bridge.delivery.notices import GAP_LINES, NoticeSender, gap_key, gap_key_of_many, gap_text
 from bridge.delivery.quiet import QuietHours
+from bridge.delivery.topics import topic_name
 from bridge.errors import AuthFailed, BridgeError
 from bridge.host import AdapterHost
 from bridge.intake.sanitize import well_formed
@@ -68,6 +69,8 @@ class Bridge:
             kind = config.adapter_kinds.get(name) or kind_of(cls)
             (self.networks if kind == "network" else self.chats)[name] = adapter
         self._thread_subs: set[int] = set()
+        self._topic_subs: dict[int, tuple[Source, str]] = {}  # subscription → (feed, topic name)
+        self._formats: dict[str, str] = {}  # rooms whose format is not "full"
         self._paused: set[str] = set()
         # The source of every enabled subscription, its room paused or not: what the networks
         # watch. A paused room only stops receiving; it must not change what the team account
@@ -84,6 +87,8 @@ class Bridge:
             buttons=self._buttons,
             metrics=self.metrics,
             paused=lambda dest: dest in self._paused,
+            topic_of=self._topic_subs.get,
+            compact=lambda room: self._formats.get(room) == "compact",
         )
         self.quiet: dict[str, QuietHours] = {}
         self.digester = Digester(self.store, self.chats, lambda: self.quiet, self.pause, self._describe_sub)
@@ -292,15 +297,23 @@ class Bridge:
         paused = await self.store.paused_destinations()
         quiet = await self.store.quiet_hours()
         subs = await self.store.subscriptions()
+        formats = await self.store.room_formats()
         fresh = Matcher()
         thread_subs = set()
+        topic_subs = {}
         for s in subs:
             self._sub_labels[s.id] = f"#{s.id} {_what(s)}"
             if str(s.destination) not in paused:
                 fresh.put(_route(s))
             if s.filters.thread:
                 thread_subs.add(s.id)
+            if s.filters.topic:
+                topic_subs[s.id] = (s.source, topic_name(s))
         self._paused, self.quiet, self.matcher, self._thread_subs = set(paused), quiet, fresh, thread_subs
+        # Updated in place: the dispatcher holds the bound method of this dict.
+        self._topic_subs.clear()
+        self._topic_subs.update(topic_subs)
+        self._formats = formats
         self._revision = max(self._revision, revision)
         self._wanted = {s.id: s.source for s in subs}
         self._sources_changed()
@@ -347,6 +360,7 @@ class Bridge:
             self.matcher.put(_route(sub))
             self._wanted[sub.id] = sub.source
             self._sources_changed()
+            self._note_topic(sub)
             log.info("subscribed subscription=%d source=%s destination=%s by=%s", sub.id, source.key, target, created_by)
             if self.config.backfill and source.kind is not SourceKind.INBOX:
                 self._tasks.append(asyncio.create_task(self._backfill(sub), name=f"backfill {sub.id}"))
@@ -357,6 +371,7 @@ class Bridge:
         self.matcher.remove(sub_id)
         self._wanted.pop(sub_id, None)
         self._thread_subs.discard(sub_id)
+        self._topic_subs.pop(sub_id, None)
         self._sources_changed()
         log.info("unsubscribed subscription=%d", sub_id)
 
@@ -373,6 +388,22 @@ class Bridge:
         if updated is not None and str(updated.destination) not in self._paused:
             self.matcher.put(_route(updated))
         (self._thread_subs.add if filters.thread else self._thread_subs.discard)(sub.id)
+        if updated is not None:
+            self._note_topic(updated)
+
+    def _note_topic(self, sub: SubscriptionInfo) -> None:
+        if sub.filters.topic:
+            self._topic_subs[sub.id] = (sub.source, topic_name(sub))
+        else:
+            self._topic_subs.pop(sub.id, None)
+
+    async def set_format(self, target: ChatTarget, fmt: str) -> None:
+        """Store a room's format ("full" or "compact") and relay in it at once."""
+        await self.store.set_room_setting(target, format=fmt)
+        if fmt == "full":
+            self._formats.pop(str(target), None)
+        else:
+            self._formats[str(target)] = fmt
 
     async def _backfill(self, sub: SubscriptionInfo) -> None:
         """Deliver the last ``[bridge] backfill`` posts of a new subscription, and say so: in the
@@ -431,7 +462,12 @@ class Bridge:
                     left.append(s)
                     continue
                 filters = Filters(
-                    include=s.include, exclude=s.exclude, replies=s.replies, reposts=s.reposts, media_only=s.media_only
+                    include=s.include,
+                    exclude=s.exclude,
+                    replies=s.replies,
+                    reposts=s.reposts,
+                    media_only=s.media_only,
+                    topic=s.topic,
                 )
                 for target in s.to:
                     sub, created = await self.subscribe(source, label, target, "config", filters)

@@ -105,6 +105,7 @@ SUBSCRIPTION_KEYS: dict[str, Key] = {
     "replies": Key(bool, True),
     "reposts": Key(bool, True),
     "media_only": Key(bool, False),
+    "topic": Key(bool, False, help="relay into a forum topic (Telegram) or thread (Discord) of its own, as /follow --topic"),
 }
 
 
@@ -121,6 +122,7 @@ class StaticSubscription:
     replies: bool = True
     reposts: bool = True
     media_only: bool = False
+    topic: bool = False
 
 
 @dataclass(frozen=True)
@@ -508,6 +510,7 @@ def _subscriptions(
                 replies=s["replies"],
                 reposts=s["reposts"],
                 media_only=s["media_only"],
+                topic=s["topic"],
             )
         )
     return tuple(subs)

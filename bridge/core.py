@@ -45,6 +45,10 @@ class Core(Protocol):
         """Store a subscription's filters and route by them at once."""
         ...
 
+    async def set_format(self, target: ChatTarget, fmt: str) -> None:
+        """Store a room's format ("full" or "compact") and relay in it at once."""
+        ...
+
     async def set_quiet(self, target: ChatTarget, quiet: QuietHours | None) -> None:
         """Store a room's quiet hours (None: none) and hold by them at once."""
         ...

@@ -360,6 +360,15 @@ class Delivery:
     ``parts_done`` holds the chat message ids of the parts an earlier attempt already delivered
     (one tuple per part, in order; empty on a first attempt). The adapter renders the post the
     same way every time and sends only the parts after these.
+
+    ``topic``, when set, asks for the post to go into the room's topic or thread of that name
+    (a Telegram forum topic, a Discord forum post or thread), one per followed account:
+    ``target.thread_id`` is its id from an earlier send ("" when there is none yet). The adapter
+    creates it when there is none, reopens it when it was closed or archived and creates it again
+    when it was deleted, and says which one it used in ``Sent.topic_id``.
+
+    ``compact`` asks for the room's compact format: one line with the author, the first words
+    and the link (and the buttons), instead of the full post.
     """
 
     id: int
@@ -369,16 +378,21 @@ class Delivery:
     buttons: tuple[Button, ...] = ()
     open_thread: bool = False
     parts_done: tuple[tuple[str, ...], ...] = ()
+    topic: str = ""
+    compact: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Sent:
     """What a chat adapter reports after sending: the chat message ids of every part of the
     post, those of ``Delivery.parts_done`` included, the first one being the message that
-    carries the post (replies to any of them reach the post)."""
+    carries the post (replies to any of them reach the post). ``thread_id`` is a thread opened
+    under the post (``Delivery.open_thread``); ``topic_id`` the topic or thread the post went into
+    when ``Delivery.topic`` asked for one (the core keeps it for the next posts)."""
 
     message_ids: tuple[str, ...]
     thread_id: str = ""
+    topic_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,17 +14,18 @@ from discord.http import HTTPClient
 
 from adapters.discord.client import DEFAULT_API_URL, BridgeClient, client_context, rebase_http
 from adapters.discord.commands import build_tree, commands_hash
-from adapters.discord.errors import THREAD_ALREADY_CREATED, map_discord_error
+from adapters.discord.errors import THREAD_ALREADY_CREATED, THREAD_ARCHIVED, UNKNOWN_CHANNEL, map_discord_error
 from adapters.discord.render import (
     NO_MENTIONS,
     buttons_view,
+    compact_text,
     delivery_nonce,
     notice_text,
     post_embeds,
     thread_name,
 )
 from bridge.configschema import Key
-from bridge.errors import AuthFailed, BridgeError
+from bridge.errors import AuthFailed, BridgeError, Permanent
 from bridge.model import Answer, Button, ChatEvent, ChatTarget, ChatUser, Delivery, EventKind, Sent
 from bridge.protocols import Host, PartRecorder
 
@@ -43,6 +44,10 @@ REPLY_HINT = (
     "I can't read that reply: Discord shows me a message's text only when it mentions me. "
     "Use the Reply button under the post, or reply with the mention on."
 )
+# Discord: a thread name is 1-100 characters; a thread of a feed is archived after a week
+# without posts (the longest Discord offers), and unarchived by the next post.
+THREAD_NAME_LIMIT = 100
+TOPIC_ARCHIVE_MINUTES = 10080
 _TARGET = re.compile(r"^(?P<chat>\d{1,20})(?:/(?P<thread>\d{1,20}))?$")
 
 
@@ -323,23 +328,40 @@ class DiscordAdapter:
         client = self._connected_client()
         target = delivery.target
         scope = str(target)
-        channel = client.get_partial_messageable(int(target.thread_id or target.chat_id))
-        embeds = post_embeds(delivery.post)
+        if delivery.topic and not target.thread_id:
+            target = await self._new_topic(target, delivery.topic)
+        # The compact format is one plain line, no embed; the full one is embeds.
+        parts: list[dict[str, Any]] = (
+            [{"content": compact_text(delivery.post)}]
+            if delivery.compact
+            else [{"embed": embed} for embed in post_embeds(delivery.post)]
+        )
         ids = [i for part in delivery.parts_done for i in part]
         view = buttons_view(delivery.buttons)
-        for index in range(len(delivery.parts_done), len(embeds)):
+        for index in range(len(delivery.parts_done), len(parts)):
             kwargs: dict[str, Any] = {
-                "embed": embeds[index],
+                **parts[index],
                 "allowed_mentions": NO_MENTIONS,
                 # discord.py sends enforce_nonce=True with a nonce: a retry of a part returns the
                 # message it created instead of a second one.
                 "nonce": delivery_nonce(delivery, index),
             }
-            last = index == len(embeds) - 1
+            last = index == len(parts) - 1
             if last and view is not None:
                 kwargs["view"] = view
+            channel = client.get_partial_messageable(int(target.thread_id or target.chat_id))
             try:
                 message = await channel.send(**kwargs)
+            except discord.HTTPException as exc:
+                if not delivery.topic or exc.code not in (UNKNOWN_CHANNEL, THREAD_ARCHIVED):
+                    raise map_discord_error(exc, scope) from None
+                # The feed's own thread was archived (unarchive it) or deleted (make it again).
+                target = await self._revive_topic(target, delivery.topic, exc)
+                channel = client.get_partial_messageable(int(target.thread_id))
+                try:
+                    message = await channel.send(**kwargs)
+                except Exception as again:
+                    raise map_discord_error(again, scope) from None
             except Exception as exc:
                 raise self._mapped(exc, scope) from None
             ids.append(str(message.id))
@@ -347,11 +369,68 @@ class DiscordAdapter:
                 await progress(index, (str(message.id),))
         if not ids:
             raise map_discord_error(RuntimeError("nothing to send"), scope)
-        thread_id = target.thread_id
+        thread_id = delivery.target.thread_id
         if delivery.open_thread and not target.thread_id:
-            thread_id = await self._open_thread(channel.id, int(ids[0]), delivery, scope)
-        self.log.info("discord.sent delivery=%s post=%s target=%s messages=%s", delivery.id, delivery.post.ref, scope, ",".join(ids))
-        return Sent(message_ids=tuple(ids), thread_id=thread_id if thread_id != target.thread_id else "")
+            thread_id = await self._open_thread(int(target.chat_id), int(ids[0]), delivery, scope)
+        self.log.info("discord.sent delivery=%s post=%s target=%s messages=%s", delivery.id, delivery.post.ref, target, ",".join(ids))
+        return Sent(
+            message_ids=tuple(ids),
+            thread_id=thread_id if thread_id != delivery.target.thread_id else "",
+            topic_id=target.thread_id if delivery.topic else "",
+        )
+
+    async def _new_topic(self, target: ChatTarget, name: str) -> ChatTarget:
+        """Make the thread of a feed in ``target``'s channel: in a forum channel a forum post
+        (a thread with a first message, ``ForumChannel.create_thread``), in a text channel a
+        public thread (``TextChannel.create_thread``). The target in it."""
+        client = self._connected_client()
+        scope = str(target)
+        name = name[:THREAD_NAME_LIMIT]
+        try:
+            channel = client.get_channel(int(target.chat_id)) or await client.fetch_channel(int(target.chat_id))
+            if isinstance(channel, discord.ForumChannel):
+                made = await channel.create_thread(
+                    name=name,
+                    auto_archive_duration=TOPIC_ARCHIVE_MINUTES,
+                    content=notice_text(
+                        f"Posts of {discord.utils.escape_markdown(name)}, relayed by the bridge. Reply to one of them to answer it."
+                    ),
+                    allowed_mentions=NO_MENTIONS,
+                )
+                thread = made.thread
+            elif isinstance(channel, discord.TextChannel):
+                thread = await channel.create_thread(
+                    name=name, type=discord.ChannelType.public_thread, auto_archive_duration=TOPIC_ARCHIVE_MINUTES
+                )
+            else:
+                raise Permanent(
+                    f"{scope}: a thread per feed needs a forum or text channel, not {getattr(channel, 'type', 'this one')}; "
+                    "relay without one with /filter <id> topic:off"
+                )
+        except BridgeError:
+            raise
+        except Exception as exc:
+            raise map_discord_error(exc, scope) from None
+        self.log.info("discord.topic_created channel=%s thread=%s name=%r", target.chat_id, thread.id, name)
+        return ChatTarget("discord", target.chat_id, str(thread.id))
+
+    async def _revive_topic(self, target: ChatTarget, name: str, error: discord.HTTPException) -> ChatTarget:
+        """A send into the feed's thread failed with ``error``: unarchive the thread (edit it
+        with archived=False) when it was archived, make it again when it was deleted."""
+        if error.code == UNKNOWN_CHANNEL:
+            self.log.info("discord.topic_gone channel=%s thread=%s name=%r", target.chat_id, target.thread_id, name)
+            return await self._new_topic(target, name)
+        client = self._connected_client()
+        try:
+            await client.http.edit_channel(int(target.thread_id), archived=False)
+        except discord.HTTPException as exc:
+            if exc.code == UNKNOWN_CHANNEL:
+                return await self._new_topic(target, name)
+            raise map_discord_error(exc, str(target)) from None
+        except Exception as exc:
+            raise map_discord_error(exc, str(target)) from None
+        self.log.info("discord.topic_unarchived channel=%s thread=%s name=%r", target.chat_id, target.thread_id, name)
+        return target
 
     async def _open_thread(self, channel_id: int, message_id: int, delivery: Delivery, scope: str) -> str:
         client = self._connected_client()

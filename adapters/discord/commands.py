@@ -29,9 +29,12 @@ def build_tree(client: discord.Client, on_command: CommandHandler, choices: Subs
         return [app_commands.Choice(name=label[:100], value=value[:100]) for label, value in found[:25]]
 
     @tree.command(name="follow", description="Relay an account's posts to this channel (room admins)")
-    @app_commands.describe(handle="e.g. alice.bsky.social, @alice@mastodon.social, bluesky:alice")
-    async def follow(interaction: discord.Interaction, handle: str) -> None:
-        await on_command(interaction, "follow", handle)
+    @app_commands.describe(
+        handle="e.g. alice.bsky.social, @alice@mastodon.social, bluesky:alice",
+        thread="relay into a thread of its own (a post in a forum channel)",
+    )
+    async def follow(interaction: discord.Interaction, handle: str, thread: bool = False) -> None:
+        await on_command(interaction, "follow", f"{handle} --topic" if thread else handle)
 
     @tree.command(name="unfollow", description="Stop relaying an account here (room admins)")
     @app_commands.describe(handle="the account to stop following")
@@ -39,9 +42,12 @@ def build_tree(client: discord.Client, on_command: CommandHandler, choices: Subs
         await on_command(interaction, "unfollow", handle)
 
     @tree.command(name="watch", description="Relay posts matching a search query (room admins)")
-    @app_commands.describe(query='e.g. CEO biotech, #nrf2027, "Home Depot"')
-    async def watch(interaction: discord.Interaction, query: str) -> None:
-        await on_command(interaction, "watch", query)
+    @app_commands.describe(
+        query='e.g. CEO biotech, #nrf2027, "Home Depot"',
+        thread="relay into a thread of its own (a post in a forum channel)",
+    )
+    async def watch(interaction: discord.Interaction, query: str, thread: bool = False) -> None:
+        await on_command(interaction, "watch", f"{query} --topic" if thread else query)
 
     @tree.command(name="unwatch", description="Stop a search (room admins)")
     @app_commands.describe(query_or_id="the query, or the subscription id from /subs")
@@ -119,6 +125,11 @@ def build_tree(client: discord.Client, on_command: CommandHandler, choices: Subs
     @app_commands.describe(query="e.g. CEO biotech", count="how many (1-20, default 5)")
     async def search(interaction: discord.Interaction, query: str, count: app_commands.Range[int, 1, 20] = 5) -> None:
         await on_command(interaction, "search", f"{query} {count}")
+
+    @tree.command(name="format", description="How posts look here: compact (one line) or full (room admins)")
+    @app_commands.describe(style="compact: author, first words and link on one line; full: the whole post")
+    async def format_(interaction: discord.Interaction, style: Literal["compact", "full"]) -> None:
+        await on_command(interaction, "format", style)
 
     @tree.command(name="approval", description="Replies, posts and DMs wait for an approver (room admins)")
     @app_commands.describe(mode="on: texts wait; all: likes, reposts and follows too; off")

@@ -22,6 +22,7 @@ UNKNOWN_GUILD = 10004
 MISSING_ACCESS = 50001
 MISSING_PERMISSIONS = 50013
 THREAD_ALREADY_CREATED = 160004
+THREAD_ARCHIVED = 50083  # "Operation cannot be performed on an archived thread"
 
 _UNAVAILABLE_404 = {UNKNOWN_CHANNEL: "the channel was deleted", UNKNOWN_GUILD: "the bot is not in that server"}
 

@@ -270,6 +270,28 @@ def buttons_view(buttons: tuple[Button, ...]) -> discord.ui.View | None:
     return view if view.children else None
 
 
+# The compact format (/format compact): this many characters of the text, on one line.
+COMPACT_WORDS = 100
+
+
+def compact_text(post: Post) -> str:
+    """The post on one line, for rooms that follow many accounts: author, the first words of
+    the text (a content warning instead, when there is one) and the link to the original, in
+    angle brackets so that Discord shows no preview under it. Markdown in the text is escaped."""
+    line = f"**{_escape(post.author.label)}**"
+    if post.reposted_by is not None:
+        line = f"🔁 {line}"
+    text = " ".join(post.text.split())
+    words = f"⚠️ CW: {' '.join(post.spoiler.split())}" if post.spoiler.strip() else _clip(text, COMPACT_WORDS)
+    if not words and post.media:
+        words = f"[{post.media[0].kind}]"
+    if words:
+        line += f": {_escape(words)}"
+    if post.url.startswith(("https://", "http://")):
+        line += f" <{post.url}>"
+    return _clip(line, CONTENT_LIMIT)
+
+
 def notice_text(text: str) -> str:
     """A plain-text notice from the bridge, clipped to Discord's 2000-character content limit."""
     return _clip(text, CONTENT_LIMIT)

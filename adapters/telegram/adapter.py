@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from telegram import Bot, BotCommand, Update
-from telegram.error import ChatMigrated, InvalidToken, TelegramError
+from telegram.error import BadRequest, ChatMigrated, InvalidToken, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
 from adapters.telegram.admins import AdminCache
@@ -22,16 +22,22 @@ from adapters.telegram.logredact import protect_token
 from adapters.telegram.ordering import ChatOrderedUpdates
 from adapters.telegram.outbox import Outbox, PieceRecorder
 from adapters.telegram.pacing import Pacer
-from adapters.telegram.render import Piece, keyboard, plan_notice, plan_post
+from adapters.telegram.render import Piece, keyboard, plan_compact, plan_notice, plan_post
 from adapters.telegram.transport import AiohttpRequest
 from adapters.telegram.updates import COMMANDS, PLATFORM, UpdateHandler
 from bridge.configschema import Key
-from bridge.errors import AuthFailed, DestinationMoved, Transient
+from bridge.errors import AuthFailed, DestinationMoved, DestinationUnavailable, Permanent, Transient
 from bridge.model import Button, ChatTarget, Delivery, Sent
 from bridge.protocols import Host, PartRecorder
 
 # Telegram: a username is 5-32 characters, letters, digits and underscores, starting with a letter.
 _USERNAME = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{4,31}$")
+
+# Telegram: a forum topic's name is 1-128 characters.
+TOPIC_NAME_LIMIT = 128
+# Bot API descriptions of a send into a topic that is gone, or closed (then reopenForumTopic).
+_TOPIC_GONE = ("message thread not found", "topic_deleted", "topic_id_invalid")
+_TOPIC_CLOSED = ("topic_closed",)
 
 # Update kinds the bridge acts on (Telegram sends only these when asked, saving traffic).
 ALLOWED_UPDATES = ["message", "channel_post", "callback_query", "my_chat_member"]
@@ -343,18 +349,35 @@ class TelegramAdapter:
         ``delivery.parts_done``; every part's message ids come back, those sent before first.
         Each part but the last is handed to ``progress`` before the next is sent (see
         bridge.protocols.ChatAdapter)."""
-        pieces = plan_post(delivery.post, delivery.buttons)
+        pieces = (plan_compact if delivery.compact else plan_post)(delivery.post, delivery.buttons)
         done = [i for part in delivery.parts_done for i in part]
         start = len(delivery.parts_done)
         if start >= len(pieces):  # every part was out already (the plan is the same each time)
-            return Sent(message_ids=tuple(done), thread_id=delivery.target.thread_id)
+            topic_id = delivery.target.thread_id if delivery.topic else ""
+            return Sent(message_ids=tuple(done), thread_id=delivery.target.thread_id, topic_id=topic_id)
+        recorded = 0
         on_piece = None
         if progress is not None:
 
             async def on_piece(index: int, ids: Sequence[int]) -> None:
+                nonlocal recorded
+                recorded += 1
                 await progress(index, tuple(str(i) for i in ids))
 
-        ids = done + await self._deliver(delivery.target, pieces, patient=False, moved_is_pending=True, start=start, on_piece=on_piece)
+        target = delivery.target
+        if delivery.topic and not target.thread_id:
+            target = await self._new_topic(target, delivery.topic)
+        try:
+            sent = await self._deliver(target, pieces, patient=False, moved_is_pending=True, start=start, on_piece=on_piece)
+        except DestinationUnavailable as exc:
+            if not delivery.topic or not target.thread_id:
+                raise
+            if recorded:  # the topic went between two parts: the retry starts after them
+                raise Transient(f"{exc}; the parts sent so far are kept, the rest follows") from exc
+            # The feed's own topic is closed or deleted: reopen it, or make it again, and send there.
+            target = await self._revive_topic(target, delivery.topic, exc)
+            sent = await self._deliver(target, pieces, patient=False, moved_is_pending=True, start=start, on_piece=on_piece)
+        ids = done + sent
         # The core logs every delivery at info with its message ids; this line adds the parts.
         self._log.debug(
             "telegram.sent delivery=%s post=%s target=%s messages=%s",
@@ -363,7 +386,51 @@ class TelegramAdapter:
             delivery.target,
             ",".join(ids),
         )
-        return Sent(message_ids=tuple(ids), thread_id=delivery.target.thread_id)
+        topic_id = target.thread_id if delivery.topic else ""
+        return Sent(message_ids=tuple(ids), thread_id=target.thread_id, topic_id=topic_id)
+
+    async def _new_topic(self, target: ChatTarget, name: str) -> ChatTarget:
+        """Create forum topic ``name`` in ``target``'s chat (createForumTopic); the target in it."""
+        if self._app is None:
+            raise Transient("telegram adapter is not started")
+        chat_id: int | str = target.chat_id if target.chat_id.startswith("@") else int(target.chat_id)
+        try:
+            topic = await self._app.bot.create_forum_topic(chat_id, name[:TOPIC_NAME_LIMIT])
+        except BadRequest as exc:
+            # Not a forum, or the bot may not manage topics: this feed cannot go into a topic
+            # here, but the room's other feeds are fine, so this is not the room's failure.
+            raise Permanent(
+                f"telegram:{chat_id}: cannot create the topic {name!r}: {exc.message}. Turn on Topics in the "
+                "group's settings and let the bot manage topics, or relay without a topic (/filter <id> topic:off)"
+            ) from exc
+        except TelegramError as exc:
+            raise to_bridge_error(exc, chat_id) from exc
+        self._log.info("telegram.topic_created chat=%s topic=%s name=%r", chat_id, topic.message_thread_id, name)
+        return ChatTarget(PLATFORM, target.chat_id, str(topic.message_thread_id))
+
+    async def _revive_topic(self, target: ChatTarget, name: str, error: DestinationUnavailable) -> ChatTarget:
+        """A send into ``target``'s topic failed with ``error``: reopen the topic when it is
+        closed (reopenForumTopic), create it again when it is gone; re-raise anything else."""
+        cause = error.__cause__
+        text = cause.message.lower() if isinstance(cause, BadRequest) else ""
+        if any(marker in text for marker in _TOPIC_GONE):
+            self._log.info("telegram.topic_gone chat=%s topic=%s name=%r", target.chat_id, target.thread_id, name)
+            return await self._new_topic(target, name)
+        if not any(marker in text for marker in _TOPIC_CLOSED) or self._app is None:
+            raise error
+        chat_id: int | str = target.chat_id if target.chat_id.startswith("@") else int(target.chat_id)
+        try:
+            await self._app.bot.reopen_forum_topic(chat_id, int(target.thread_id))
+        except BadRequest as exc:
+            if "topic_not_modified" in exc.message.lower():
+                return target  # reopened by someone meanwhile
+            if any(marker in exc.message.lower() for marker in _TOPIC_GONE):
+                return await self._new_topic(target, name)
+            raise Permanent(f"telegram:{chat_id}: the topic {name!r} is closed and cannot be reopened: {exc.message}") from exc
+        except TelegramError as exc:
+            raise to_bridge_error(exc, chat_id) from exc
+        self._log.info("telegram.topic_reopened chat=%s topic=%s name=%r", chat_id, target.thread_id, name)
+        return target
 
     async def notify(self, target: ChatTarget, text: str, buttons: tuple[Button, ...] = ()) -> str:
         """A plain-text notice, escaped, with ``buttons`` as an inline keyboard on its last

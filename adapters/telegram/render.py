@@ -171,6 +171,31 @@ def plan_post(post: Post, buttons: tuple[Button, ...] = ()) -> list[Piece]:
     return [album, *plan_text(markup, rows)]
 
 
+# The compact format (/format compact): this many characters of the text, on one line.
+COMPACT_WORDS = 100
+
+
+def compact_html(post: Post) -> str:
+    """The post on one line, for rooms that follow many accounts: author, the first words of
+    the text (a content warning instead, when there is one) and the link to the original."""
+    line = author_html(post.author)
+    if post.reposted_by is not None:
+        line = f"🔁 {line}"
+    words = f"⚠️ CW: {post.spoiler.strip()}" if post.spoiler.strip() else _brief(post.text, COMPACT_WORDS)
+    if not words and post.media:
+        words = f"[{post.media[0].kind}]"
+    if words:
+        line += f": {html.escape(words)}"
+    if _is_web_url(post.url):
+        line += " · " + link(post.url, "open")
+    return line
+
+
+def plan_compact(post: Post, buttons: tuple[Button, ...] = ()) -> list[Piece]:
+    """The post in the compact format: one message of one line, with the buttons."""
+    return plan_text(compact_html(post), keyboard(buttons))
+
+
 def plan_notice(text: str, buttons: tuple[Button, ...] = ()) -> list[Piece]:
     """A plain-text notice or answer from the bridge, escaped and split to fit; ``buttons``
     (an Answer's) go on the last piece."""

@@ -28,7 +28,7 @@ from bridge.protocols import Host
 PLATFORM = "telegram"
 # The verbs of SPEC.md "Chat commands", registered with setMyCommands.
 COMMANDS: dict[str, str] = {
-    "follow": "Relay an account's posts here: /follow alice.bsky.social",
+    "follow": "Relay an account's posts here: /follow alice.bsky.social [--topic]",
     "unfollow": "Stop relaying an account: /unfollow alice.bsky.social",
     "watch": "Relay posts matching a search: /watch CEO biotech",
     "unwatch": "Stop a search: /unwatch <query or id>",
@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "who": "An account in brief: /who alice.bsky.social",
     "recent": "An account's last posts, without following: /recent alice.bsky.social 5",
     "search": "The newest posts matching, once: /search CEO biotech",
+    "format": "How posts look here: /format compact|full",
     "approval": "Drafts wait for an approver: /approval on|all|off",
     "audit": "Who did what as the team account: /audit [n]",
     "help": "How to use the bridge, this chat's id and yours",
@@ -142,6 +143,8 @@ class UpdateHandler:
         replied = message.reply_to_message
         if replied is None or replied.from_user is None or replied.from_user.id != self._bot_id:
             return  # ordinary conversation, not addressed to the bridge
+        if replied.forum_topic_created is not None:
+            return  # Telegram: every message in a topic "replies" to the topic's first message
         user = await self._user(message.chat, message.from_user, message.sender_chat)
         event = ChatEvent(EventKind.REPLY, target, user, text=text, reply_to_message=str(replied.message_id))
         await self._answer(message, target, await self._ask(event))

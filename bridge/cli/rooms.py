@@ -32,6 +32,7 @@ class Verb:
     examples: tuple[str, ...] = ()
     to_required: bool = True  # False: --to may be left out (all rooms, or found from the id)
     network: bool = False  # takes --network
+    topic: bool = False  # takes --topic (a topic or thread of its own in the chat)
 
 
 VERBS: Mapping[str, Verb] = {
@@ -43,8 +44,10 @@ VERBS: Mapping[str, Verb] = {
         (
             "bridge follow alice.bsky.social --to telegram:-1001234567890",
             "bridge follow alice.bsky.social --to discord:112233445566778899",
+            "bridge follow alice.bsky.social --topic --to telegram:-1001234567890",
         ),
         network=True,
+        topic=True,
     ),
     "unfollow": Verb(
         "stop relaying an account to a chat",
@@ -61,6 +64,7 @@ VERBS: Mapping[str, Verb] = {
         "the search words; quote a phrase for the shell: '\"Home Depot\"'",
         ("bridge watch '\"Home Depot\"' --to telegram:-1001234567890", "bridge watch '#nrf2027' --to discord:112233445566778899"),
         network=True,
+        topic=True,
     ),
     "unwatch": Verb(
         "stop relaying a query to a chat",
@@ -104,6 +108,13 @@ VERBS: Mapping[str, Verb] = {
         "+",
         "on or off, optionally with the network",
         ("bridge inbox on --to telegram:-1001234567890", "bridge inbox off bluesky --to telegram:-1001234567890"),
+    ),
+    "format": Verb(
+        "show or set how relayed posts look in a chat: compact (one line: author, first words, link) or full",
+        "compact|full",
+        "*",
+        "compact or full; nothing: show it",
+        ("bridge format compact --to telegram:-1001234567890", "bridge format --to discord:112233445566778899"),
     ),
     "pause": Verb(
         "stop relaying into a chat until `bridge resume` (waiting posts are dropped)",
@@ -175,6 +186,12 @@ def add_parsers(sub: argparse._SubParsersAction, **common: object) -> None:
             p.add_argument("--json", action="store_true", help="print JSON for scripts (its shape is in the README)")
         if verb.network:
             p.add_argument("--network", metavar="NAME", help="the network, e.g. bluesky (default: inferred from the handle)")
+        if verb.topic:
+            p.add_argument(
+                "--topic",
+                action="store_true",
+                help="relay into a topic of its own (Telegram forum) or thread (Discord), named after the account or query",
+            )
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -219,6 +236,8 @@ async def run(config: Config, args: argparse.Namespace) -> int:
         if problem:
             return _fail(problem)
         text = f"{args.network.strip().lower()}:{text}"
+    if getattr(args, "topic", False):
+        text = f"{text} --topic"
     if name in ("filter", "digest") and not text.split()[0].removeprefix("#").isdigit():
         return _fail(f"the first word must be the subscription id; `bridge subs` lists them, e.g. {verb.examples[0]}")
 

@@ -20,6 +20,7 @@ from bridge.commands.lookup import Lookup
 from bridge.commands.lookup import parse_token as lookup_token
 from bridge.delivery.buttons import parse_token
 from bridge.delivery.quiet import QUIET_HELP, parse_quiet
+from bridge.delivery.topics import topic_name
 from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited, Transient
 from bridge.intake.sanitize import well_formed
 from bridge.matching.filters import DIGEST_MODES, FILTER_HELP, Filters, parse_rules
@@ -59,9 +60,9 @@ HELP = """Commands:
 /who <handle> – an account in brief
 /recent <handle> [n] – its last posts, without following
 /search <query> [n] – the newest posts matching, once
-/follow <handle> – relay an account's posts here (prefix bluesky: to pick the network)
+/follow <handle> [--topic] – relay an account's posts here (prefix bluesky: to pick the network); --topic: in a topic or thread of its own
 /unfollow <handle or id> – stop
-/watch <query> – relay posts matching a search, e.g. /watch "Home Depot"
+/watch <query> [--topic] – relay posts matching a search, e.g. /watch "Home Depot"
 /unwatch <query or id> – stop
 /subs – this room's subscriptions, with ids and filters
 /filter <id> include:a,b exclude:c replies:off reposts:off media:only – filter a subscription
@@ -72,6 +73,7 @@ HELP = """Commands:
 /dm <handle> <text> – send a direct message from the team account
 /status – health of this room's feeds
 /pause, /resume – stop relaying into this room for now, and start again
+/format compact|full – relayed posts as one line (author, first words, link) or in full
 /approval on|all|off – replies, posts and DMs (all: every action) wait for an approver's Approve
 /audit [n] – who did what as the team account from this room
 Reply to a relayed post to reply on the network; use its buttons to like, repost or follow.
@@ -170,6 +172,7 @@ class Commands:
             "who": self.lookup.who,
             "recent": self.lookup.recent,
             "search": self.lookup.search,
+            "format": self.format,
             "approval": self.approvals.command,
             "audit": self.audit,
         }
@@ -264,9 +267,11 @@ class Commands:
         if not self.is_admin(e.user):
             return self._not_admin()
         w = words_for(e)
-        arg = e.args.strip()
+        arg, topic = _topic_flag(e.args)
         if not arg or len(arg.split()) != 1:
-            return Answer(f"Usage: {w.cmd('follow', '<handle>')}, e.g. {w.cmd('follow', 'alice.bsky.social')}", ok=False)
+            return Answer(
+                f"Usage: {w.cmd('follow', '<handle> [--topic]')}, e.g. {w.cmd('follow', 'alice.bsky.social')}", ok=False
+            )
         net, handle, err = self._pick_network(arg, by_handle=True)
         if net is None:
             return Answer(err, ok=False)
@@ -276,16 +281,25 @@ class Commands:
             author = await net.resolve(handle)
         except (BridgeError, ValueError) as exc:
             return Answer(_err(exc, net.name), ok=False)
-        sub, created = await self.b.subscribe(Source(net.name, SourceKind.FOLLOW, author.id), author.handle, e.target, e.user.key)
+        sub, created = await self.b.subscribe(
+            Source(net.name, SourceKind.FOLLOW, author.id), author.handle, e.target, e.user.key, Filters(topic=topic)
+        )
+        where = f" in its own topic {topic_name(sub)!r}" if topic else ""
         if not created:
+            if topic and not sub.filters.topic:
+                await self.b.set_filters(sub, replace(sub.filters, topic=True))
+                return Answer(f"@{author.handle} (#{sub.id}) is relayed{where} from now on.", public=True)
             return Answer(f"Already following @{author.handle} {w.here} (#{sub.id}).")
-        return Answer(f"Following @{author.handle} on {net.name} {w.here} (#{sub.id}): new posts from now on.", public=True)
+        return Answer(
+            f"Following @{author.handle} on {net.name} {w.here}{where} (#{sub.id}): new posts from now on.", public=True
+        )
 
     async def watch(self, e: ChatEvent) -> Answer:
         if not self.is_admin(e.user):
             return self._not_admin()
         w = words_for(e)
-        net, query, err = self._pick_network(e.args.strip(), by_handle=False)
+        args, topic = _topic_flag(e.args)
+        net, query, err = self._pick_network(args, by_handle=False)
         if net is None:
             return Answer(err, ok=False)
         query = " ".join(query.split())
@@ -301,12 +315,18 @@ class Commands:
         refusal = check_query(query) if check_query is not None else None
         if refusal:
             return Answer(f"Cannot watch {query!r} on {net.name}: {refusal}.", ok=False)
-        sub, created = await self.b.subscribe(Source(net.name, SourceKind.QUERY, query), query, e.target, e.user.key)
+        sub, created = await self.b.subscribe(
+            Source(net.name, SourceKind.QUERY, query), query, e.target, e.user.key, Filters(topic=topic)
+        )
+        where = f" in its own topic {topic_name(sub)!r}" if topic else ""
         if not created:
+            if topic and not sub.filters.topic:
+                await self.b.set_filters(sub, replace(sub.filters, topic=True))
+                return Answer(f"{query!r} (#{sub.id}) is relayed{where} from now on.", public=True)
             return Answer(f"Already watching {query!r} {w.here} (#{sub.id}).")
         note = net.capabilities().search_note
         return Answer(
-            f"Watching {query!r} on {net.name} {w.here} (#{sub.id}): matching posts from now on."
+            f"Watching {query!r} on {net.name} {w.here}{where} (#{sub.id}): matching posts from now on."
             + (f" Note: {note}." if note else ""),
             public=True,
         )
@@ -356,7 +376,8 @@ class Commands:
             if w.terminal:
                 return Answer(f"No subscriptions in {w.room}; add one with `{w.cmd('follow', '<handle>')}` or `{w.cmd('watch', '<query>')}`.")
             return Answer("No subscriptions in this room. Room admins can add one with /follow <handle> or /watch <query>.")
-        lines = [f"Subscriptions in {w.room}:"]
+        _, fmt = await self.b.store.room_setting(e.target.room)
+        lines = [f"Subscriptions in {w.room}" + (" (format compact):" if fmt == "compact" else ":")]
         for s in subs:
             lines.append(_describe(s))
         return Answer("\n".join(lines))
@@ -424,6 +445,25 @@ class Commands:
         return Answer(
             f"Quiet hours {hours.describe()}{where}: posts are held then and summarised in one message after.", public=True
         )
+
+    async def format(self, e: ChatEvent) -> Answer:
+        """``/format compact|full``: how relayed posts look in this room (room admins); no
+        argument shows it."""
+        w = words_for(e)
+        arg = e.args.strip().lower()
+        # The whole chat's setting, wherever it is asked from (a Telegram topic, a Discord thread).
+        _, current = await self.b.store.room_setting(e.target.room)
+        usage = f"{w.cmd('format', 'compact')} (one line: author, first words, link) or {w.cmd('format', 'full')}"
+        if not arg:
+            return Answer(f"Format of {w.room}: {current}. Usage: {usage}.")
+        if arg not in FORMATS:
+            return Answer(f"Usage: {usage}.", ok=False)
+        if not self.is_admin(e.user):
+            return self._not_admin()
+        await self.b.set_format(e.target.room, arg)
+        if arg == "compact":
+            return Answer(f"Format compact: posts {w.here} are one line each (author, first words, link).", public=True)
+        return Answer(f"Format full: posts {w.here} are shown in full again.", public=True)
 
     async def inbox(self, e: ChatEvent) -> Answer:
         if not self.is_admin(e.user):
@@ -755,6 +795,17 @@ class Commands:
 
 
 AUDIT_MAX = 200
+FORMATS = ("full", "compact")
+TOPIC_FLAG = "--topic"
+
+
+def _topic_flag(args: str) -> tuple[str, bool]:
+    """(the arguments without ``--topic``, whether it was there)."""
+    words = args.split()
+    wanted = TOPIC_FLAG in (w.lower() for w in words)
+    if not wanted:
+        return args.strip(), False
+    return " ".join(w for w in words if w.lower() != TOPIC_FLAG), True
 
 
 def audit_line(r: dict[str, Any]) -> str:

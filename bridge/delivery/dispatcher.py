@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from bridge.delivery.buttons import buttons_for
 from bridge.errors import AuthFailed, DestinationMoved, DestinationUnavailable, Permanent, RateLimited
-from bridge.model import Button, ChatTarget, Delivery, Post
+from bridge.model import Button, ChatTarget, Delivery, Post, Source
 from bridge.ops.metrics import Metrics
 from bridge.protocols import ChatAdapter
 from bridge.storage.store import Confirmed, PendingDelivery, Store, utcnow
@@ -65,6 +65,8 @@ class Dispatcher:
         buttons: Callable[[Post, int], tuple[Button, ...]] = buttons_for,
         metrics: Metrics | None = None,
         paused: Callable[[str], bool] = lambda _dest: False,
+        topic_of: Callable[[int | None], tuple[Source, str] | None] = lambda _sub: None,
+        compact: Callable[[str], bool] = lambda _dest: False,
     ) -> None:
         self.metrics = metrics or Metrics()
         # Whether a room is paused now (by /pause, `bridge pause` from another process, or a
@@ -75,6 +77,9 @@ class Dispatcher:
         self._concurrency = concurrency
         self._send_timeout = send_timeout
         self._open_thread = open_thread
+        # (feed, topic name) of a subscription that relays into a topic or thread of its own.
+        self._topic_of = topic_of
+        self._compact = compact  # whether a chat (platform:chat_id) wants the compact format
         self._on_paused = on_paused
         self._on_moved = on_moved
         self._buttons = buttons  # the buttons a post's network allows (bridge.delivery.buttons)
@@ -164,14 +169,21 @@ class Dispatcher:
         if chat is None:
             await self._store.mark_failed(pending.id, f"no [{target.platform}] section is configured")
             return True
+        topic = self._topic_of(pending.subscription_id)
+        known = ""
+        if topic is not None:
+            # Read each time, not cached: another worker may have created the topic since.
+            known = await self._store.topic_id(target.room, topic[0])
         delivery = Delivery(
             id=pending.id,
             key=pending.key,
             post=pending.post,
-            target=target,
+            target=target if topic is None else ChatTarget(target.platform, target.chat_id, known),
             buttons=self._buttons(pending.post, pending.id),
             open_thread=self._open_thread(pending.subscription_id),
             parts_done=pending.parts,
+            topic=topic[1] if topic is not None else "",
+            compact=self._compact(str(target.room)),
         )
         loop = asyncio.get_running_loop()
         parts = list(pending.parts)
@@ -248,6 +260,14 @@ class Dispatcher:
             raise
         except Exception as exc:  # Transient, or an adapter bug: both are retried, then given up
             return await self._retry(pending, str(exc) or type(exc).__name__, len(parts))
+        if topic is not None and sent.topic_id and sent.topic_id != known:
+            # The adapter created the topic (or created it again after it was deleted): the
+            # next posts of this feed go there. A crash before this line leaves that topic
+            # unused, and the retry creates another.
+            log.info("topic created destination=%s topic=%r id=%s was=%s", dest, topic[1], sent.topic_id, known or "none")
+            await self._until_recorded(
+                lambda: self._store.set_topic(target.room, topic[0], topic[1], sent.topic_id), f"topic of delivery {pending.id}"
+            )
         await self._record_sent(Confirmed(pending, sent.message_ids, sent.thread_id))
         self.sent += 1
         self.metrics.delivery(target.platform, pending.post.ref.network, "sent", self.metrics.since(pending.post.created_at))

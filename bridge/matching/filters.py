@@ -11,7 +11,7 @@ from typing import Any
 from bridge.model import Post
 
 FILTER_HELP = (
-    "write rules like: include:pricing,outage exclude:hiring replies:off reposts:off media:only thread:on "
+    "write rules like: include:pricing,outage exclude:hiring replies:off reposts:off media:only thread:on topic:on "
     '(quote phrases: include:"home depot"; include: or exclude: alone clears the list; "reset" clears all)'
 )
 
@@ -24,6 +24,7 @@ class Filters:
     reposts: bool = True
     media_only: bool = False
     thread: bool = False  # open a chat thread under each relayed post (where the chat platform can)
+    topic: bool = False  # relay into a topic or thread of the room's own for this feed (/follow --topic)
     digest: str = "off"  # "off", "hourly" or "daily": collect posts into one message
 
     def to_json(self) -> dict[str, Any]:
@@ -34,6 +35,7 @@ class Filters:
             "reposts": self.reposts,
             "media_only": self.media_only,
             "thread": self.thread,
+            "topic": self.topic,
             "digest": self.digest,
         }
 
@@ -47,6 +49,7 @@ class Filters:
             reposts=bool(data.get("reposts", True)),
             media_only=bool(data.get("media_only", False)),
             thread=bool(data.get("thread", False)),
+            topic=bool(data.get("topic", False)),
             digest=str(data.get("digest", "off")),
         )
 
@@ -90,6 +93,8 @@ class Filters:
             parts.append("media:only")
         if self.thread:
             parts.append("thread:on")
+        if self.topic:
+            parts.append("topic:on")
         if self.digest != "off":
             parts.append(f"digest:{self.digest}")
         return " ".join(parts)
@@ -122,7 +127,7 @@ def parse_rules(current: Filters, text: str) -> Filters:
     result = current
     for token in tokens:
         if token.lower() in ("reset", "clear", "none"):
-            result = replace(Filters(), thread=result.thread, digest=result.digest)
+            result = replace(Filters(), thread=result.thread, topic=result.topic, digest=result.digest)
             continue
         name, sep, value = token.partition(":")
         name = name.lower()
@@ -133,7 +138,7 @@ def parse_rules(current: Filters, text: str) -> Filters:
             if any(len(w) > 100 for w in words) or len(words) > 50:
                 raise ValueError("too many or too long words: at most 50 words of 100 characters each")
             result = replace(result, **{name: words})
-        elif name in ("replies", "reposts", "thread"):
+        elif name in ("replies", "reposts", "thread", "topic"):
             if value.lower() not in _SWITCH:
                 raise ValueError(f"{name}: takes on or off, not {value!r}")
             result = replace(result, **{name: _SWITCH[value.lower()]})

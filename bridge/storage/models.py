@@ -145,6 +145,23 @@ class RoomSetting(Timestamped):
         table = "room_settings"
 
 
+class Topic(Timestamped):
+    """The chat topic or thread a room keeps for one feed (``/follow alice --topic``): a Telegram
+    forum topic, a Discord forum post or thread. Kept per room and feed, so a restart, or an
+    unfollow and a follow again, posts into the same one."""
+
+    id = fields.IntField(primary_key=True)
+    destination = fields.CharField(max_length=255, description="the room, platform:chat_id")
+    network = fields.CharField(max_length=32, description="network account of the feed")
+    source = fields.CharField(max_length=512, description="the feed: kind:value (follow:<account id>)")
+    name = fields.CharField(max_length=255, description="the topic's name: the account's handle or the query")
+    thread_id = fields.CharField(max_length=64, description="the chat platform's id of the topic or thread")
+
+    class Meta:
+        table = "topics"
+        unique_together = (("destination", "network", "source"),)
+
+
 class Draft(Timestamped):
     id = fields.BigIntField(primary_key=True)
     room = fields.CharField(max_length=255, description="chat target it was written in and is shown in")

@@ -41,6 +41,7 @@ from bridge.storage.models import (
     RoomSetting,
     SeenPost,
     Subscription,
+    Topic,
 )
 from bridge.storage.serialize import post_from_json, post_to_json
 
@@ -866,6 +867,28 @@ class Store:
                 await RoomSetting.create(destination=str(target), **fields)
             else:
                 await RoomSetting.filter(id=row.id).update(**fields)
+
+    async def room_formats(self) -> dict[str, str]:
+        """The rooms whose format is not the default ("full"), by destination."""
+        return {r.destination: r.format for r in await RoomSetting.exclude(format="full")}
+
+    # --- topics (a topic or thread per feed) -----------------------------------------------
+
+    async def topic_id(self, room: ChatTarget, source: Source) -> str:
+        """The id of the topic or thread ``room`` keeps for ``source``; "" when it has none yet."""
+        row = await Topic.get_or_none(destination=str(room), network=source.network, source=source.key[:512])
+        return row.thread_id if row else ""
+
+    async def set_topic(self, room: ChatTarget, source: Source, name: str, thread_id: str) -> None:
+        """Remember the topic or thread ``room`` keeps for ``source`` (a new one replaces the
+        one before: it was deleted). Not a settings change: only deliveries read it."""
+        key = {"destination": str(room), "network": source.network, "source": source.key[:512]}
+        n = await Topic.filter(**key).update(name=name[:255], thread_id=thread_id[:64])
+        if n == 0:
+            try:
+                await Topic.create(**key, name=name[:255], thread_id=thread_id[:64])
+            except IntegrityError:  # written meanwhile by another process: ours is as recent
+                await Topic.filter(**key).update(name=name[:255], thread_id=thread_id[:64])
 
     async def create_draft(self, *, expires_at: datetime, request: Mapping[str, Any], **fields: Any) -> Draft:
         return await Draft.create(status="waiting", expires_at=expires_at, request=dict(request), **fields)

@@ -94,10 +94,12 @@ class Channel:
     id: int
     guild_id: int
     name: str
-    type: int = 0  # 0 GUILD_TEXT, 11 PUBLIC_THREAD
+    type: int = 0  # 0 GUILD_TEXT, 11 PUBLIC_THREAD, 15 GUILD_FORUM
     parent_id: int | None = None
     owner_id: int | None = None
     deleted: bool = False
+    archived: bool = False  # a thread: archived (by hand, or after auto_archive_duration)
+    auto_archive_duration: int = 1440
     forbidden_code: int = 0  # 50001 Missing Access / 50013 Missing Permissions when set
     rate_limits: list[tuple[float, bool]] = field(default_factory=list)  # (retry_after, global) queued 429s
     failures: list[DiscordHTTPError | None] = field(default_factory=list)  # errors for the next creates (None: passes)
@@ -122,11 +124,18 @@ class Channel:
             data["message_count"] = 0
             data["member_count"] = 1
             data["thread_metadata"] = {
-                "archived": False,
-                "auto_archive_duration": 1440,
+                "archived": self.archived,
+                "auto_archive_duration": self.auto_archive_duration,
                 "archive_timestamp": _now_iso(),
                 "locked": False,
             }
+        if self.type == 15:
+            data["available_tags"] = []
+            data["default_reaction_emoji"] = None
+            data["default_thread_rate_limit_per_user"] = 0
+            data["default_sort_order"] = None
+            data["default_forum_layout"] = 0
+            data["default_auto_archive_duration"] = 4320
         return data
 
 
@@ -230,6 +239,8 @@ class DiscordEmulator:
         app.router.add_get(r + "/applications/{app}/commands", self._get_commands)
         app.router.add_put(r + "/applications/{app}/commands", self._put_commands)
         app.router.add_get(r + "/channels/{cid}", self._get_channel)
+        app.router.add_patch(r + "/channels/{cid}", self._patch_channel)
+        app.router.add_post(r + "/channels/{cid}/threads", self._post_thread_without_message)
         app.router.add_post(r + "/channels/{cid}/messages", self._post_message)
         app.router.add_get(r + "/channels/{cid}/messages/{mid}", self._get_message)
         app.router.add_patch(r + "/channels/{cid}/messages/{mid}", self._patch_message)
@@ -283,8 +294,9 @@ class DiscordEmulator:
         self.guilds[guild.id] = guild
         return guild.id
 
-    def add_channel(self, guild_id: int, name: str = "feed") -> int:
-        channel = Channel(self._ids.next(), guild_id, name)
+    def add_channel(self, guild_id: int, name: str = "feed", *, forum: bool = False) -> int:
+        """A text channel, or with ``forum`` a forum channel (type 15: only threads, "posts")."""
+        channel = Channel(self._ids.next(), guild_id, name, type=15 if forum else 0)
         self.channels[channel.id] = channel
         self.messages[channel.id] = []
         return channel.id
@@ -330,6 +342,27 @@ class DiscordEmulator:
         channel = self.channels[channel_id]
         channel.deleted = True
         await self.dispatch("CHANNEL_DELETE", channel.to_dict())
+
+    def threads(self, parent_id: int, *, alive: bool = True) -> list[Channel]:
+        """The threads (forum posts) of channel ``parent_id``, oldest first (not deleted ones
+        unless ``alive`` is False)."""
+        return [c for c in self.channels.values() if c.parent_id == parent_id and not (alive and c.deleted)]
+
+    async def archive_thread(self, thread_id: int) -> None:
+        """Archive the thread (by hand, or Discord after its auto_archive_duration): THREAD_UPDATE;
+        sends into it answer 400 code 50083 until it is unarchived."""
+        thread = self.channels[thread_id]
+        thread.archived = True
+        await self.dispatch("THREAD_UPDATE", thread.to_dict())
+
+    async def delete_thread(self, thread_id: int) -> None:
+        """Delete the thread (a forum post): THREAD_DELETE on the gateway, 404 Unknown Channel on REST."""
+        thread = self.channels[thread_id]
+        thread.deleted = True
+        await self.dispatch(
+            "THREAD_DELETE",
+            {"id": str(thread.id), "guild_id": str(thread.guild_id), "parent_id": str(thread.parent_id), "type": thread.type},
+        )
 
     async def remove_bot(self, guild_id: int) -> None:
         """Kick the bot from the guild: GUILD_DELETE (without ``unavailable``), 403 afterwards."""
@@ -877,6 +910,10 @@ class DiscordEmulator:
             return self._json(body, status=429, headers=headers)
         if channel.failures and (failure := channel.failures.pop(0)) is not None:
             raise failure
+        if channel.type == 11 and channel.archived:
+            raise DiscordHTTPError(400, "Thread is archived", 50083)
+        if channel.type == 15:
+            raise DiscordHTTPError(400, "Cannot send messages in a forum channel; create a post (thread) in it", 50008)
         payload = await self._payload(request)
         self._validate(payload)
         nonce = payload.get("nonce")
@@ -941,6 +978,62 @@ class DiscordEmulator:
         data = thread.to_dict()
         await self.dispatch("THREAD_CREATE", {**data, "newly_created": True})
         return self._json(data, status=201)
+
+    async def _post_thread_without_message(self, request: web.Request) -> web.Response:
+        """POST /channels/{id}/threads: in a forum channel a post (a thread with its first
+        message, whose id is the thread's), in a text channel a thread without a message."""
+        self._auth(request)
+        parent = self._channel(request)
+        body = await self._payload(request)
+        name = str(body.get("name") or "")
+        if not 1 <= len(name) <= 100:
+            raise DiscordHTTPError(400, "Invalid Form Body", 50035, {"name": _form_error("BASE_TYPE_BAD_LENGTH", "")})
+        if parent.type not in (0, 15):
+            raise DiscordHTTPError(400, "Cannot execute action on this channel type", 50024)
+        archive = int(body.get("auto_archive_duration") or 1440)
+        if archive not in (60, 1440, 4320, 10080):
+            raise DiscordHTTPError(
+                400, "Invalid Form Body", 50035, {"auto_archive_duration": _form_error("BASE_TYPE_CHOICES", "")}
+            )
+        thread = Channel(self._ids.next(), parent.guild_id, name, type=11, parent_id=parent.id, auto_archive_duration=archive)
+        thread.owner_id = self.application_id
+        starter = None
+        if parent.type == 15:
+            message = body.get("message") or {}
+            if not (message.get("content") or message.get("embeds")):
+                raise DiscordHTTPError(400, "Cannot send an empty message", 50006)
+            self._validate(message)
+            self.channels[thread.id] = thread
+            starter = self._message(thread, self.bot_user, message)
+            starter["id"] = str(thread.id)  # a forum post's first message has the thread's id
+            self._record_sent(thread, starter, message)
+        else:
+            if int(body.get("type") or 12) not in (11, 12):
+                raise DiscordHTTPError(400, "Invalid Form Body", 50035, {"type": _form_error("BASE_TYPE_CHOICES", "")})
+            self.channels[thread.id] = thread
+            self.messages[thread.id] = []
+        self._sent_changed.set()
+        data = thread.to_dict()
+        await self.dispatch("THREAD_CREATE", {**data, "newly_created": True})
+        if starter is not None:
+            await self.dispatch("MESSAGE_CREATE", starter)
+            data = {**data, "message": starter}
+        return self._json(data, status=201)
+
+    async def _patch_channel(self, request: web.Request) -> web.Response:
+        """PATCH /channels/{id}: of a thread, ``archived`` (and ``name``) are emulated."""
+        self._auth(request)
+        channel = self._channel(request)
+        body = await self._payload(request)
+        if "archived" in body:
+            if channel.type != 11:
+                raise DiscordHTTPError(400, "Invalid Form Body", 50035, {"archived": _form_error("BASE_TYPE_INVALID", "")})
+            channel.archived = bool(body["archived"])
+        if body.get("name"):
+            channel.name = str(body["name"])[:100]
+        data = channel.to_dict()
+        await self.dispatch("THREAD_UPDATE" if channel.type == 11 else "CHANNEL_UPDATE", data)
+        return self._json(data)
 
     async def wait_channel(self, channel_id: int, timeout: float = 5) -> Channel:
         """Wait until channel (or thread) ``channel_id`` exists."""

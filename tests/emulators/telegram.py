@@ -202,6 +202,22 @@ class SentMessage:
 
 
 @dataclass
+class ForumTopic:
+    """A topic of a forum supergroup. Its id (message_thread_id) is the id of the service
+    message that created it, as in Telegram."""
+
+    message_thread_id: int
+    name: str
+    creator: dict[str, Any]
+    icon_color: int = 0x6FB9F0
+    closed: bool = False
+    deleted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message_thread_id": self.message_thread_id, "name": self.name, "icon_color": self.icon_color}
+
+
+@dataclass
 class Chat:
     id: int
     type: str  # private, group, supergroup, channel
@@ -210,6 +226,10 @@ class Chat:
     is_forum: bool = False
     admins: set[int] = field(default_factory=set)
     first_name: str = ""
+    # Topics created through the API or by ``add_topic``. A thread id not in here passes (a
+    # topic people made before the test); one here that is deleted or closed is refused.
+    topics: dict[int, ForumTopic] = field(default_factory=dict)
+    bot_manages_topics: bool = True  # the bot is an administrator with can_manage_topics
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "type": self.type}
@@ -382,7 +402,46 @@ class TelegramEmulator:
             message["entities"] = entities
         if reply_to is not None:
             message["reply_to_message"] = self._message_json(chat_id, reply_to)
+        elif thread_id is not None and thread_id in chat.topics:
+            # Telegram: a message in a topic that answers nothing else "replies" to the service
+            # message that created the topic.
+            message["reply_to_message"] = self._topic_created_json(chat, chat.topics[thread_id])
         return message
+
+    def _topic_created_json(self, chat: Chat, topic: ForumTopic) -> dict[str, Any]:
+        return {
+            "message_id": topic.message_thread_id,
+            "message_thread_id": topic.message_thread_id,
+            "date": int(time.time()),
+            "chat": chat.to_json(),
+            "from": topic.creator,
+            "forum_topic_created": {"name": topic.name, "icon_color": topic.icon_color},
+            "is_topic_message": True,
+        }
+
+    # --- test controls: forum topics ------------------------------------------------------
+
+    def add_topic(self, chat_id: int, name: str, by: dict[str, Any]) -> ForumTopic:
+        """A person creates topic ``name`` in forum ``chat_id``."""
+        chat = self.chats[chat_id]
+        topic = ForumTopic(next(self._message_ids[chat_id]), name, by)
+        chat.topics[topic.message_thread_id] = topic
+        return topic
+
+    def topics(self, chat_id: int, *, alive: bool = True) -> list[ForumTopic]:
+        """The topics of ``chat_id`` created through the API or ``add_topic``, oldest first
+        (only those not deleted unless ``alive`` is False)."""
+        return [t for t in self.chats[chat_id].topics.values() if not (alive and t.deleted)]
+
+    def close_topic(self, chat_id: int, thread_id: int) -> None:
+        """An administrator closes the topic: sends into it answer 400 TOPIC_CLOSED."""
+        self.chats[chat_id].topics[thread_id].closed = True
+
+    def delete_topic(self, chat_id: int, thread_id: int) -> None:
+        """An administrator deletes the topic and its messages: sends into it answer 400
+        "message thread not found"."""
+        self.chats[chat_id].topics[thread_id].deleted = True
+        self.sent[chat_id] = [m for m in self.sent.get(chat_id, []) if m.thread_id != thread_id]
 
     def _message_json(self, chat_id: int, message_id: int) -> dict[str, Any]:
         for sent in self.sent.get(chat_id, []):
@@ -677,6 +736,13 @@ class TelegramEmulator:
         thread_id = _int(params["message_thread_id"]) if params.get("message_thread_id") not in (None, "") else None
         if thread_id is not None and not chat.is_forum:
             raise ApiError(400, "Bad Request: message thread not found")
+        topic = chat.topics.get(thread_id) if thread_id is not None else None
+        if topic is not None and topic.deleted:
+            raise ApiError(400, "Bad Request: message thread not found")
+        if topic is not None and topic.closed:
+            # Telegram: only administrators with can_manage_topics may write in a closed topic,
+            # and even then the Bot API refuses sends until it is reopened.
+            raise ApiError(400, "Bad Request: TOPIC_CLOSED")
         reply_to = None
         if params.get("reply_parameters"):
             reply_to = _int(params["reply_parameters"]["message_id"])
@@ -751,6 +817,44 @@ class TelegramEmulator:
                 "chat": chat.to_json(),
             }
         return message
+
+    def _forum(self, params: dict[str, Any]) -> Chat:
+        chat = self._chat(params)
+        if chat.type != "supergroup" or not chat.is_forum:
+            raise ApiError(400, "Bad Request: the chat is not a forum")
+        if not chat.bot_manages_topics:
+            raise ApiError(400, "Bad Request: not enough rights to manage topics")
+        return chat
+
+    def _topic(self, chat: Chat, params: dict[str, Any]) -> ForumTopic:
+        topic = chat.topics.get(_int(params.get("message_thread_id")))
+        if topic is None or topic.deleted:
+            raise ApiError(400, "Bad Request: message thread not found")
+        return topic
+
+    async def _m_createForumTopic(self, params: dict[str, Any]) -> dict[str, Any]:
+        # https://core.telegram.org/bots/api#createforumtopic: name 1-128 characters; returns a ForumTopic.
+        chat = self._forum(params)
+        name = str(params.get("name") or "")
+        if not 1 <= len(name) <= 128:
+            raise ApiError(400, "Bad Request: TOPIC_TITLE_EMPTY" if not name else "Bad Request: TOPIC_TITLE_INVALID")
+        topic = self.add_topic(chat.id, name, {k: self.bot[k] for k in ("id", "is_bot", "first_name", "username")})
+        self._sent_changed.set()
+        return topic.to_json()
+
+    async def _m_reopenForumTopic(self, params: dict[str, Any]) -> bool:
+        topic = self._topic(self._forum(params), params)
+        if not topic.closed:
+            raise ApiError(400, "Bad Request: TOPIC_NOT_MODIFIED")
+        topic.closed = False
+        return True
+
+    async def _m_closeForumTopic(self, params: dict[str, Any]) -> bool:
+        topic = self._topic(self._forum(params), params)
+        if topic.closed:
+            raise ApiError(400, "Bad Request: TOPIC_NOT_MODIFIED")
+        topic.closed = True
+        return True
 
     async def _m_getMe(self, params: dict[str, Any]) -> dict[str, Any]:
         return dict(self.bot)

@@ -84,6 +84,7 @@ async def test_start_registers_the_commands(adapter: TelegramAdapter, tg: Telegr
         "who",
         "recent",
         "search",
+        "format",
         "approval",
         "audit",
         "help",

@@ -57,6 +57,7 @@ EVERY_COMMAND = [
     ["digest", "1", "daily"],
     ["quiet", "off", "--to", ROOM],
     ["inbox", "on", "--to", ROOM],
+    ["format", "--to", ROOM],
     ["pause", "--to", ROOM],
     ["resume", "--to", ROOM],
     ["status"],
@@ -329,3 +330,21 @@ def test_a_room_admin_does_everything_from_the_terminal(tmp_path: Path, config: 
     assert "is not a bluesky handle" not in refused[5]
     assert "telegram is a chat platform" in refused[6]
     assert "the first word must be the subscription id" in refused[7]
+
+
+def test_topics_and_format_from_the_terminal(tmp_path: Path, config: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return bridge(*args, "-c", str(config), cwd=tmp_path)
+
+    watched = run("watch", "pricing", "--topic", "--to", ROOM)
+    assert watched.returncode == 0, watched.stderr
+    assert watched.stdout.strip() == f"Watching 'pricing' on bluesky in {ROOM} in its own topic 'pricing' (#1): matching posts from now on."
+    assert run("subs", "--to", ROOM).stdout.strip() == f"Subscriptions in {ROOM}:\n#1 watch 'pricing' (bluesky) – topic:on"
+    assert run("format", "--to", ROOM).stdout.strip().startswith(f"Format of {ROOM}: full.")
+    assert run("format", "compact", "--to", ROOM).stdout.strip() == f"Format compact: posts in {ROOM} are one line each (author, first words, link)."
+    assert run("format", "--to", ROOM).stdout.strip().startswith(f"Format of {ROOM}: compact.")
+    assert f"Subscriptions in {ROOM} (format compact):" in run("subs", "--to", ROOM).stdout
+    wrong = run("format", "tiny", "--to", ROOM)
+    assert wrong.returncode == 1 and wrong.stderr.strip() == (
+        f"error: Usage: bridge format compact --to {ROOM} (one line: author, first words, link) or bridge format full --to {ROOM}."
+    )

@@ -143,3 +143,25 @@ async def test_a_chat_that_moved_takes_everything_of_its_room_along_and_nothing_
         assert await Subscription.filter(destination=str(other)).count() == 1
     finally:
         await close_database()
+
+
+async def test_a_rooms_topic_per_feed_is_kept_and_replaced(db_url: str) -> None:
+    await open_database(db_url)
+    try:
+        store = Store()
+        alice, bob = Source("fakenet", SourceKind.FOLLOW, "id:alice"), Source("fakenet", SourceKind.FOLLOW, "id:bob")
+        room = ChatTarget("telegram", "-1001")
+        assert await store.topic_id(room, alice) == ""
+        await store.set_topic(room, alice, "@alice.fake", "7")
+        await store.set_topic(room, bob, "@bob.fake", "9")
+        await store.set_topic(ChatTarget("discord", "55"), alice, "@alice.fake", "1234")
+        # A restart (a fresh store) reads the same; a topic made again replaces the old id.
+        assert await Store().topic_id(room, alice) == "7"
+        await store.set_topic(room, alice, "@alice.fake", "11")
+        assert [await store.topic_id(room, s) for s in (alice, bob)] == ["11", "9"]
+        assert await store.topic_id(ChatTarget("discord", "55"), alice) == "1234"
+        await store.set_room_setting(room, format="compact")
+        assert await store.room_formats() == {str(room): "compact"}
+        assert await store.room_setting(room) == ("off", "compact")
+    finally:
+        await close_database()
