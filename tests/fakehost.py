@@ -64,7 +64,7 @@ class FakeHost:
         else:
             self.state[key] = value
 
-    async def report_health(self, ok: bool, reason: str = "") -> None:
+    async def report_health(self, ok: bool, reason: str = "", *, limited: bool = False) -> None:
         await self._record(self.health, (ok, reason))
 
     # --- network side ---------------------------------------------------------------------

@@ -224,6 +224,8 @@ async def test_budget_reached_mid_month_stops_reads_and_tells_the_room_once(worl
     # The room is told once, with the figure and the fix.
     notices = [t for t in w.texts() if "budget reached" in t]
     assert len(notices) == 1 and "$1.00" in notices[0] and "monthly_budget_usd" in notices[0], notices
+    # It says what stops and what still goes (the actions below), not that nothing does.
+    assert "Nothing is relayed from or to" not in notices[0] and "still go" in notices[0], notices
     # A chat action that fits what is left is done; the next one, which would cross the cap
     # (a post with a link: $0.20), is refused with the figure and not sent.
     w.say("/post our webinar: https://example.com/webinar")
