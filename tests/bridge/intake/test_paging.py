@@ -113,6 +113,33 @@ async def test_a_walk_longer_than_a_turn_continues_where_it_stopped() -> None:
     assert feed.fetches.count("20") == 1, "each page fetched once"
 
 
+async def test_a_fetch_that_fails_mid_walk_keeps_the_pages_already_fetched() -> None:
+    feed, core = Feed(size=10), Core()
+    pager = Pager(feed.fetch, pages_per_turn=5, max_pages=50)
+    await turn(pager, core)
+    feed.post(45)
+    real = feed.fetch
+    calls = 0
+
+    async def refused_at_the_third(cursor: str | None) -> Page[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("spending cap reached")  # as an API path refuses before sending
+        return await real(cursor)
+
+    pager._fetch = refused_at_the_third
+    with pytest.raises(RuntimeError):
+        await turn(pager, core)
+    walk = Position.load(core.cursor).walk
+    assert walk is not None and walk.next == "20" and walk.pages == 2, "the two pages fetched are kept"
+    pager._fetch = real
+    while (await turn(pager, core)).behind:
+        pass
+    assert numbers(core.handed) == list(range(45)) and not core.gaps
+    assert feed.fetches.count(None) == 2 and feed.fetches.count("10") == 1, "no page fetched twice"
+
+
 async def test_a_restart_in_the_middle_of_a_walk_loses_nothing() -> None:
     feed, core = Feed(size=10), Core()
     await turn(Pager(feed.fetch, pages_per_turn=2), core)
