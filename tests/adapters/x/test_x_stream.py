@@ -1,0 +1,93 @@
+"""The filtered stream ([x] intake = "stream"): the rules it sets within the plan's limits, the
+reconnect backoff X's docs ask for, and end to end with the real core and Telegram: posts come
+over the stream, a drop in the middle of a burst loses nothing (the REST catch-up after the
+reconnect), and what X bills."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.x.stream import FOLLOW_TAG, build_rules, query_tag, reconnect_delay
+from tests.adapters.x.x_world import World
+
+
+def test_accounts_are_packed_into_rules_by_what_their_rooms_exclude() -> None:
+    rules = build_rules(
+        [("1", "alice", ""), ("2", "bob", "replies,retweets"), ("3", "carol", "")],
+        ["pricing page", "#nrf2027 -is:retweet"],
+    )
+    values = {r.value: r.tag for r in rules.rules}
+    assert values == {
+        "(pricing page) -is:retweet": query_tag("pricing page"),
+        "#nrf2027 -is:retweet": query_tag("#nrf2027 -is:retweet"),
+        "(from:alice OR from:carol)": FOLLOW_TAG,
+        "(from:bob) -is:reply -is:retweet": FOLLOW_TAG,
+    }
+    assert rules.covered == {"follow:1", "follow:2", "follow:3", "query:pricing page", "query:#nrf2027 -is:retweet"}
+    assert rules.queries[query_tag("pricing page")] == "pricing page"
+
+
+def test_what_does_not_fit_the_plans_rule_limits_is_left_to_polling() -> None:
+    accounts = [(str(i), f"user{i:04d}", "") for i in range(300)]
+    rules = build_rules(accounts, ["x" * 2000], max_rules=3, max_length=100)
+    assert len(rules.rules) == 3 and all(len(r.value) <= 100 for r in rules.rules)
+    assert "query:" + "x" * 2000 not in rules.covered, "a query longer than a rule is polled"
+    packed = sum(r.value.count("from:") for r in rules.rules)
+    assert len([k for k in rules.covered if k.startswith("follow:")]) == packed < 300
+    full = build_rules(accounts, [])  # pay-per-use: 1,000 rules of 1,024 characters
+    assert len(full.covered) == 300 and len(full.rules) == 5  # 60 from: operators of 8-character names a rule
+
+
+@pytest.mark.parametrize(
+    ("kind", "attempts", "delays"),
+    [
+        ("network", (0, 1, 2, 64, 100), (0.0, 0.25, 0.5, 16.0, 16.0)),
+        ("http", (1, 2, 3, 7, 20), (5.0, 10.0, 20.0, 320.0, 320.0)),
+        ("429", (1, 2, 3), (60.0, 120.0, 240.0)),
+    ],
+)
+def test_reconnects_back_off_as_x_documents(kind: str, attempts: tuple[int, ...], delays: tuple[float, ...]) -> None:
+    assert tuple(reconnect_delay(kind, a) for a in attempts) == delays
+    assert reconnect_delay("429", 1, retry_after=300.0) == 300.0  # never before X's reset
+
+
+def numbers(w: World, word: str) -> list[int]:
+    return sorted(int(t.split(word)[1].split()[0]) for t in w.texts() if word in t)
+
+
+async def test_a_stream_drop_in_the_middle_of_a_burst_loses_nothing(world: World) -> None:
+    w, xe = world, world.xe
+    xe.heartbeat = 0.5
+    alice = xe.add_user("alice")
+    await w.start(intake="stream")
+    w.say("/follow x:alice")
+    w.say('/watch "pricing page"')
+    await w.wait(2)
+    # The rules are set and the stream is connected; the catch-up walk of alice's timeline has
+    # ended, so the stream alone serves her: no more timeline reads.
+    await w.tg.wait_until(lambda: xe.stream_connected and len(xe.stream_rules) == 2, timeout=20)
+    assert {r["value"] for r in xe.stream_rules.values()} == {"(from:alice)", '("pricing page") -is:retweet'}
+    await w.tg.wait_until(lambda: xe.timeline_reads.get(alice["id"], 0) >= 1, timeout=20)
+    xe.post(alice, "burst-0")
+    await w.tg.wait_until(lambda: numbers(w, "burst-") == [0], timeout=20)
+    reads = xe.timeline_reads[alice["id"]]
+    for n in range(1, 4):
+        xe.post(alice, f"burst-{n}")
+    await w.tg.wait_until(lambda: numbers(w, "burst-") == [0, 1, 2, 3], timeout=20)
+    assert xe.timeline_reads[alice["id"]] == reads, "the stream delivered them, no poll"
+
+    # X drops the connection in the middle of the burst: what is posted until the bridge is
+    # back on the stream is not delivered on it.
+    xe.drop_stream()
+    lost = [xe.post(alice, f"burst-{n}") for n in range(4, 8)]
+    xe.post(xe.add_user("carol"), 'our "pricing page" is down')
+    connections = xe.stream_connections
+    await w.tg.wait_until(lambda: xe.stream_connections > connections, timeout=20)
+    for n in range(8, 10):
+        xe.post(alice, f"burst-{n}")
+    await w.tg.wait_until(lambda: numbers(w, "burst-") == list(range(10)), timeout=30)
+    await w.tg.wait_until(lambda: any("is down" in t for t in w.texts()), timeout=30)
+    assert not set(xe.stream_delivered) & {t["id"] for t in lost}, "those came by the REST catch-up"
+    assert len([t for t in w.texts() if "burst-" in t]) == 10, "nothing twice"
+    # X bills each post once a day however it arrived (stream and catch-up).
+    assert xe.usage()["post_read"] == 10 + 1, xe.usage()
