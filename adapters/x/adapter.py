@@ -208,7 +208,7 @@ class XAdapter:
         await self._ready()
         if not self.me.get("id"):
             res = await self.api.get("/2/users/me", params={"user.fields": USER_FIELDS}, user=True)
-            data = res.get("data") or {}
+            data = _one(res)
             if not data.get("id"):
                 raise Transient("X did not say who the team account is (GET /2/users/me)")
             self.me = {"id": str(data["id"]), "username": str(data.get("username", "")), "name": str(data.get("name", ""))}
@@ -267,8 +267,8 @@ class XAdapter:
             )
         except NotFound:
             raise NotFound(f"there is no X account @{h.username}") from None
-        data = res.get("data") or {}
-        if not data.get("id"):
+        data = res.get("data")
+        if not isinstance(data, dict) or not str(data.get("id") or "").isdigit():
             raise NotFound(f"there is no X account @{h.username}")
         await self._remember_users([data])
         metrics = data.get("public_metrics") if isinstance(data.get("public_metrics"), dict) else {}
@@ -317,9 +317,8 @@ class XAdapter:
     async def _posts(self, res: Mapping[str, Any], limit: int) -> list[Post]:
         inc = Includes(res, self.users)
         await self._remember_users(list(inc.users.values()))
-        posts = [
-            p for t in res.get("data") or [] if isinstance(t, dict) and (p := post_from(self.name, t, inc, self.me.get("id", "")))
-        ]
+        data = res.get("data") if isinstance(res.get("data"), list) else []
+        posts = [p for t in data if isinstance(t, dict) and (p := post_from(self.name, t, inc, self.me.get("id", "")))]
         posts.sort(key=lambda p: int(p.ref.id))
         return posts[-limit:]
 
@@ -327,7 +326,12 @@ class XAdapter:
         changed = False
         for u in users:
             uid = str(u.get("id", ""))
-            if uid and u.get("username") and self.users.get(uid, {}).get("username") != u["username"]:
+            if (
+                uid.isdigit()
+                and isinstance(u.get("username"), str)
+                and USERNAME.fullmatch(u["username"])
+                and self.users.get(uid, {}).get("username") != u["username"]
+            ):
                 self.users[uid] = {"id": uid, "username": str(u["username"]), "name": str(u.get("name") or "")}
                 changed = True
         if changed:
@@ -391,7 +395,7 @@ class XAdapter:
     async def _own_post_with(self, text: str) -> Posted | None:
         me = await self._whoami()
         res = await self.api.get("/2/users/:id/tweets", args={"id": me["id"]}, params={"max_results": 5}, user=True)
-        for t in res.get("data") or []:
+        for t in _items(res):
             if isinstance(t, dict) and _same_text(str(t.get("text", "")), text):
                 return Posted(Ref(self.name, str(t["id"])), post_url(me["username"], str(t["id"])))
         return None
@@ -399,7 +403,7 @@ class XAdapter:
     async def _tweet(self, body: dict[str, Any]) -> Posted:
         me = await self._whoami()
         res = await self.api.post("/2/tweets", body)
-        tid = str((res.get("data") or {}).get("id", ""))
+        tid = str(_one(res).get("id", ""))
         if not tid:
             raise Transient("X did not say which post it created")
         return Posted(Ref(self.name, tid), post_url(me["username"], tid))
@@ -447,7 +451,7 @@ class XAdapter:
         res = await self.api.post(
             "/2/dm_conversations/with/:participant_id/messages", {"text": text}, args={"participant_id": user_id}
         )
-        data = res.get("data") or {}
+        data = _one(res)
         return Posted(Ref(self.name, f"dm:{data.get('dm_event_id', '')}"))
 
     # --- intake -----------------------------------------------------------------------------
@@ -608,21 +612,21 @@ class XAdapter:
             params[token_name] = cursor
         res = await self.api.get(route, args=args, params=params, user=user)
         if cursor is None:
-            ids = [int(t["id"]) for t in res.get("data") or [] if isinstance(t, dict) and str(t.get("id", "")).isdigit()]
+            ids = [int(t["id"]) for t in _items(res) if isinstance(t, dict) and str(t.get("id", "")).isdigit()]
             if ids:
                 self._fetched_top[key] = str(max(ids))
         inc = Includes(res, self.users)
         await self._remember_users([u for u in inc.users.values() if str(u.get("id")) not in self.users])
         entries = []
         me = self.me.get("id", "")
-        for t in res.get("data") or []:
+        for t in _items(res):
             if not isinstance(t, dict):
                 continue
             post = post_from(self.name, t, inc, me, reason)
             if post is None or (reason and post.author.id == me):
                 continue
             entries.append(Entry(entry_time(post.ref.id, post.created_at), post, source))
-        nxt = (res.get("meta") or {}).get("next_token")
+        nxt = res["meta"].get("next_token") if isinstance(res.get("meta"), dict) else None
         times = [e.at for e in entries]
         return Page(entries, str(nxt) if nxt else None, min(times) if times else None, complete=True)
 
@@ -638,7 +642,7 @@ class XAdapter:
                 params["pagination_token"] = cursor
             res = await self.api.get("/2/dm_events", params=params, user=True)
             entries = []
-            for ev in res.get("data") or []:
+            for ev in _items(res):
                 if not isinstance(ev, dict) or ev.get("event_type", "MessageCreate") != "MessageCreate":
                     continue
                 sender = str(ev.get("sender_id") or "")
@@ -653,7 +657,7 @@ class XAdapter:
                 post = post_from_dm(self.name, ev, author)
                 if post is not None:
                     entries.append(Entry(at, post))
-            nxt = (res.get("meta") or {}).get("next_token")
+            nxt = res["meta"].get("next_token") if isinstance(res.get("meta"), dict) else None
             times = [e.at for e in entries]
             return Page(entries, str(nxt) if nxt else None, min(times) if times else None, complete=True)
 
@@ -664,7 +668,7 @@ class XAdapter:
         if known:
             return author_of(known)
         res = await self.api.get("/2/users/:id", args={"id": uid}, params={"user.fields": USER_FIELDS})
-        data = res.get("data") or {}
+        data = _one(res)
         await self._remember_users([data])
         return author_of(data) if data.get("id") else Author(uid, uid)
 
@@ -813,13 +817,13 @@ class XAdapter:
             res = await self.api.get(STREAM_RULES)
             self._synced = {
                 Rule(str(r["value"]), str(r.get("tag") or "")): str(r["id"])
-                for r in res.get("data") or []
+                for r in _items(res)
                 if isinstance(r, dict) and r.get("id") and r.get("value")
             }
         new = [r for r in wanted.rules if r not in self._synced]
         if new:
             res = await self.api.post(STREAM_RULES, {"add": [{"value": r.value, "tag": r.tag} for r in new]}, user=False)
-            for r in res.get("data") or []:
+            for r in _items(res):
                 if isinstance(r, dict) and r.get("id"):
                     self._synced[Rule(str(r.get("value", "")), str(r.get("tag") or ""))] = str(r["id"])
             log.info("X stream rules added rules=%d", len(new))
@@ -964,6 +968,18 @@ class XAdapter:
         if line != self._status:
             self._status = line
             await self.host.save_state("status", line)
+
+
+def _one(res: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` of a single-object response; an empty one when it is not an object."""
+    data = res.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def _items(res: Mapping[str, Any]) -> list[Any]:
+    """``data`` of a list response; anything else a broken or hostile answer holds there: none."""
+    data = res.get("data")
+    return data if isinstance(data, list) else []
 
 
 def _count(value: Any) -> int | None:

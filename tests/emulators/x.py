@@ -188,6 +188,7 @@ class XEmulator:
         self.nonces: set[str] = set()
         self.meter: dict[str, Usage] = {}
         self.fail_next: list[int] = []  # statuses to answer the next requests with (5xx tests)
+        self.canned: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (method, route) → bodies to answer 200 with, once each
         self.stall = 0.0  # seconds to wait before answering (timeout tests)
         self.stream_rules: dict[str, dict[str, str]] = {}  # id → {"id", "value", "tag"}
         self.stream_connections = 0  # connections opened so far
@@ -382,6 +383,11 @@ class XEmulator:
                 status = self.fail_next.pop(0)
                 raise Problem(status, "Service Unavailable", "Service Unavailable")
             body = json.loads(raw) if raw and request.content_type == "application/json" else {}
+            if self.canned.get((request.method, route)):
+                # A hostile or broken answer a test wants, as X's 200 would carry it.
+                payload = self.canned[(request.method, route)].pop(0)
+                self.requests.append((request.method, route, auth, 200))
+                return web.json_response(payload, status=200, headers=headers)
             if route == STREAM:
                 self.requests.append((request.method, route, auth, 200))
                 return await self._stream(request, headers)
