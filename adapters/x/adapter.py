@@ -842,7 +842,10 @@ class XAdapter:
             log.info("X filtered stream carries feeds=%d rules=%d", len(wanted.covered), len(wanted.rules))
 
     def _stream_params(self) -> dict[str, str]:
-        return self._fields(SEARCH_EXPANSIONS)
+        # No author_id expansion: it would bill the author as a User read once per UTC day
+        # ($0.010, https://docs.x.com/x-api/getting-started/pricing), while followed accounts
+        # are known and another author is looked up once and remembered.
+        return self._fields(EXPANSIONS)
 
     async def _stream_run(self) -> None:
         """Hold the filtered stream while rules want it; reconnect as X's docs ask."""
@@ -867,7 +870,7 @@ class XAdapter:
 
             kind, retry_after, delay = "http", 0.0, 0.0
             try:
-                worst = worst_case(self.ledger.prices, "post_read", 1, SEARCH_EXPANSIONS)
+                worst = worst_case(self.ledger.prices, "post_read", 1, EXPANSIONS)
                 self.ledger.release(self.ledger.reserve(worst, f"GET {STREAM}"))  # not past the cap
                 await self.api.stream(STREAM, self._stream_params(), self._on_stream_line, on_open=on_open)
             except asyncio.CancelledError:
@@ -910,7 +913,7 @@ class XAdapter:
                 log.warning("X stream said errors=%s", json.dumps(msg.get("errors"))[:300])
             return
         charges = list(billable("post_read", msg))
-        worst = worst_case(self.ledger.prices, "post_read", 1, SEARCH_EXPANSIONS)
+        worst = worst_case(self.ledger.prices, "post_read", 1, EXPANSIONS)
         try:
             held = self.ledger.reserve(worst, "a post on the X filtered stream")
         except BudgetExceeded:
@@ -918,6 +921,9 @@ class XAdapter:
             await self.ledger.settle(Reservation(0, 0, "stream"), charges)
             raise
         await self.ledger.settle(held, charges)
+        author_id = str(tweet.get("author_id") or "")
+        if author_id.isdigit() and author_id not in self.users:
+            await self._user(author_id)  # once: remembered from then on
         inc = Includes(msg, self.users)
         await self._remember_users([u for u in inc.users.values() if str(u.get("id")) not in self.users])
         post = post_from(self.name, tweet, inc, self.me.get("id", ""))

@@ -91,3 +91,6 @@ async def test_a_stream_drop_in_the_middle_of_a_burst_loses_nothing(world: World
     assert len([t for t in w.texts() if "burst-" in t]) == 10, "nothing twice"
     # X bills each post once a day however it arrived (stream and catch-up).
     assert xe.usage()["post_read"] == 10 + 1, xe.usage()
+    # Users: the team account at start, alice when she was followed, carol once for the post
+    # that matched the watch; the stream does not expand authors, which X would bill again.
+    assert xe.usage()["user_read"] == 3, xe.usage()
