@@ -731,8 +731,8 @@ class XAdapter:
         if self.intake == "stream":
             try:
                 await self._sync_rules(sources)
-            except BudgetExceeded:
-                raise
+            except BudgetExceeded as e:  # past the cap even the free rules calls are not sent
+                await self._budget_reached(e)
             except BridgeError as e:
                 # Everything is polled until the rules can be set.
                 log.warning("X stream rules could not be set; polling instead reason=%s", e)
