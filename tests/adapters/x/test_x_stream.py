@@ -5,8 +5,12 @@ reconnect), and what X bills."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 
+from adapters.x.cost import DEFAULT_PRICES_USD, _month
 from adapters.x.stream import FOLLOW_TAG, build_rules, query_tag, reconnect_delay
 from tests.adapters.x.x_world import World
 
@@ -94,3 +98,37 @@ async def test_a_stream_drop_in_the_middle_of_a_burst_loses_nothing(world: World
     # Users: the team account at start, alice when she was followed, carol once for the post
     # that matched the watch; the stream does not expand authors, which X would bill again.
     assert xe.usage()["user_read"] == 3, xe.usage()
+
+
+async def test_the_cap_closes_the_stream_and_the_room_is_told_once(world: World) -> None:
+    w, xe = world, world.xe
+    xe.heartbeat = 0.5  # the emulator notices a closed connection at its next write
+    alice = xe.add_user("alice")
+    await w.start(intake="stream", monthly_budget_usd=1)
+    await w.stop()
+    from bridge.storage.db import close_database, open_database
+    from bridge.storage.store import Store
+
+    await open_database(w.db)
+    now = time.time()
+    # $0.92 of $1.00 spent: a post on the stream is held at its worst case ($0.055) and costs
+    # $0.005, so a few fit and then the cap closes the stream.
+    await Store().save_state(
+        "x", "cost", json.dumps({"month": _month(now), "day": "", "spent": 920_000, "seen": [], "today": {}})
+    )
+    await close_database()
+    await w.start(intake="stream", monthly_budget_usd=1)
+    w.say("/follow x:alice")
+    await w.wait(1)
+    # (Too little is left for a timeline page's worst case, so only the stream reads.)
+    await w.tg.wait_until(lambda: xe.stream_connected and xe.stream_rules, timeout=20)
+    for n in range(10):
+        xe.post(alice, f"capped-{n}")
+    await w.tg.wait_until(lambda: not xe.stream_connected, timeout=20)
+    await w.tg.wait_until(lambda: any("budget reached" in t for t in w.texts()), timeout=20)
+    assert len([t for t in w.texts() if "budget reached" in t]) == 1
+    billed = sum(DEFAULT_PRICES_USD[k] * n for k, n in xe.usage().items())
+    assert 0.92 + billed <= 1.00 + 1e-9, xe.usage()
+    # The posts read while they fitted are relayed; from the one that reached the cap on, none.
+    relayed = [t for t in w.texts() if "capped-" in t]
+    assert 0 < len(relayed) < 10, relayed
