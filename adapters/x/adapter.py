@@ -180,6 +180,8 @@ class XAdapter:
         self.intake = str(self.settings["intake"])
         self._rules = Rules((), frozenset(), {})  # what the stream carries now
         self._synced: dict[Rule, str] | None = None  # the rules X holds → their ids (None: ask X)
+        self._asked: set[Rule] = set()  # the rules last wanted
+        self._refused: set[Rule] = set()  # of those, the ones X refused (their feeds are polled)
         self._stream_up = False
         self._stream_epoch = 0
         self._contiguous: set[str] = set()
@@ -820,13 +822,20 @@ class XAdapter:
                 for r in _items(res)
                 if isinstance(r, dict) and r.get("id") and r.get("value")
             }
-        new = [r for r in wanted.rules if r not in self._synced]
+        if set(wanted.rules) != self._asked:  # what X refused is asked again only when the wish changes
+            self._asked, self._refused = set(wanted.rules), set()
+        new = [r for r in wanted.rules if r not in self._synced and r not in self._refused]
         if new:
             res = await self.api.post(STREAM_RULES, {"add": [{"value": r.value, "tag": r.tag} for r in new]}, user=False)
             for r in _items(res):
                 if isinstance(r, dict) and r.get("id"):
                     self._synced[Rule(str(r.get("value", "")), str(r.get("tag") or ""))] = str(r["id"])
-            log.info("X stream rules added rules=%d", len(new))
+            refused = [r for r in new if r not in self._synced]
+            self._refused.update(refused)
+            log.info("X stream rules added rules=%d refused=%d", len(new) - len(refused), len(refused))
+            if refused:
+                # X answers 200 with ``errors`` for rules it did not take: their feeds are polled.
+                log.warning("X refused stream rules errors=%s", json.dumps(res.get("errors"))[:300])
         stale = {rule: rid for rule, rid in self._synced.items() if rule not in set(wanted.rules)}
         if stale:
             await self.api.post(STREAM_RULES, {"delete": {"ids": sorted(stale.values())}}, user=False)
@@ -834,12 +843,13 @@ class XAdapter:
                 del self._synced[rule]
             log.info("X stream rules deleted rules=%d", len(stale))
         before = self._rules.covered
-        self._rules = wanted
-        self._contiguous &= set(wanted.covered)
-        if wanted.rules:
+        held = wanted.accepted(self._synced)
+        self._rules = held
+        self._contiguous &= set(held.covered)
+        if held.rules:
             self._stream_wanted.set()
-        if wanted.covered != before:
-            log.info("X filtered stream carries feeds=%d rules=%d", len(wanted.covered), len(wanted.rules))
+        if held.covered != before:
+            log.info("X filtered stream carries feeds=%d rules=%d", len(held.covered), len(held.rules))
 
     def _stream_params(self) -> dict[str, str]:
         # No author_id expansion: it would bill the author as a User read once per UTC day

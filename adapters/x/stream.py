@@ -18,8 +18,8 @@ polling: the caller polls every source not in ``Rules.covered``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 
 MAX_RULES = 1000
 MAX_RULE_LENGTH = 1024
@@ -38,6 +38,14 @@ class Rules:
     rules: tuple[Rule, ...]
     covered: frozenset[str]  # feed keys ("follow:<id>", "query:<q>") the rules carry
     queries: Mapping[str, str]  # rule tag → the watched query it stands for
+    keys: Mapping[Rule, frozenset[str]] = field(default_factory=dict)  # rule → the feed keys it carries
+
+    def accepted(self, held: Collection[Rule]) -> Rules:
+        """These rules as far as X holds them (``held``): a rule X refused (an operator the
+        stream does not take, a duplicate) carries nothing, so its feeds stay polled."""
+        rules = tuple(r for r in self.rules if r in held)
+        covered = frozenset(k for r in rules for k in self.keys.get(r, ()))
+        return Rules(rules, covered, self.queries, {r: self.keys[r] for r in rules if r in self.keys})
 
 
 def query_tag(query: str) -> str:
@@ -58,6 +66,7 @@ def build_rules(
     rules: list[Rule] = []
     covered: set[str] = set()
     tags: dict[str, str] = {}
+    keys: dict[Rule, frozenset[str]] = {}
     for q in sorted(set(queries)):
         value = q if "is:retweet" in q else f"({q}) -is:retweet"  # as recent search: no reposts
         if len(value) > max_length or len(rules) >= max_rules:
@@ -65,6 +74,7 @@ def build_rules(
         tag = query_tag(q)
         rules.append(Rule(value, tag))
         covered.add(f"query:{q}")
+        keys[rules[-1]] = frozenset({f"query:{q}"})
         tags[tag] = q
     groups: dict[str, list[tuple[str, str]]] = {}
     for uid, username, exclude in sorted(follows, key=lambda f: f[1].lower()):
@@ -79,8 +89,9 @@ def build_rules(
         for batch in batches:
             if batch and len(rules) < max_rules and len(_value(batch, suffix)) <= max_length:
                 rules.append(Rule(_value(batch, suffix), FOLLOW_TAG))
-                covered.update(f"follow:{uid}" for uid, _ in batch)
-    return Rules(tuple(rules), frozenset(covered), tags)
+                keys[rules[-1]] = frozenset(f"follow:{uid}" for uid, _ in batch)
+                covered.update(keys[rules[-1]])
+    return Rules(tuple(rules), frozenset(covered), tags, keys)
 
 
 def _value(batch: list[tuple[str, str]], suffix: str) -> str:

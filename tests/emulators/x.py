@@ -191,6 +191,7 @@ class XEmulator:
         self.canned: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (method, route) → bodies to answer 200 with, once each
         self.stall = 0.0  # seconds to wait before answering (timeout tests)
         self.stream_rules: dict[str, dict[str, str]] = {}  # id → {"id", "value", "tag"}
+        self.refused_rules: dict[str, str] = {}  # rule value → the error title X answers it with
         self.stream_connections = 0  # connections opened so far
         self.stream_delivered: list[str] = []  # post ids written to a stream
         self.heartbeat = 20.0  # seconds between keep-alive lines
@@ -830,13 +831,34 @@ class XEmulator:
                 f"Rule cap of {STREAM_RULES} reached.",
                 PROBLEMS + "rule-cap",
             )
-        made = []
+        made, errors = [], []
+        held = {r["value"] for r in self.stream_rules.values()}
         for rule in add:
+            value = str(rule["value"])
+            if value in self.refused_rules:  # e.g. an operator the plan's stream does not take
+                errors.append({"value": value, "title": self.refused_rules[value], "type": PROBLEMS + "invalid-rules"})
+                continue
+            if value in held:  # X refuses a rule whose value it already holds, with a 200
+                errors.append(
+                    {
+                        "value": value,
+                        "id": next(i for i, r in self.stream_rules.items() if r["value"] == value),
+                        "title": "DuplicateRule",
+                        "type": PROBLEMS + "duplicate-rules",
+                    }
+                )
+                continue
             rid = self._id()
-            made.append({"id": rid, "value": str(rule["value"]), "tag": str(rule.get("tag") or "")})
+            made.append({"id": rid, "value": value, "tag": str(rule.get("tag") or "")})
             self.stream_rules[rid] = made[-1]
-        summary = {"created": len(made), "not_created": 0, "valid": len(made), "invalid": 0}
-        return 201, {"data": made, "meta": {"sent": _iso(self.clock()), "summary": summary}}
+            held.add(value)
+        summary = {"created": len(made), "not_created": len(errors), "valid": len(made), "invalid": len(errors)}
+        out: dict[str, Any] = {"meta": {"sent": _iso(self.clock()), "summary": summary}}
+        if made:
+            out["data"] = made
+        if errors:
+            out["errors"] = errors
+        return (201 if made else 200), out
 
     async def _stream(self, request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
         """One connection at a time; each new post that matches a rule is written as one JSON

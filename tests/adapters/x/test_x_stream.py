@@ -42,6 +42,13 @@ def test_what_does_not_fit_the_plans_rule_limits_is_left_to_polling() -> None:
     assert len(full.covered) == 300 and len(full.rules) == 5  # 60 from: operators of 8-character names a rule
 
 
+def test_a_rule_x_refused_carries_no_feed() -> None:
+    rules = build_rules([("1", "alice", ""), ("2", "bob", "replies")], ["pricing"])
+    held = [r for r in rules.rules if "alice" not in r.value]
+    kept = rules.accepted(held)
+    assert kept.covered == {"follow:2", "query:pricing"} and len(kept.rules) == 2
+
+
 @pytest.mark.parametrize(
     ("kind", "attempts", "delays"),
     [
@@ -132,3 +139,21 @@ async def test_the_cap_closes_the_stream_and_the_room_is_told_once(world: World)
     # The posts read while they fitted are relayed; from the one that reached the cap on, none.
     relayed = [t for t in w.texts() if "capped-" in t]
     assert 0 < len(relayed) < 10, relayed
+
+
+async def test_an_account_whose_rule_x_refuses_stays_polled(world: World) -> None:
+    w, xe = world, world.xe
+    xe.heartbeat = 0.5
+    alice = xe.add_user("alice")
+    xe.refused_rules["(from:alice)"] = "UnprocessableEntity"
+    await w.start(intake="stream")
+    w.say("/follow x:alice")
+    await w.wait(1)
+    await w.tg.wait_until(lambda: any(m == "POST" and r.endswith("/rules") for m, r, _ in xe.queries), timeout=20)
+    reads = xe.timeline_reads.get(alice["id"], 0)
+    await w.tg.wait_until(lambda: xe.timeline_reads.get(alice["id"], 0) > reads + 1, timeout=20)  # still polled
+    xe.post(alice, "still arrives")
+    await w.tg.wait_until(lambda: any("still arrives" in t for t in w.texts()), timeout=20)
+    assert not xe.stream_rules and len([r for m, r, _ in xe.queries if m == "POST" and r.endswith("/rules")]) == 1, (
+        "a refused rule is not asked for again and again"
+    )
