@@ -2,13 +2,19 @@
 (mentions and DM events), read within a monthly budget, and the actions X allows a self-serve
 app in 2026.
 
-Tasks while running: one poll loop. Each feed (a followed account's timeline, a search, the
+Tasks while running: one poll loop, and with ``[x] intake = "stream"`` the filtered-stream
+listener (see "filtered stream" below and ``adapters/x/stream.py``). Each feed (a followed account's timeline, a search, the
 mentions timeline, the DM events) is walked by the core's ``Pager`` with ``since_id`` (a poll
 that finds nothing new returns no data and costs nothing, https://docs.x.com/x-api/getting-started/pricing),
 on the interval the cost planner (``cost.plan_polls``) gives it: quiet accounts less often, every
 poll's page bounded, all polls under the endpoint's rate limit, and the remaining budget spread
 over the rest of the month. Each feed commits two cursors with its posts: the pager's position
 and ``<feed>#since``, the newest post id handed over (the next walk's ``since_id``).
+
+With the stream, followed accounts and watches whose rules X holds are not polled once a
+REST walk of them has ended while the connection was up; the stream's posts then move their
+``#since``. After each reconnect every carried feed is walked once more (the catch-up), so a
+post made while the connection was down is read over REST; while it is down they are polled.
 
 When the ledger refuses a read (the month's cap), nothing more is requested until the month
 rolls over or the cap is raised; the rooms and admins are told once through
@@ -227,7 +233,8 @@ class XAdapter:
         if self.intake == "stream":
             rules = self._wanted_rules(sources)
             polled = sum(1 for s in sources if s.kind is not SourceKind.INBOX) - len(rules.covered)
-            intake = f"; filtered stream: {len(rules.covered)} feeds in {len(rules.rules)} rules, {polled} polled"
+            n = len(rules.rules)
+            intake = f"; filtered stream: {len(rules.covered)} feeds in {n} rule{'s' * (n != 1)}, {polled} polled"
         return f"ok: @{me['username']}; {self.ledger.status().line()}; {plan.line()}{intake}"
 
     async def start(self) -> None:

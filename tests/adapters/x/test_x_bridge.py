@@ -295,3 +295,11 @@ monthly_budget_usd = 25
     assert proc.returncode == 0, (out.decode(), err.decode())
     # Two accounts at the default rate (5 posts a day, $0.005 a post read): $0.05 a day.
     assert "X polling plan: 2 accounts, $0.050/day expected" in line, line
+    # With the filtered stream it says what the stream carries and what stays polled.
+    cfg.write_text(cfg.read_text() + 'intake = "stream"\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "check", "-c", str(cfg), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    line = next((x for x in out.decode().splitlines() if x.startswith("x:")), "")
+    assert "filtered stream: 2 feeds in 1 rule, 0 polled" in line, (out.decode(), err.decode())
