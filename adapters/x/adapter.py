@@ -946,7 +946,8 @@ class XAdapter:
         post = post_from(self.name, tweet, inc, self.me.get("id", ""))
         if post is None:
             return
-        tags = {str(r.get("tag")) for r in msg.get("matching_rules") or [] if isinstance(r, dict)}
+        matched = msg.get("matching_rules")
+        tags = {str(r.get("tag")) for r in matched if isinstance(r, dict)} if isinstance(matched, list) else set()
         author = str(tweet.get("author_id") or "")
         wanted = [
             s
