@@ -793,6 +793,11 @@ class XEmulator:
         if self._stream_queue is not None:
             self._stream_queue.put_nowait(None)
 
+    def stream_raw(self, line: bytes) -> None:
+        """Write ``line`` on the open stream as is (a broken or hostile message)."""
+        if self._stream_queue is not None:
+            self._stream_queue.put_nowait({"_raw": line})
+
     @property
     def stream_connected(self) -> bool:
         return self._stream_queue is not None
@@ -885,6 +890,9 @@ class XEmulator:
                     continue
                 if tweet is None:
                     break
+                if "_raw" in tweet:
+                    await response.write(tweet["_raw"] + b"\r\n")
+                    continue
                 matched = [
                     {"id": r["id"], "tag": r["tag"]}
                     for r in list(self.stream_rules.values())

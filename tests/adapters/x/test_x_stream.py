@@ -157,3 +157,29 @@ async def test_an_account_whose_rule_x_refuses_stays_polled(world: World) -> Non
     assert not xe.stream_rules and len([r for m, r, _ in xe.queries if m == "POST" and r.endswith("/rules")]) == 1, (
         "a refused rule is not asked for again and again"
     )
+
+
+async def test_broken_stream_messages_are_skipped_and_the_connection_kept(world: World) -> None:
+    w, xe = world, world.xe
+    xe.heartbeat = 0.5
+    alice = xe.add_user("alice")
+    await w.start(intake="stream")
+    w.say("/follow x:alice")
+    await w.wait(1)
+    await w.tg.wait_until(lambda: xe.stream_connected and xe.timeline_reads.get(alice["id"], 0) >= 1, timeout=20)
+    connections = xe.stream_connections
+    for raw in (
+        b"not json",
+        b"[1, 2, 3]",
+        b'{"errors": [{"title": "operational-disconnect", "detail": "soon"}]}',
+        b'{"data": {"text": "no id", "author_id": "1"}, "matching_rules": [{"tag": "follows"}]}',
+        b'{"data": {"id": "1500000000000000001", "text": "nobody wants me", "author_id": "'
+        + alice["id"].encode()
+        + b'"}, "matching_rules": 7}',
+        b'{"data": "x", "includes": {"users": "y"}}',
+    ):
+        xe.stream_raw(raw)
+    after = xe.post(alice, "after the noise")
+    await w.tg.wait_until(lambda: any("after the noise" in t for t in w.texts()), timeout=20)
+    assert xe.stream_connections == connections and after["id"] in xe.stream_delivered, "the same connection carried on"
+    assert not any("nobody wants me" in t or "no id" in t for t in w.texts())
