@@ -76,6 +76,7 @@ class Bridge:
         # watch. A paused room only stops receiving; it must not change what the team account
         # follows on the network (an unfollow and a follow again would notify the person).
         self._wanted: dict[int, Source] = {}
+        self._wanted_filters: dict[int, Filters] = {}  # subscription id → its filters, for Host.filters
         self.dispatcher = Dispatcher(
             self.store,
             self.chats,
@@ -192,10 +193,10 @@ class Bridge:
                 return
             problem, delay = failed, min(delay * 2, START_RETRY_MAX)
 
-    async def report_health(self, name: str, ok: bool, reason: str = "") -> None:
+    async def report_health(self, name: str, ok: bool, reason: str = "", *, limited: bool = False) -> None:
         """An adapter's ``Host.report_health``: record it; on a change, tell its rooms and the
         admins once."""
-        await self._set_health(name, "ok" if ok else "down", reason)
+        await self._set_health(name, "ok" if ok else "limited" if limited else "down", reason)
 
     async def _set_health(self, name: str, state: str, reason: str) -> None:
         reason = redact(" ".join(reason.split()))
@@ -220,11 +221,16 @@ class Bridge:
                 f"{title} stopped working: {reason} Nothing is relayed from or to {title} until this is fixed; "
                 "the bridge keeps trying and will say here when it is back."
             )
+        elif state == "limited":
+            # Part of the work stopped (a spending cap): the adapter's reason says which part and
+            # what still goes, so the notice must not claim that nothing does.
+            log.warning("%s is limited; rooms and admins are told reason=%r", name, reason)
+            text = f"{title}: {reason} The bridge will say here when this is over."
         elif state == "ok":
             log.info("%s works again (was %s)", name, was)
             if name in self.chats:
                 self.dispatcher.release(name)  # its rooms were held while it refused our token
-            text = f"{title} works again: relaying has resumed." if was == "down" else ""
+            text = f"{title} works again: relaying has resumed." if was in ("down", "limited") else ""
         else:
             text = ""
         if text:
@@ -316,6 +322,7 @@ class Bridge:
         self._formats = formats
         self._revision = max(self._revision, revision)
         self._wanted = {s.id: s.source for s in subs}
+        self._wanted_filters = {s.id: s.filters for s in subs}
         self._sources_changed()
         self.dispatcher.wake()  # a resumed room's deliveries may be due
 
@@ -347,6 +354,10 @@ class Bridge:
         """The sources of ``network`` that enabled subscriptions want, paused rooms included."""
         return frozenset(s for s in self._wanted.values() if s.network == network)
 
+    def filters(self, source: Source) -> tuple[Filters, ...]:
+        """The filters of every enabled subscription that wants ``source``, paused rooms included."""
+        return tuple(self._wanted_filters[i] for i, s in self._wanted.items() if s == source and i in self._wanted_filters)
+
     def _sources_changed(self) -> None:
         for name in self.networks:
             self.hosts[name].notify_sources_changed()
@@ -359,6 +370,7 @@ class Bridge:
         if created:
             self.matcher.put(_route(sub))
             self._wanted[sub.id] = sub.source
+            self._wanted_filters[sub.id] = sub.filters
             self._sources_changed()
             self._note_topic(sub)
             log.info("subscribed subscription=%d source=%s destination=%s by=%s", sub.id, source.key, target, created_by)
@@ -370,6 +382,7 @@ class Bridge:
         await self.store.disable_subscription(sub_id)
         self.matcher.remove(sub_id)
         self._wanted.pop(sub_id, None)
+        self._wanted_filters.pop(sub_id, None)
         self._thread_subs.discard(sub_id)
         self._topic_subs.pop(sub_id, None)
         self._sources_changed()
@@ -390,6 +403,9 @@ class Bridge:
         (self._thread_subs.add if filters.thread else self._thread_subs.discard)(sub.id)
         if updated is not None:
             self._note_topic(updated)
+        if sub.id in self._wanted:
+            self._wanted_filters[sub.id] = filters
+            self._sources_changed()  # an adapter may now ask the network for more, or less
 
     def _note_topic(self, sub: SubscriptionInfo) -> None:
         if sub.filters.topic:

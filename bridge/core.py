@@ -69,6 +69,10 @@ class Core(Protocol):
         """What ``network`` must watch: the sources of enabled subscriptions, paused rooms included."""
         ...
 
+    def filters(self, source: Source) -> tuple[Filters, ...]:
+        """The filters of every enabled subscription that wants ``source``, paused rooms included."""
+        ...
+
     async def ingest(self, network: str, batch: Batch) -> None:
         """Match a batch, write its deliveries, notices and cursors in one transaction."""
         ...
@@ -77,6 +81,6 @@ class Core(Protocol):
         """Move a chat's subscriptions and pending deliveries to its new id."""
         ...
 
-    async def report_health(self, name: str, ok: bool, reason: str = "") -> None:
+    async def report_health(self, name: str, ok: bool, reason: str = "", *, limited: bool = False) -> None:
         """Record a platform's login health; tell its rooms and the admins when it changes."""
         ...

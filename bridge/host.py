@@ -14,6 +14,7 @@ from bridge.redaction import redact
 
 if TYPE_CHECKING:
     from bridge.core import Core
+    from bridge.matching.filters import Filters
     from bridge.ops.http import WebhookHandler
 
 
@@ -35,6 +36,11 @@ class AdapterHost:
 
     def sources(self) -> frozenset[Source]:
         return self._b.sources(self._name)
+
+    def filters(self, source: Source) -> tuple[Filters, ...]:
+        if source.network != self._name:
+            return ()
+        return self._b.filters(source)
 
     def notify_sources_changed(self) -> None:
         self._changed.set()
@@ -92,5 +98,5 @@ class AdapterHost:
     async def destination_unavailable(self, target: ChatTarget, reason: str) -> None:
         await self._b.pause(target, reason)
 
-    async def report_health(self, ok: bool, reason: str = "") -> None:
-        await self._b.report_health(self._name, ok, reason)
+    async def report_health(self, ok: bool, reason: str = "", *, limited: bool = False) -> None:
+        await self._b.report_health(self._name, ok, reason, limited=limited)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from bridge.configschema import Key
 from bridge.model import (
@@ -32,6 +32,9 @@ from bridge.model import (
     SubscriptionSummary,
 )
 
+if TYPE_CHECKING:
+    from bridge.matching.filters import Filters
+
 
 class Host(Protocol):
     """What the core offers one adapter. State keys are namespaced per adapter by the core."""
@@ -47,13 +50,16 @@ class Host(Protocol):
         """Persist ``value`` under ``key`` (None deletes it). Survives restarts."""
         ...
 
-    async def report_health(self, ok: bool, reason: str = "") -> None:
+    async def report_health(self, ok: bool, reason: str = "", *, limited: bool = False) -> None:
         """Say whether the adapter can do its work. ``ok=False`` means it cannot until a person
         acts (the platform refused our credentials while running); ``reason`` is one line for
-        people, naming the config key to fix. ``ok=True`` once it works again. The core records
-        it (``bridge status`` shows it) and, on a change only, tells the rooms the platform
-        feeds and the bridge's admins once. Repeating the current state does nothing. The
-        adapter must keep trying by itself at a calm pace while it is down."""
+        people, naming the config key to fix. ``ok=False, limited=True`` means only part of the
+        work stopped (e.g. a spending cap stops reads while actions that fit still go): the
+        ``reason`` must then say what stopped and what still goes, since the rooms are told it
+        as is. ``ok=True`` once it works again. The core records it (``bridge status`` shows
+        it) and, on a change only, tells the rooms the platform feeds and the bridge's admins
+        once. Repeating the current state does nothing. The adapter must keep trying by itself
+        at a calm pace while it is down."""
         ...
 
     # --- network adapters -------------------------------------------------------------
@@ -65,8 +71,17 @@ class Host(Protocol):
         did on the network for it (a follow it made)."""
         ...
 
+    def filters(self, source: Source) -> tuple[Filters, ...]:
+        """The filters of every enabled subscription that wants ``source`` (paused rooms
+        included; empty for a source no subscription wants). An adapter may use them to ask
+        the network for less (leave out replies when no subscription wants any, so that fewer
+        reads are billed); it must never leave out what one of them accepts, since the core
+        filters again per room. ``sources_changed`` also fires when filters change."""
+        ...
+
     async def sources_changed(self) -> None:
-        """Wait until ``sources()`` may have changed (a subscription was added or removed)."""
+        """Wait until ``sources()`` or ``filters()`` may have changed (a subscription was added,
+        removed or filtered)."""
         ...
 
     async def load_cursor(self, key: str) -> str | None:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from bridge.matching.filters import Filters
 from bridge.model import Answer, Batch, ChatEvent, ChatTarget, Item, Source, SubscriptionSummary
 
 
@@ -41,6 +42,7 @@ class FakeHost:
         self.webhooks: dict[str, Callable[..., Any]] = {}
         self.answer: Callable[[ChatEvent], Answer] = answer or _echo
         self._sources = set(sources)
+        self.source_filters: dict[Source, tuple[Filters, ...]] = {}  # what ``filters`` answers
         self._sources_changed = asyncio.Event()
         self._changed = asyncio.Condition()
 
@@ -65,13 +67,16 @@ class FakeHost:
         else:
             self.state[key] = value
 
-    async def report_health(self, ok: bool, reason: str = "") -> None:
+    async def report_health(self, ok: bool, reason: str = "", *, limited: bool = False) -> None:
         await self._record(self.health, (ok, reason))
 
     # --- network side ---------------------------------------------------------------------
 
     def sources(self) -> frozenset[Source]:
         return frozenset(self._sources)
+
+    def filters(self, source: Source) -> tuple[Filters, ...]:
+        return self.source_filters.get(source, (Filters(),) if source in self._sources else ())
 
     def set_sources(self, *sources: Source) -> None:
         self._sources = set(sources)

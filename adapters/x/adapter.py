@@ -2,13 +2,19 @@
 (mentions and DM events), read within a monthly budget, and the actions X allows a self-serve
 app in 2026.
 
-Tasks while running: one poll loop. Each feed (a followed account's timeline, a search, the
+Tasks while running: one poll loop, and with ``[x] intake = "stream"`` the filtered-stream
+listener (see "filtered stream" below and ``adapters/x/stream.py``). Each feed (a followed account's timeline, a search, the
 mentions timeline, the DM events) is walked by the core's ``Pager`` with ``since_id`` (a poll
 that finds nothing new returns no data and costs nothing, https://docs.x.com/x-api/getting-started/pricing),
 on the interval the cost planner (``cost.plan_polls``) gives it: quiet accounts less often, every
 poll's page bounded, all polls under the endpoint's rate limit, and the remaining budget spread
 over the rest of the month. Each feed commits two cursors with its posts: the pager's position
 and ``<feed>#since``, the newest post id handed over (the next walk's ``since_id``).
+
+With the stream, followed accounts and watches whose rules X holds are not polled once a
+REST walk of them has ended while the connection was up; the stream's posts then move their
+``#since``. After each reconnect every carried feed is walked once more (the catch-up), so a
+post made while the connection was down is read over REST; while it is down they are polled.
 
 When the ledger refuses a read (the month's cap), nothing more is requested until the month
 rolls over or the cap is raised; the rooms and admins are told once through
@@ -50,14 +56,16 @@ from adapters.x.cost import (
     Ledger,
     Plan,
     Prices,
+    Reservation,
     days_left,
     plan_polls,
     usd,
     worst_case,
 )
 from adapters.x.handles import USERNAME, BadHandle, looks_like_x, parse_handle
-from adapters.x.http import REPLY_RULE, XApi
+from adapters.x.http import REPLY_RULE, StreamDropped, XApi, billable
 from adapters.x.oauth1 import Credentials
+from adapters.x.stream import FOLLOW_TAG, MAX_RULE_LENGTH, MAX_RULES, Rule, Rules, build_rules, query_tag, reconnect_delay
 from adapters.x.text import MAX_WEIGHTED, check_length
 from bridge.configschema import Key
 from bridge.errors import AuthFailed, BridgeError, NotFound, Permanent, RateLimited, Transient
@@ -98,6 +106,8 @@ SEARCH_LIMIT = 450
 MENTIONS_LIMIT = 300
 DM_LIMIT = 15  # DM events: 15 requests per 15 min per user
 RETRY_AFTER_FAILURE = 60.0
+STREAM = "/2/tweets/search/stream"
+STREAM_RULES = "/2/tweets/search/stream/rules"
 OBSERVE_DAYS = 7.0  # how far back an account's posting rate is measured
 
 
@@ -127,6 +137,14 @@ class XAdapter:
         "quiet_poll_interval": Key(
             (int, float), 3600, min=1, help="seconds: the slowest a quiet account is polled (the planner's upper bound)"
         ),
+        "intake": Key(
+            str,
+            "poll",
+            choices=("poll", "stream"),
+            help='"poll": user timelines and recent search; "stream": the filtered stream for followed accounts and watches (pay-per-use: one connection, 1,000 rules), polling what does not fit',
+        ),
+        "stream_rules": Key(int, MAX_RULES, min=1, help="the plan's filtered-stream rule count (pay-per-use: 1,000)"),
+        "stream_rule_length": Key(int, MAX_RULE_LENGTH, min=64, help="the plan's rule length in characters (pay-per-use: 1,024)"),
         "enterprise": Key(bool, False, help="true only for an Enterprise X app (likes, follows, quote posts, any reply)"),
         "prices": Key(dict, {}, help="[x.prices] overrides of X's published prices, USD"),
     }
@@ -165,6 +183,22 @@ class XAdapter:
         self._stopped_by_budget = ""
         self._status = ""
         self._fetched_top: dict[str, str] = {}  # feed → newest id of its newest page this walk
+        # Filtered stream ([x] intake = "stream"). A feed the stream carries is not polled once
+        # a REST walk of it has ended while the current connection was up ("contiguous"): from
+        # then on the stream delivers all of it and moves its ``#since``. After a drop the
+        # stream reconnects, every feed it carries is walked once more from ``#since`` (the
+        # catch-up), and polling serves the feeds meanwhile.
+        self.intake = str(self.settings["intake"])
+        self._rules = Rules((), frozenset(), {})  # what the stream carries now
+        self._synced: dict[Rule, str] | None = None  # the rules X holds → their ids (None: ask X)
+        self._asked: set[Rule] = set()  # the rules last wanted
+        self._refused: set[Rule] = set()  # of those, the ones X refused (their feeds are polled)
+        self._stream_up = False
+        self._stream_epoch = 0
+        self._contiguous: set[str] = set()
+        self._stream_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # the poll loop has feeds due at once (the stream came up or went down)
+        self._stream_wanted = asyncio.Event()
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -187,7 +221,7 @@ class XAdapter:
         await self._ready()
         if not self.me.get("id"):
             res = await self.api.get("/2/users/me", params={"user.fields": USER_FIELDS}, user=True)
-            data = res.get("data") or {}
+            data = _one(res)
             if not data.get("id"):
                 raise Transient("X did not say who the team account is (GET /2/users/me)")
             self.me = {"id": str(data["id"]), "username": str(data.get("username", "")), "name": str(data.get("name", ""))}
@@ -197,20 +231,30 @@ class XAdapter:
 
     async def check(self) -> str:
         me = await self._whoami()
-        plan = self._make_plan(self._current_sources())
+        sources = self._current_sources()
+        plan = self._make_plan(sources)
         self.ledger.planned_daily = plan.expected
-        return f"ok: @{me['username']}; {self.ledger.status().line()}; {plan.line()}"
+        intake = ""
+        if self.intake == "stream":
+            rules = self._wanted_rules(sources)
+            polled = sum(1 for s in sources if s.kind is not SourceKind.INBOX) - len(rules.covered)
+            n = len(rules.rules)
+            intake = f"; filtered stream: {len(rules.covered)} feeds in {n} rule{'s' * (n != 1)}, {polled} polled"
+        return f"ok: @{me['username']}; {self.ledger.status().line()}; {plan.line()}{intake}"
 
     async def start(self) -> None:
         await self._whoami()
         self._task = asyncio.create_task(self._run(), name=f"{self.name}-poll")
+        if self.intake == "stream":
+            self._stream_task = asyncio.create_task(self._stream_run(), name=f"{self.name}-stream")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+        for task in (self._stream_task, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._task = self._stream_task = None
         with contextlib.suppress(Exception):
             await self.api.close()
 
@@ -237,8 +281,8 @@ class XAdapter:
             )
         except NotFound:
             raise NotFound(f"there is no X account @{h.username}") from None
-        data = res.get("data") or {}
-        if not data.get("id"):
+        data = res.get("data")
+        if not isinstance(data, dict) or not str(data.get("id") or "").isdigit():
             raise NotFound(f"there is no X account @{h.username}")
         await self._remember_users([data])
         metrics = data.get("public_metrics") if isinstance(data.get("public_metrics"), dict) else {}
@@ -287,9 +331,8 @@ class XAdapter:
     async def _posts(self, res: Mapping[str, Any], limit: int) -> list[Post]:
         inc = Includes(res, self.users)
         await self._remember_users(list(inc.users.values()))
-        posts = [
-            p for t in res.get("data") or [] if isinstance(t, dict) and (p := post_from(self.name, t, inc, self.me.get("id", "")))
-        ]
+        data = res.get("data") if isinstance(res.get("data"), list) else []
+        posts = [p for t in data if isinstance(t, dict) and (p := post_from(self.name, t, inc, self.me.get("id", "")))]
         posts.sort(key=lambda p: int(p.ref.id))
         return posts[-limit:]
 
@@ -297,7 +340,12 @@ class XAdapter:
         changed = False
         for u in users:
             uid = str(u.get("id", ""))
-            if uid and u.get("username") and self.users.get(uid, {}).get("username") != u["username"]:
+            if (
+                uid.isdigit()
+                and isinstance(u.get("username"), str)
+                and USERNAME.fullmatch(u["username"])
+                and self.users.get(uid, {}).get("username") != u["username"]
+            ):
                 self.users[uid] = {"id": uid, "username": str(u["username"]), "name": str(u.get("name") or "")}
                 changed = True
         if changed:
@@ -361,7 +409,7 @@ class XAdapter:
     async def _own_post_with(self, text: str) -> Posted | None:
         me = await self._whoami()
         res = await self.api.get("/2/users/:id/tweets", args={"id": me["id"]}, params={"max_results": 5}, user=True)
-        for t in res.get("data") or []:
+        for t in _items(res):
             if isinstance(t, dict) and _same_text(str(t.get("text", "")), text):
                 return Posted(Ref(self.name, str(t["id"])), post_url(me["username"], str(t["id"])))
         return None
@@ -369,7 +417,7 @@ class XAdapter:
     async def _tweet(self, body: dict[str, Any]) -> Posted:
         me = await self._whoami()
         res = await self.api.post("/2/tweets", body)
-        tid = str((res.get("data") or {}).get("id", ""))
+        tid = str(_one(res).get("id", ""))
         if not tid:
             raise Transient("X did not say which post it created")
         return Posted(Ref(self.name, tid), post_url(me["username"], tid))
@@ -417,7 +465,7 @@ class XAdapter:
         res = await self.api.post(
             "/2/dm_conversations/with/:participant_id/messages", {"text": text}, args={"participant_id": user_id}
         )
-        data = res.get("data") or {}
+        data = _one(res)
         return Posted(Ref(self.name, f"dm:{data.get('dm_event_id', '')}"))
 
     # --- intake -----------------------------------------------------------------------------
@@ -435,6 +483,26 @@ class XAdapter:
         # The followed account is known (resolved when it was followed): no User read for it.
         expansions = EXPANSIONS if known in self.users else "author_id," + EXPANSIONS
         return {"max_results": max_results, **self._fields(expansions)}
+
+    def _exclude(self, source: Source) -> str:
+        """``exclude`` for a user timeline: replies and/or reposts when no subscription of the
+        account wants them, so that X returns (and bills) fewer posts
+        (https://docs.x.com/x-api/users/get-posts: ``exclude`` takes ``replies``, ``retweets``)."""
+        wanted = self._filters(source)
+        if not wanted:
+            return ""
+        out = []
+        if not any(f.replies for f in wanted):
+            out.append("replies")
+        if not any(f.reposts for f in wanted):
+            out.append("retweets")
+        return ",".join(out)
+
+    def _filters(self, source: Source) -> tuple[Any, ...]:
+        try:
+            return tuple(self.host.filters(source))
+        except Exception:  # a command-line host may not know the subscriptions
+            return ()
 
     def _rate(self, uid: str) -> float:
         first, seen = self.rates.get(uid, [0.0, 0.0])
@@ -506,10 +574,18 @@ class XAdapter:
 
     def _timeline_fetch(self, s: Source) -> Callable[[str | None], Awaitable[Page[Post]]]:
         key = f"follow:{s.value}"
+        chosen: dict[str, str] = {}
 
         async def fetch(cursor: str | None) -> Page[Post]:
             poll = self.plan.polls.get(s.value)
             params = self._read_params(poll.max_results if poll else 5, known=s.value)
+            # A walk's later pages keep the value its first page was asked with: X's
+            # pagination_token belongs to that query.
+            if cursor is None or "exclude" not in chosen:
+                chosen["exclude"] = self._exclude(s)
+            exclude = chosen["exclude"]
+            if exclude:
+                params["exclude"] = exclude
             return await self._tweets_page(key, s, "/2/users/:id/tweets", {"id": s.value}, params, cursor, "pagination_token", "")
 
         return fetch
@@ -561,21 +637,21 @@ class XAdapter:
             params[token_name] = cursor
         res = await self.api.get(route, args=args, params=params, user=user)
         if cursor is None:
-            ids = [int(t["id"]) for t in res.get("data") or [] if isinstance(t, dict) and str(t.get("id", "")).isdigit()]
+            ids = [int(t["id"]) for t in _items(res) if isinstance(t, dict) and str(t.get("id", "")).isdigit()]
             if ids:
                 self._fetched_top[key] = str(max(ids))
         inc = Includes(res, self.users)
         await self._remember_users([u for u in inc.users.values() if str(u.get("id")) not in self.users])
         entries = []
         me = self.me.get("id", "")
-        for t in res.get("data") or []:
+        for t in _items(res):
             if not isinstance(t, dict):
                 continue
             post = post_from(self.name, t, inc, me, reason)
             if post is None or (reason and post.author.id == me):
                 continue
             entries.append(Entry(entry_time(post.ref.id, post.created_at), post, source))
-        nxt = (res.get("meta") or {}).get("next_token")
+        nxt = res["meta"].get("next_token") if isinstance(res.get("meta"), dict) else None
         times = [e.at for e in entries]
         return Page(entries, str(nxt) if nxt else None, min(times) if times else None, complete=True)
 
@@ -591,7 +667,7 @@ class XAdapter:
                 params["pagination_token"] = cursor
             res = await self.api.get("/2/dm_events", params=params, user=True)
             entries = []
-            for ev in res.get("data") or []:
+            for ev in _items(res):
                 if not isinstance(ev, dict) or ev.get("event_type", "MessageCreate") != "MessageCreate":
                     continue
                 sender = str(ev.get("sender_id") or "")
@@ -606,7 +682,7 @@ class XAdapter:
                 post = post_from_dm(self.name, ev, author)
                 if post is not None:
                     entries.append(Entry(at, post))
-            nxt = (res.get("meta") or {}).get("next_token")
+            nxt = res["meta"].get("next_token") if isinstance(res.get("meta"), dict) else None
             times = [e.at for e in entries]
             return Page(entries, str(nxt) if nxt else None, min(times) if times else None, complete=True)
 
@@ -617,7 +693,7 @@ class XAdapter:
         if known:
             return author_of(known)
         res = await self.api.get("/2/users/:id", args={"id": uid}, params={"user.fields": USER_FIELDS})
-        data = res.get("data") or {}
+        data = _one(res)
         await self._remember_users([data])
         return author_of(data) if data.get("id") else Author(uid, uid)
 
@@ -625,6 +701,9 @@ class XAdapter:
         sources = [feed.source] if feed.source else inbox
         saved = await self.host.load_cursor(feed.key)
         since_before = await self._since(feed.key)
+        # A walk that starts now, while the stream is up and carries this feed, covers all up
+        # to the moment the stream took over: when it ends, the stream alone serves the feed.
+        epoch = self._stream_epoch if self._carried(feed.key) and '"walk"' not in (saved or "") else None
 
         async def commit(posts: list[Post], cursor: str, gaps: tuple[Any, ...]) -> None:
             cursors = {feed.key: cursor}
@@ -634,6 +713,8 @@ class XAdapter:
                     cursors[f"{feed.key}#since"] = top
             items = tuple(Item(s, p) for p in posts for s in sources)
             await self.host.ingest(Batch(items=items, cursors=cursors, gaps=gaps))
+            if epoch is not None and epoch == self._stream_epoch and self._carried(feed.key) and '"walk"' not in cursor:
+                self._contiguous.add(feed.key)
             if feed.source is not None and feed.source.kind is SourceKind.FOLLOW and posts:
                 first, seen = self.rates.get(feed.source.value, [self._clock(), 0.0])
                 self.rates[feed.source.value] = [first, seen + len(posts)]
@@ -651,13 +732,20 @@ class XAdapter:
                 except Exception:
                     log.exception("X poll cycle failed")
                     wait = RETRY_AFTER_FAILURE
-                try:
-                    await asyncio.wait_for(self._changed.wait(), timeout=max(0.05, wait))
+                if self._wake.is_set():
+                    self._wake.clear()
+                    continue
+                changed = asyncio.ensure_future(self._changed.wait())
+                woken = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({changed, woken}, timeout=max(0.05, wait), return_when=asyncio.FIRST_COMPLETED)
+                for t in (changed, woken):
+                    if not t.done():
+                        t.cancel()
+                if self._changed.is_set():
                     self._changed.clear()
                     for f in self.feeds.values():
                         f.next_due = 0.0
-                except TimeoutError:
-                    pass
+                self._wake.clear()
         finally:
             watch.cancel()
             with contextlib.suppress(BaseException):
@@ -680,9 +768,20 @@ class XAdapter:
         for key in [k for k in self.feeds if k not in wanted]:
             del self.feeds[key]
         inbox = [s for s in sources if s.kind is SourceKind.INBOX]
+        if self.intake == "stream":
+            try:
+                await self._sync_rules(sources)
+            except BudgetExceeded as e:  # past the cap even the free rules calls are not sent
+                await self._budget_reached(e)
+            except BridgeError as e:
+                # Everything is polled until the rules can be set.
+                log.warning("X stream rules could not be set; polling instead reason=%s", e)
+                self._synced, self._rules = None, Rules((), frozenset(), {})
         now = self._clock()
         for key, (source, fetch) in wanted.items():
             feed = self._feed(key, source, fetch)
+            if key in self._contiguous and self._carried(key):
+                continue  # the stream delivers it
             if feed.next_due > now:
                 continue
             try:
@@ -708,7 +807,7 @@ class XAdapter:
                 feed.next_due = self._clock() + RETRY_AFTER_FAILURE
         await self._save_status()
         await self.host.save_state("rates", json.dumps(self.rates))
-        dues = [f.next_due for f in self.feeds.values()]
+        dues = [f.next_due for k, f in self.feeds.items() if not (k in self._contiguous and self._carried(k))]
         return max(0.0, min(dues) - self._clock()) if dues else self.poll_interval
 
     def _interval(self, feed: Feed) -> float:
@@ -729,12 +828,188 @@ class XAdapter:
         limit = self.api.bucket("GET", route, user).limit or default_limit
         return WINDOW * max(1, feeds) / max(1.0, limit * 0.8)
 
+    # --- filtered stream ------------------------------------------------------------------
+
+    def _carried(self, key: str) -> bool:
+        """Whether the stream is connected and its rules carry feed ``key``."""
+        return self._stream_up and key in self._rules.covered
+
+    def _wanted_rules(self, sources: list[Source]) -> Rules:
+        follows = [
+            (s.value, self.users[s.value]["username"], self._exclude(s))
+            for s in sources
+            if s.kind is SourceKind.FOLLOW and s.value in self.users
+        ]
+        queries = [s.value for s in sources if s.kind is SourceKind.QUERY]
+        return build_rules(
+            follows,
+            queries,
+            max_rules=int(self.settings["stream_rules"]),
+            max_length=int(self.settings["stream_rule_length"]),
+        )
+
+    async def _sync_rules(self, sources: list[Source]) -> None:
+        """Make X's stream rules the ones the subscriptions want: new rules are added before
+        old ones are deleted, so that a change of filters leaves no moment uncovered. Costs
+        requests only on a change (and one listing after a start)."""
+        wanted = self._wanted_rules(sources)
+        if self._synced is None:
+            res = await self.api.get(STREAM_RULES)
+            self._synced = {
+                Rule(str(r["value"]), str(r.get("tag") or "")): str(r["id"])
+                for r in _items(res)
+                if isinstance(r, dict) and r.get("id") and r.get("value")
+            }
+        if set(wanted.rules) != self._asked:  # what X refused is asked again only when the wish changes
+            self._asked, self._refused = set(wanted.rules), set()
+        new = [r for r in wanted.rules if r not in self._synced and r not in self._refused]
+        if new:
+            res = await self.api.post(STREAM_RULES, {"add": [{"value": r.value, "tag": r.tag} for r in new]}, user=False)
+            for r in _items(res):
+                if isinstance(r, dict) and r.get("id"):
+                    self._synced[Rule(str(r.get("value", "")), str(r.get("tag") or ""))] = str(r["id"])
+            refused = [r for r in new if r not in self._synced]
+            self._refused.update(refused)
+            log.info("X stream rules added rules=%d refused=%d", len(new) - len(refused), len(refused))
+            if refused:
+                # X answers 200 with ``errors`` for rules it did not take: their feeds are polled.
+                log.warning("X refused stream rules errors=%s", json.dumps(res.get("errors"))[:300])
+        stale = {rule: rid for rule, rid in self._synced.items() if rule not in set(wanted.rules)}
+        if stale:
+            await self.api.post(STREAM_RULES, {"delete": {"ids": sorted(stale.values())}}, user=False)
+            for rule in stale:
+                del self._synced[rule]
+            log.info("X stream rules deleted rules=%d", len(stale))
+        before = self._rules.covered
+        held = wanted.accepted(self._synced)
+        self._rules = held
+        self._contiguous &= set(held.covered)
+        if held.rules:
+            self._stream_wanted.set()
+        if held.covered != before:
+            log.info("X filtered stream carries feeds=%d rules=%d", len(held.covered), len(held.rules))
+
+    def _stream_params(self) -> dict[str, str]:
+        # No author_id expansion: it would bill the author as a User read once per UTC day
+        # ($0.010, https://docs.x.com/x-api/getting-started/pricing), while followed accounts
+        # are known and another author is looked up once and remembered.
+        return self._fields(EXPANSIONS)
+
+    async def _stream_run(self) -> None:
+        """Hold the filtered stream while rules want it; reconnect as X's docs ask."""
+        attempt = 0
+        while True:
+            if not self._rules.rules:
+                self._stream_wanted.clear()
+                await self._stream_wanted.wait()
+                continue
+            opened = False
+
+            async def on_open() -> None:
+                nonlocal opened
+                opened = True
+                self._stream_up = True
+                self._stream_epoch += 1
+                self._contiguous.clear()
+                for key in self._rules.covered:  # the catch-up: each carried feed walked once more
+                    if key in self.feeds:
+                        self.feeds[key].next_due = 0.0
+                self._wake.set()
+
+            kind, retry_after, delay = "http", 0.0, 0.0
+            try:
+                worst = worst_case(self.ledger.prices, "post_read", 1, EXPANSIONS)
+                self.ledger.release(self.ledger.reserve(worst, f"GET {STREAM}"))  # not past the cap
+                await self.api.stream(STREAM, self._stream_params(), self._on_stream_line, on_open=on_open)
+            except asyncio.CancelledError:
+                raise
+            except BudgetExceeded as e:
+                await self._budget_reached(e)
+                kind, delay = "budget", max(self.poll_interval, 60.0)
+            except RateLimited as e:
+                kind, retry_after = "429", e.retry_after
+            except StreamDropped as e:
+                kind = "network"
+                log.info("X stream dropped reason=%s", e)
+            except AuthFailed as e:
+                await self.host.report_health(False, str(e))
+            except Exception as e:
+                log.warning("X stream failed reason=%s", e)
+            finally:
+                self._stream_up = False
+                self._wake.set()  # the poll loop serves the carried feeds until it is back
+            attempt = 0 if opened else attempt + 1
+            if kind != "budget":
+                delay = reconnect_delay(kind, attempt, retry_after)
+            if delay:
+                log.info("X stream reconnects in=%.2fs attempt=%d after=%s", delay, attempt, kind)
+                await asyncio.sleep(delay)
+
+    async def _on_stream_line(self, line: bytes) -> None:
+        """One message of the stream: a Post, metered (X bills it as delivered), handed to the
+        sources it belongs to; an error message or anything unreadable is logged and skipped."""
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            log.warning("X stream sent a line that is not JSON length=%d", len(line))
+            return
+        if not isinstance(msg, dict):
+            return
+        tweet = msg.get("data")
+        if not isinstance(tweet, dict):
+            if msg.get("errors"):
+                log.warning("X stream said errors=%s", json.dumps(msg.get("errors"))[:300])
+            return
+        charges = list(billable("post_read", msg))
+        worst = worst_case(self.ledger.prices, "post_read", 1, EXPANSIONS)
+        try:
+            held = self.ledger.reserve(worst, "a post on the X filtered stream")
+        except BudgetExceeded:
+            # X delivered it, so X bills it: record that, then close the stream (raise).
+            await self.ledger.settle(Reservation(0, 0, "stream"), charges)
+            raise
+        await self.ledger.settle(held, charges)
+        author_id = str(tweet.get("author_id") or "")
+        if author_id.isdigit() and author_id not in self.users:
+            await self._user(author_id)  # once: remembered from then on
+        inc = Includes(msg, self.users)
+        await self._remember_users([u for u in inc.users.values() if str(u.get("id")) not in self.users])
+        post = post_from(self.name, tweet, inc, self.me.get("id", ""))
+        if post is None:
+            return
+        matched = msg.get("matching_rules")
+        tags = {str(r.get("tag")) for r in matched if isinstance(r, dict)} if isinstance(matched, list) else set()
+        author = str(tweet.get("author_id") or "")
+        wanted = [
+            s
+            for s in self._current_sources()
+            if (s.kind is SourceKind.FOLLOW and s.value == author and FOLLOW_TAG in tags)
+            or (s.kind is SourceKind.QUERY and query_tag(s.value) in tags)
+        ]
+        if not wanted:
+            return
+        cursors: dict[str, str] = {}
+        for s in wanted:
+            key = f"{'follow' if s.kind is SourceKind.FOLLOW else 'query'}:{s.value}"
+            if key in self._contiguous and post.ref.id.isdigit():
+                since = await self._since(key)
+                if not since or not since.isdigit() or int(post.ref.id) > int(since):
+                    cursors[f"{key}#since"] = post.ref.id
+            if s.kind is SourceKind.FOLLOW:
+                first, seen = self.rates.get(s.value, [self._clock(), 0.0])
+                self.rates[s.value] = [first, seen + 1]
+        await self.host.ingest(Batch(items=tuple(Item(s, post) for s in wanted), cursors=cursors))
+
     async def _budget_reached(self, e: BudgetExceeded) -> None:
         if self._stopped_by_budget:
             return
         self._stopped_by_budget = str(e)
         log.warning("X budget reached: relays stop reason=%s", e)
-        await self.host.report_health(False, f"{e} Posts from X stop until then.")
+        await self.host.report_health(
+            False,
+            f"{e} Posts from X are not relayed until then; replies, posts and DMs that fit what is left of the budget still go.",
+            limited=True,
+        )
 
     async def _budget_ok(self) -> None:
         if self._stopped_by_budget:
@@ -754,6 +1029,18 @@ class XAdapter:
         if line != self._status:
             self._status = line
             await self.host.save_state("status", line)
+
+
+def _one(res: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` of a single-object response; an empty one when it is not an object."""
+    data = res.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def _items(res: Mapping[str, Any]) -> list[Any]:
+    """``data`` of a list response; anything else a broken or hostile answer holds there: none."""
+    data = res.get("data")
+    return data if isinstance(data, list) else []
 
 
 def _count(value: Any) -> int | None:

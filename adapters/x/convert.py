@@ -7,6 +7,7 @@ account (mentioned it or quoted its post), which decides whether a self-serve ap
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,7 +46,9 @@ def user_url(username: str) -> str:
 
 
 def post_url(username: str, tid: str) -> str:
-    return f"https://x.com/{username}/status/{tid}"
+    # X resolves /i/status/<id> whoever wrote it: the link when the author's name is unknown.
+    name = username if re.fullmatch(r"\w{1,15}", username or "") else "i"
+    return f"https://x.com/{name}/status/{tid}"
 
 
 def author_of(user: Mapping[str, Any]) -> Author:
@@ -58,28 +61,41 @@ def author_of(user: Mapping[str, Any]) -> Author:
     )
 
 
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def expand(tweet: Mapping[str, Any]) -> tuple[str, tuple[Link, ...]]:
     """The text with every t.co link replaced by the link it stands for, and the Links over it.
-    A t.co link that X gave no expansion for is left as X sent it."""
+    A t.co link that X gave no expansion for is left as X sent it. The links are found in the
+    text, not placed by X's ``start``/``end`` (UTF-16 code units in X's counting, which a
+    Python string does not share and a hostile payload may get wrong)."""
     text = str(tweet.get("text") or "")
-    urls = [u for u in ((tweet.get("entities") or {}).get("urls") or []) if isinstance(u, dict) and u.get("url")]
-    out, links, pos = [], [], 0
-    length = 0
-    for u in sorted(urls, key=lambda u: text.find(str(u["url"]))):
-        short = str(u["url"])
-        at = text.find(short, pos)
-        if at < 0:
+    targets: dict[str, str] = {}
+    for u in _list(_dict(tweet.get("entities")).get("urls")):
+        if not isinstance(u, dict) or not u.get("url"):
             continue
-        expanded = str(u.get("unwound_url") or u.get("expanded_url") or short)
-        if not expanded.startswith(("http://", "https://")):
-            expanded = short
-        before = text[pos:at]
+        expanded = str(u.get("unwound_url") or u.get("expanded_url") or "")
+        if expanded.startswith(("http://", "https://")):
+            targets.setdefault(str(u["url"]), expanded)
+    out: list[str] = []
+    links: list[Link] = []
+    pos = length = 0
+    # Every occurrence of a short link, longest first where one is a prefix of another.
+    pattern = "|".join(re.escape(k) for k in sorted(targets, key=len, reverse=True))
+    for m in re.finditer(pattern, text) if pattern else ():
+        expanded = targets[m.group(0)]
+        before = text[pos : m.start()]
         out.append(before)
         length += len(before)
         out.append(expanded)
         links.append(Link(length, length + len(expanded), expanded))
         length += len(expanded)
-        pos = at + len(short)
+        pos = m.end()
     out.append(text[pos:])
     return "".join(out), tuple(links)
 
@@ -88,10 +104,10 @@ def summoned(tweet: Mapping[str, Any], me_id: str, tweets: Mapping[str, Mapping[
     """X's 2026 reply rule: the author mentioned the account, or quoted one of its posts."""
     if not me_id:
         return False
-    mentions = (tweet.get("entities") or {}).get("mentions") or []
+    mentions = _list(_dict(tweet.get("entities")).get("mentions"))
     if any(isinstance(m, dict) and str(m.get("id", "")) == me_id for m in mentions):
         return True
-    for r in tweet.get("referenced_tweets") or []:
+    for r in _list(tweet.get("referenced_tweets")):
         if isinstance(r, dict) and r.get("type") == "quoted":
             if str((tweets.get(str(r.get("id"))) or {}).get("author_id", "")) == me_id:
                 return True
@@ -104,13 +120,17 @@ class Includes:
     def __init__(self, payload: Mapping[str, Any], known_users: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         inc = payload.get("includes") if isinstance(payload.get("includes"), dict) else {}
         self.users: dict[str, Mapping[str, Any]] = dict(known_users or {})
-        self.users.update({str(u["id"]): u for u in inc.get("users") or [] if isinstance(u, dict) and u.get("id")})
-        self.tweets = {str(t["id"]): t for t in inc.get("tweets") or [] if isinstance(t, dict) and t.get("id")}
-        self.media = {str(m["media_key"]): m for m in inc.get("media") or [] if isinstance(m, dict) and m.get("media_key")}
+        self.users.update({str(u["id"]): u for u in _list(inc.get("users")) if isinstance(u, dict) and u.get("id")})
+        self.tweets = {str(t["id"]): t for t in _list(inc.get("tweets")) if isinstance(t, dict) and t.get("id")}
+        self.media = {str(m["media_key"]): m for m in _list(inc.get("media")) if isinstance(m, dict) and m.get("media_key")}
 
     def author(self, uid: str) -> Author:
         user = self.users.get(uid)
-        return author_of(user) if user else Author(id=uid, handle=uid, url=f"https://x.com/i/user/{uid}")
+        if user:
+            return author_of(user)
+        if not uid.isdigit():  # X always sends author_id; a payload without one is shown as such
+            return Author(id=uid, handle="unknown", url="")
+        return Author(id=uid, handle=uid, url=f"https://x.com/i/user/{uid}")
 
 
 def post_from(network: str, tweet: Mapping[str, Any], inc: Includes, me_id: str, reason: str = "") -> Post | None:
@@ -119,7 +139,7 @@ def post_from(network: str, tweet: Mapping[str, Any], inc: Includes, me_id: str,
     if not tid.isdigit():
         return None
     author = inc.author(str(tweet.get("author_id") or ""))
-    refs = {str(r.get("type")): str(r.get("id")) for r in tweet.get("referenced_tweets") or [] if isinstance(r, dict)}
+    refs = {str(r.get("type")): str(r.get("id")) for r in _list(tweet.get("referenced_tweets")) if isinstance(r, dict)}
     reposted_by = None
     shown = tweet
     if "retweeted" in refs and refs["retweeted"] in inc.tweets:
@@ -127,10 +147,10 @@ def post_from(network: str, tweet: Mapping[str, Any], inc: Includes, me_id: str,
         shown = inc.tweets[refs["retweeted"]]
         reposted_by = author
         author = inc.author(str(shown.get("author_id") or ""))
-        refs = {str(r.get("type")): str(r.get("id")) for r in shown.get("referenced_tweets") or [] if isinstance(r, dict)}
+        refs = {str(r.get("type")): str(r.get("id")) for r in _list(shown.get("referenced_tweets")) if isinstance(r, dict)}
     text, links = expand(shown)
     media = []
-    for key in (shown.get("attachments") or {}).get("media_keys") or []:
+    for key in _list(_dict(shown.get("attachments")).get("media_keys")):
         m = inc.media.get(str(key))
         if not m:
             continue
@@ -158,7 +178,7 @@ def post_from(network: str, tweet: Mapping[str, Any], inc: Includes, me_id: str,
         author=author,
         text=text,
         created_at=created,
-        url=post_url(author.handle, str(shown.get("id") or tid)),
+        url=post_url(author.handle if author.url else "", str(shown.get("id") or tid)),
         links=links,
         media=tuple(media),
         reply_to=reply_to,

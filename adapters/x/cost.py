@@ -257,7 +257,7 @@ class Ledger:
             message = (
                 f"X monthly budget reached: {usd(self.spent)} of {usd(self.cap)} spent in {self.month}"
                 f"{f' ({usd(self.reserved)} more in flight)' if self.reserved else ''}; {what} could cost up to {usd(micro)}. "
-                f"Nothing more is read or written on X until {next_month(self.clock())} (UTC) "
+                f"Nothing that could cross the cap is read or written on X until {next_month(self.clock())} (UTC) "
                 "unless [x] monthly_budget_usd is raised."
             )
             raise BudgetExceeded(message, spent=self.spent, cap=self.cap, needed=micro)

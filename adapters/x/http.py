@@ -72,6 +72,17 @@ WRITES: dict[str, str] = {
     "/2/users/:id/following": "interaction_create",
 }
 
+# Filtered-stream rules are not billable resources (X bills the Posts a stream delivers, each
+# as a Post read: https://docs.x.com/x-api/fundamentals/post-cap).
+FREE = frozenset({"/2/tweets/search/stream/rules"})
+STREAM_READ_TIMEOUT = 30.0  # X sends a keep-alive line every 20 s; silence past this is a dead stream
+
+
+class StreamDropped(Transient):
+    """An established or attempted stream connection failed at the network level (dropped,
+    silent past the keep-alive, refused by the socket): X's docs ask for a linear backoff."""
+
+
 REPLY_RULE = "self-serve X apps may reply only to posts whose author mentioned or quoted this account"
 
 
@@ -165,11 +176,59 @@ class XApi:
 
     # --- the one path --------------------------------------------------------------------
 
+    async def stream(
+        self,
+        route: str,
+        params: Mapping[str, Any],
+        on_line: Callable[[bytes], Awaitable[None]],
+        *,
+        on_open: Callable[[], Awaitable[None]] | None = None,
+        read_timeout: float = STREAM_READ_TIMEOUT,
+    ) -> None:
+        """Hold a streaming connection (app-only auth) and hand each non-blank line to
+        ``on_line`` until it ends; it always ends in an error: StreamDropped when the connection
+        closes, drops or stays silent longer than ``read_timeout`` (X sends a keep-alive line
+        every 20 s,
+        https://docs.x.com/x-api/fundamentals/handling-disconnections); RateLimited, AuthFailed,
+        Permanent or Transient when X refuses the connection; whatever ``on_line`` raises.
+        Billing is the caller's: each line may hold a Post. ``on_open`` is awaited once X accepted the
+        connection (before the first line)."""
+        url = self._url(route, {}, params)
+        what = f"GET {route}"
+        bucket = self.bucket("GET", route, False)
+        await self._pace(bucket, what)
+        headers = {"Authorization": self._auth("GET", url, False)}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=read_timeout)
+        try:
+            session = self._session or await self._open()
+            async with session.get(URL(url, encoded=True), headers=headers, timeout=timeout) as response:
+                bucket.observe(response.headers)
+                if response.status != 200:
+                    payload = _json(await response.text())
+                    if response.status == 429:
+                        reset = _int(response.headers.get("x-rate-limit-reset"))
+                        wait = max((float(reset) - self._clock()) if reset is not None else 60.0, 0.0)
+                        raise RateLimited(
+                            wait, scope=f"x:{what}", message=f"{what}: X refused the connection ({reason(payload)})"
+                        )
+                    raise map_error(response.status, payload, what)
+                log.info("stream connected route=%s", what)
+                if on_open is not None:
+                    await on_open()
+                async for line in response.content:
+                    if line.strip():
+                        await on_line(line)
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise StreamDropped(f"{what}: the stream dropped ({type(e).__name__})") from e
+        raise StreamDropped(f"{what}: X closed the stream")
+
     def _estimate(
         self, method: str, route: str, args: Mapping[str, str], params: Mapping[str, Any], body: dict[str, Any] | None
     ) -> tuple[str, int, bool]:
         """(kind, worst-case micro-dollars, owned) of a request."""
         prices = self.ledger.prices
+        if route in FREE:
+            return "free", 0, False
         if method == "GET":
             kind, default = READS.get(route, ("post_read", 100))
             owned = route in OWNED and bool(self.account_id) and args.get("id") == self.account_id
@@ -216,7 +275,9 @@ class XApi:
 
     async def _settle(self, reservation: Reservation, method: str, kind: str, owned: bool, payload: dict[str, Any]) -> None:
         charges: list[tuple[str, str | None]]
-        if method == "GET":
+        if kind == "free":
+            charges = []
+        elif method == "GET":
             charges = list(billable(kind, payload))
         else:
             charges = [(kind, None)]

@@ -154,6 +154,11 @@ async def cmd_check(config: Config, args: argparse.Namespace) -> int:
     bridge = Bridge(config)
     ok = True
     try:
+        try:
+            # The subscriptions, so that an adapter's check can say what they will cost (X's plan).
+            await bridge.refresh_routes()
+        except Exception as exc:
+            print(f"database: could not read the subscriptions ({exc}); plans below count none", file=sys.stderr)
         if not bridge.adapters:
             print(_no_platform(config))
             ok = False

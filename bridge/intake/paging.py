@@ -24,7 +24,9 @@ together with one ``Gap`` per source, with an estimate of how many entries are m
 the rate at which the walk found them; the core tells each room of the source once.
 
 A network adapter supplies only ``fetch(cursor) -> Page``: one page older than ``cursor``
-(``None``: the newest page), and how far back it reaches.
+(``None``: the newest page), and how far back it reaches. When ``fetch`` raises in the middle of
+a walk (a 429, a spending cap reached), the pages that turn already fetched are kept as the
+walk's progress before the error goes up, so they are not fetched (and paid for) again.
 """
 
 from __future__ import annotations
@@ -263,7 +265,18 @@ class Pager(Generic[T]):
                 break
             if not self._take():
                 break
-            page = await self._fetch(cursor)
+            try:
+                page = await self._fetch(cursor)
+            except Exception:
+                if pages > (walk.pages if walk else 0):
+                    # Pages this turn already fetched (and a paid API already billed) are kept:
+                    # the walk so far is committed, so the next turn continues below them
+                    # instead of reading them again.
+                    step = Walk(top, cursor or "", bottom, pages, dict(seen))
+                    if step.next:
+                        await commit([], Position(mark, step).dump(), ())
+                        self._memory = (step, held + fresh, lost_above)
+                raise
             requests += max(1, page.requests)
             self._spend(page.requests - 1)
             pages += 1

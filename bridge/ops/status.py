@@ -10,7 +10,7 @@ A feed is *failing* when its last failed delivery is newer than its last success
 changes meaning; keys may be added):
 
     {"version": 1, "generated_at": ISO,
-     "platforms": [{"name", "state": "ok"|"down"|"unreachable", "reason", "since": ISO}],
+     "platforms": [{"name", "state": "ok"|"down"|"limited"|"unreachable", "reason", "since": ISO}],
      "summary": {"rooms", "subscriptions", "failing", "paused", "platforms_down"},
      "rooms": [{"destination", "paused": bool, "paused_reason", "resumes", "failing",
                 "subscriptions": [{"id", "network", "kind": "follow"|"query"|"inbox", "label",

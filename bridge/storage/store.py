@@ -101,8 +101,9 @@ HEALTH_KEY = "core:health"
 
 @dataclass(frozen=True)
 class PlatformHealth:
-    """``state``: "ok"; "down" (refused credentials: needs a person); "unreachable" (not
-    answering at start: retried by itself)."""
+    """``state``: "ok"; "down" (refused credentials: needs a person); "limited" (part of the
+    work stopped, e.g. a spending cap; the reason says which); "unreachable" (not answering at
+    start: retried by itself)."""
 
     state: str
     reason: str

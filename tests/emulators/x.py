@@ -74,6 +74,9 @@ DEFAULT_LIMITS: dict[tuple[str, str], tuple[int, int]] = {
     ("POST", "/2/users/:id/following"): (0, 50),
     ("POST", "/2/users/:id/retweets"): (0, 50),
     ("GET", "/2/dm_events"): (0, 15),
+    ("GET", "/2/tweets/search/stream"): (50, 0),
+    ("GET", "/2/tweets/search/stream/rules"): (450, 0),
+    ("POST", "/2/tweets/search/stream/rules"): (100, 0),
     ("POST", "/2/dm_conversations/with/:participant_id/messages"): (0, 15),
 }
 USER_ONLY = frozenset(
@@ -88,6 +91,10 @@ USER_ONLY = frozenset(
     }
 )
 _URL = re.compile(r"https?://[^\s]+")
+# Filtered stream on pay-per-use (https://docs.x.com/x-api/posts/filtered-stream/introduction):
+# 1,000 rules of up to 1,024 characters, one connection; a keep-alive line every 20 s.
+STREAM_RULES, STREAM_RULE_LENGTH = 1000, 1024
+STREAM = "/2/tweets/search/stream"
 
 
 # --- OAuth 1.0a verification, written from RFC 5849 (independent of the adapter's signer) --
@@ -176,11 +183,20 @@ class XEmulator:
         self.likes: list[tuple[str, str]] = []
         self.requests: list[tuple[str, str, str, int]] = []  # (method, route, auth kind, status)
         self.timeline_reads: dict[str, int] = {}  # user id -> answered reads of that user's timeline
+        self.queries: list[tuple[str, str, dict[str, str]]] = []  # (method, route, query) of every request
+        self.served: dict[str, int] = {}  # post id -> times a page's ``data`` held it (re-reads show here)
         self.nonces: set[str] = set()
         self.meter: dict[str, Usage] = {}
         self.fail_next: list[int] = []  # statuses to answer the next requests with (5xx tests)
         self.spent_next: dict[tuple[str, str], float] = {}  # (method, route) -> seconds: see spend_next
+        self.canned: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (method, route) → bodies to answer 200 with, once each
         self.stall = 0.0  # seconds to wait before answering (timeout tests)
+        self.stream_rules: dict[str, dict[str, str]] = {}  # id → {"id", "value", "tag"}
+        self.refused_rules: dict[str, str] = {}  # rule value → the error title X answers it with
+        self.stream_connections = 0  # connections opened so far
+        self.stream_delivered: list[str] = []  # post ids written to a stream
+        self.heartbeat = 20.0  # seconds between keep-alive lines
+        self._stream_queue: asyncio.Queue[dict[str, Any] | None] | None = None
         self._last_id = 0
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -199,6 +215,7 @@ class XEmulator:
         return self.url
 
     async def stop(self) -> None:
+        self.drop_stream()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -287,6 +304,8 @@ class XEmulator:
         if keys:
             tweet["attachments"] = {"media_keys": keys}
         self.tweets[tid] = tweet
+        if self._stream_queue is not None:
+            self._stream_queue.put_nowait(tweet)
         return tweet
 
     def dm_from(self, sender: dict[str, Any], text: str) -> dict[str, Any]:
@@ -326,6 +345,9 @@ class XEmulator:
             ("GET", r"/2/users/(?P<id>\d+)/mentions", "/2/users/:id/mentions", "_mentions"),
             ("GET", r"/2/users/(?P<id>\d+)", "/2/users/:id", "_user_by_id"),
             ("GET", r"/2/tweets/search/recent", "/2/tweets/search/recent", "_search"),
+            ("GET", r"/2/tweets/search/stream/rules", "/2/tweets/search/stream/rules", "_get_rules"),
+            ("POST", r"/2/tweets/search/stream/rules", "/2/tweets/search/stream/rules", "_change_rules"),
+            ("GET", r"/2/tweets/search/stream", STREAM, "_stream"),
             ("POST", r"/2/tweets", "/2/tweets", "_create_post"),
             ("POST", r"/2/users/(?P<id>\d+)/likes", "/2/users/:id/likes", "_enterprise_only"),
             ("POST", r"/2/users/(?P<id>\d+)/following", "/2/users/:id/following", "_enterprise_only"),
@@ -354,6 +376,7 @@ class XEmulator:
                 {"title": "Not Found", "detail": f"no route {request.path}", "type": "about:blank", "status": 404}, status=404
             )
         route, handler, m = found
+        self.queries.append((request.method, route, dict(request.query)))
         if self.stall:
             await asyncio.sleep(self.stall)
         auth, caller = "none", ""
@@ -367,6 +390,14 @@ class XEmulator:
                 status = self.fail_next.pop(0)
                 raise Problem(status, "Service Unavailable", "Service Unavailable")
             body = json.loads(raw) if raw and request.content_type == "application/json" else {}
+            if self.canned.get((request.method, route)):
+                # A hostile or broken answer a test wants, as X's 200 would carry it.
+                payload = self.canned[(request.method, route)].pop(0)
+                self.requests.append((request.method, route, auth, 200))
+                return web.json_response(payload, status=200, headers=headers)
+            if route == STREAM:
+                self.requests.append((request.method, route, auth, 200))
+                return await self._stream(request, headers)
             status, payload = getattr(self, handler)(request, dict(m.groupdict()), body, auth)
         except Problem as p:
             status = p.status
@@ -456,6 +487,8 @@ class XEmulator:
         u.writes[kind] = u.writes.get(kind, 0) + 1
 
     def _bill(self, route: str, caller: str, payload: dict[str, Any], request: web.Request) -> None:
+        if route.startswith(STREAM + "/rules"):
+            return  # rules are not billable resources; the Posts a stream delivers are
         if route.startswith("/2/dm_conversations"):
             self._write("dm_create")
             return
@@ -551,6 +584,8 @@ class XEmulator:
         if not page:
             return {"meta": {"result_count": 0}}
         out: dict[str, Any] = {"data": [self._render(t, request) for t in page]}
+        for t in page:
+            self.served[t["id"]] = self.served.get(t["id"], 0) + 1
         meta: dict[str, Any] = {"result_count": len(page), "newest_id": page[0]["id"], "oldest_id": page[-1]["id"]}
         if start + max_results < len(tweets):
             meta["next_token"] = base64.urlsafe_b64encode(str(start + max_results).encode()).decode()
@@ -759,6 +794,136 @@ class XEmulator:
         self.sent_dms.append({**event, "to": other})
         return 201, {"data": {"dm_conversation_id": conv, "dm_event_id": event["id"]}}
 
+    # --- filtered stream ---------------------------------------------------------------
+
+    def drop_stream(self) -> None:
+        """Close the stream connection as X does for operational reasons; what is posted until
+        the client reconnects is not delivered on the stream (no backfill on pay-per-use)."""
+        if self._stream_queue is not None:
+            self._stream_queue.put_nowait(None)
+
+    def stream_raw(self, line: bytes) -> None:
+        """Write ``line`` on the open stream as is (a broken or hostile message)."""
+        if self._stream_queue is not None:
+            self._stream_queue.put_nowait({"_raw": line})
+
+    @property
+    def stream_connected(self) -> bool:
+        return self._stream_queue is not None
+
+    def _get_rules(self, _request: web.Request, _args: Any, _body: Any, _auth: str) -> tuple[int, dict[str, Any]]:
+        rules = list(self.stream_rules.values())
+        meta = {"sent": _iso(self.clock()), "result_count": len(rules)}
+        return 200, ({"data": rules, "meta": meta} if rules else {"meta": meta})
+
+    def _change_rules(self, _request: web.Request, _args: Any, body: dict[str, Any], _auth: str) -> tuple[int, dict[str, Any]]:
+        """``{"add": [{"value", "tag"}]}`` or ``{"delete": {"ids": [...]}}``, as
+        POST /2/tweets/search/stream/rules takes them."""
+        if "delete" in body:
+            ids = [str(i) for i in (body.get("delete") or {}).get("ids") or []]
+            gone = [i for i in ids if self.stream_rules.pop(i, None) is not None]
+            summary = {"deleted": len(gone), "not_deleted": len(ids) - len(gone)}
+            return 200, {"meta": {"sent": _iso(self.clock()), "summary": summary}}
+        add = body.get("add")
+        if not isinstance(add, list) or not add:
+            raise Problem(
+                400, "Invalid Request", "One or more parameters to your request was invalid.", PROBLEMS + "invalid-request"
+            )
+        for rule in add:
+            value = str((rule or {}).get("value") or "")
+            if not value or len(value) > STREAM_RULE_LENGTH:
+                raise Problem(
+                    400,
+                    "Invalid Request",
+                    f"Rule value must be 1 to {STREAM_RULE_LENGTH} characters.",
+                    PROBLEMS + "invalid-request",
+                )
+        if len(self.stream_rules) + len(add) > STREAM_RULES:
+            raise Problem(
+                403,
+                "RulesCapExceeded",
+                f"Rule cap of {STREAM_RULES} reached.",
+                PROBLEMS + "rule-cap",
+            )
+        made, errors = [], []
+        held = {r["value"] for r in self.stream_rules.values()}
+        for rule in add:
+            value = str(rule["value"])
+            if value in self.refused_rules:  # e.g. an operator the plan's stream does not take
+                errors.append({"value": value, "title": self.refused_rules[value], "type": PROBLEMS + "invalid-rules"})
+                continue
+            if value in held:  # X refuses a rule whose value it already holds, with a 200
+                errors.append(
+                    {
+                        "value": value,
+                        "id": next(i for i, r in self.stream_rules.items() if r["value"] == value),
+                        "title": "DuplicateRule",
+                        "type": PROBLEMS + "duplicate-rules",
+                    }
+                )
+                continue
+            rid = self._id()
+            made.append({"id": rid, "value": value, "tag": str(rule.get("tag") or "")})
+            self.stream_rules[rid] = made[-1]
+            held.add(value)
+        summary = {"created": len(made), "not_created": len(errors), "valid": len(made), "invalid": len(errors)}
+        out: dict[str, Any] = {"meta": {"sent": _iso(self.clock()), "summary": summary}}
+        if made:
+            out["data"] = made
+        if errors:
+            out["errors"] = errors
+        return (201 if made else 200), out
+
+    async def _stream(self, request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+        """One connection at a time; each new post that matches a rule is written as one JSON
+        line with ``matching_rules``, a blank line every ``heartbeat`` seconds otherwise."""
+        if self._stream_queue is not None:
+            body = {
+                "title": "ConnectionException",
+                "detail": "This stream is currently at the maximum allowed connection limit.",
+                "connection_issue": "TooManyConnections",
+                "type": PROBLEMS + "streaming-connection",
+            }
+            return web.json_response(body, status=429, headers=headers)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._stream_queue = queue
+        self.stream_connections += 1
+        response = web.StreamResponse(status=200, headers={**headers, "Content-Type": "application/json"})
+        try:
+            await response.prepare(request)
+            while True:
+                try:
+                    tweet = await asyncio.wait_for(queue.get(), self.heartbeat)
+                except TimeoutError:
+                    await response.write(b"\r\n")
+                    continue
+                if tweet is None:
+                    break
+                if "_raw" in tweet:
+                    await response.write(tweet["_raw"] + b"\r\n")
+                    continue
+                matched = [
+                    {"id": r["id"], "tag": r["tag"]}
+                    for r in list(self.stream_rules.values())
+                    if _query_matcher(r["value"], self.users)(tweet)
+                ]
+                if not matched:
+                    continue
+                payload: dict[str, Any] = {"data": self._render(tweet, request)}
+                includes = self._includes([tweet], request)
+                if includes:
+                    payload["includes"] = includes
+                self._bill(STREAM, "", payload, request)
+                payload["matching_rules"] = matched
+                self.stream_delivered.append(tweet["id"])
+                await response.write(json.dumps(payload).encode() + b"\r\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            if self._stream_queue is queue:
+                self._stream_queue = None
+        return response
+
 
 def _with_headers(problem: Problem, headers: dict[str, str]) -> Problem:
     problem.headers = headers  # type: ignore[attr-defined]
@@ -799,21 +964,51 @@ def _int_param(q: Any, name: str, default: int, lo: int, hi: int) -> int:
 
 
 def _query_matcher(query: str, users: dict[str, dict[str, Any]]) -> Callable[[dict[str, Any]], bool]:
-    """Terms ANDed: words and "phrases" (case-insensitive), ``from:user``, ``-term``; the
-    ``is:``, ``has:`` and ``lang:`` operators are accepted and not modelled."""
-    tokens = re.findall(r'-?"[^"]*"|\S+', query)
+    """Terms ANDed: words and "phrases" (case-insensitive), ``from:user``, ``-term``, a
+    parenthesised group of terms joined by ``OR`` (any of them), ``is:reply`` and
+    ``is:retweet``; the other ``is:``, ``has:`` and ``lang:`` operators are accepted and not
+    modelled."""
+    tokens = re.findall(r'-?\([^)]*\)|-?"[^"]*"|\S+', query)
+
+    def term(t: dict[str, Any], token: str) -> bool | None:
+        token = token.lower()
+        kinds = {r["type"] for r in t.get("referenced_tweets", [])}
+        if token == "is:reply":
+            return "replied_to" in kinds
+        if token in ("is:retweet", "is:repost"):
+            return "retweeted" in kinds
+        if token.startswith(("is:", "has:", "lang:")):
+            return None
+        if token.startswith("from:"):
+            return users[t["author_id"]]["username"].lower() == token[5:]
+        return token.strip('"') in t["text"].lower()
 
     def match(t: dict[str, Any]) -> bool:
-        text = t["text"].lower()
         for token in tokens:
             neg = token.startswith("-")
-            token = token.removeprefix("-").lower()
-            if token.startswith(("is:", "has:", "lang:")):
-                continue
-            if token.startswith("from:"):
-                hit = users[t["author_id"]]["username"].lower() == token[5:]
+            token = token.removeprefix("-")
+            if token.startswith("("):
+                # Alternatives joined by OR, each a run of ANDed terms.
+                inner = re.findall(r'"[^"]*"|\S+', token[1:-1])
+                alternatives, run = [], []
+                for o in inner:
+                    if o == "OR":
+                        alternatives.append(run)
+                        run = []
+                    else:
+                        run.append(o)
+                alternatives.append(run)
+                hit: bool | None = any(
+                    all(
+                        term(t, o.removeprefix("-")) != o.startswith("-") for o in alt if term(t, o.removeprefix("-")) is not None
+                    )
+                    for alt in alternatives
+                    if alt
+                )
             else:
-                hit = token.strip('"') in text
+                hit = term(t, token)
+            if hit is None:
+                continue
             if hit == neg:
                 return False
         return True

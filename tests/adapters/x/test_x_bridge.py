@@ -4,102 +4,24 @@ emulator's usage meter)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.telegram import TelegramAdapter
-from adapters.x import XAdapter
-from adapters.x.cost import DEFAULT_PRICES_USD, _month
+from adapters.x.cost import _month
 from adapters.x.http import REPLY_RULE
-from bridge.app import Bridge
-from bridge.config import config_from_dict
 from bridge.storage.db import close_database
-from tests.emulators.telegram import TelegramEmulator
-from tests.emulators.x import XEmulator
+from tests.adapters.x.x_world import World, clocked
 from tests.tcp_proxy import free_port
-
-CLASSES = {"x": XAdapter, "telegram": TelegramAdapter}
-
-
-class World:
-    def __init__(self, tg: TelegramEmulator, xe: XEmulator, db: str) -> None:
-        self.tg, self.xe, self.db = tg, xe, db
-        self.boss = tg.add_user("Boss", "boss")
-        self.group = tg.add_group("Sales", admins=[self.boss])
-        self.bridge: Bridge | None = None
-        self.http: dict[str, str] | None = None  # [http], when a test scrapes /metrics
-
-    def config(self, **x: Any) -> Any:
-        xe = self.xe
-        section = {
-            "api_url": xe.url,
-            "bearer_token": xe.bearer_token,
-            "consumer_key": xe.consumer_key,
-            "consumer_secret": xe.consumer_secret,
-            "access_token": xe.access_token,
-            "access_token_secret": xe.access_token_secret,
-            "monthly_budget_usd": 25,
-            "poll_interval": 1,
-            "quiet_poll_interval": 1,
-            **x,
-        }
-        data = {
-            "database": {"url": self.db},
-            "bridge": {"admins": [], "senders": [f"telegram:{self.boss['id']}"]},
-            "x": section,
-            "telegram": {"token": self.tg.token, "api_url": self.tg.url, "poll_timeout": 1},
-        }
-        if self.http is not None:
-            data["http"] = self.http
-        return config_from_dict(data, adapter_classes=CLASSES)
-
-    async def start(self, **x: Any) -> Bridge:
-        self.bridge = Bridge(self.config(**x), adapter_classes=CLASSES)
-        await self.bridge.start()
-        return self.bridge
-
-    async def stop(self) -> None:
-        if self.bridge is not None:
-            await self.bridge.stop()  # closes the database
-            self.bridge = None
-
-    def say(self, text: str, reply_to: int | None = None) -> None:
-        self.tg.send_text(self.group.id, self.boss, text, reply_to=reply_to)
-
-    def texts(self) -> list[str]:
-        return [m.text for m in self.tg.messages(self.group.id)]
-
-    async def wait(self, n: int, timeout: float = 15.0) -> list[Any]:
-        return await self.tg.wait_messages(self.group.id, n, timeout=timeout)
-
-    def calls(self, method: str, route: str) -> list[tuple[str, str, str, int]]:
-        return [r for r in self.xe.requests if r[0] == method and r[1] == route]
-
-    async def followed(self) -> None:
-        """Wait for the first read of a followed timeline: the follow starts from then."""
-        await self.tg.wait_until(lambda: bool(self.calls("GET", "/2/users/:id/tweets")))
-
-    def billed_usd(self) -> float:
-        return sum(DEFAULT_PRICES_USD[k] * n for k, n in self.xe.usage().items())
-
-
-@pytest.fixture
-async def world(tmp_path: Any) -> AsyncIterator[World]:
-    async with TelegramEmulator(token="123456:X-e2e-token") as tg:
-        xe = XEmulator()
-        await xe.start()
-        w = World(tg, xe, f"sqlite://{tmp_path}/bridge.sqlite3")
-        try:
-            yield w
-        finally:
-            await w.stop()
-            await xe.stop()
 
 
 async def test_follow_relay_reply_rules_like_refused_and_dm(world: World) -> None:
@@ -229,6 +151,8 @@ async def test_budget_reached_mid_month_stops_reads_and_tells_the_room_once(worl
     # The room is told once, with the figure and the fix.
     notices = [t for t in w.texts() if "budget reached" in t]
     assert len(notices) == 1 and "$1.00" in notices[0] and "monthly_budget_usd" in notices[0], notices
+    # It says what stops and what still goes (the actions below), not that nothing does.
+    assert "Nothing is relayed from or to" not in notices[0] and "still go" in notices[0], notices
     # A chat action that fits what is left is done; the next one, which would cross the cap
     # (a post with a link: $0.20), is refused with the figure and not sent.
     w.say("/post our webinar: https://example.com/webinar")
@@ -350,3 +274,121 @@ async def test_a_post_made_while_the_first_read_waits_out_a_rate_limit_is_relaye
     except AssertionError:
         raise AssertionError(f"relayed: {w.texts()}; requests: {xe.requests}") from None
     assert not any("from last week" in t for t in w.texts()), w.texts()  # a new follow starts from now
+
+
+async def test_room_filters_leave_replies_and_reposts_out_before_x_bills_them(world: World) -> None:
+    w, xe = world, world.xe
+    alice = xe.add_user("alice")
+    bob = xe.add_user("bob")
+    await w.start()
+    w.say("/follow x:alice")
+    [followed] = await w.wait(1)
+    sub = followed.text.split("(#")[1].split(")")[0]
+    w.say(f"/filter {sub} replies:off reposts:off")
+    await w.wait(2)
+
+    def asked(exclude: str) -> bool:
+        return any(r == "/2/users/:id/tweets" and q.get("exclude") == exclude for _, r, q in xe.queries)
+
+    await w.tg.wait_until(lambda: asked("replies,retweets"), timeout=20)
+    reads = xe.timeline_reads[alice["id"]]
+    await w.tg.wait_until(lambda: xe.timeline_reads[alice["id"]] > reads)  # a whole walk with the filter
+    parent = xe.post(bob, "what do you all think?")
+    reply = xe.post(alice, "I think yes", reply_to=parent["id"])
+    repost = xe.post(alice, "", repost_of=parent["id"])
+    original = xe.post(alice, "our own news")
+    await w.tg.wait_until(lambda: any("our own news" in t for t in w.texts()), timeout=20)
+    charged = xe.meter[next(iter(xe.meter))].reads.get("post_read", set())
+    # X returned (and bills) only the post a room wants: not the reply, the repost, or their parent.
+    assert original["id"] in charged
+    assert not charged & {reply["id"], repost["id"], parent["id"]}, charged
+    assert not any("I think yes" in t for t in w.texts())
+
+    # Another room that wants everything from alice: the timeline is asked for in full again.
+    support = w.tg.add_group("Support", admins=[w.boss])
+    w.tg.send_text(support.id, w.boss, "/follow x:alice")
+    await w.tg.wait_messages(support.id, 1)
+    await w.tg.wait_until(
+        lambda: any(r == "/2/users/:id/tweets" and "exclude" not in q for _, r, q in xe.queries[-3:]), timeout=20
+    )
+
+
+async def test_the_cap_reached_mid_walk_reads_nothing_twice_when_reads_resume(world: World) -> None:
+    w, xe = world, world.xe
+    alice = xe.add_user("alice")
+    shift = [0.0]
+    w.classes["x"] = clocked(shift)
+    await w.start(monthly_budget_usd=1)
+    await w.stop()
+    from bridge.storage.db import open_database
+    from bridge.storage.store import Store
+
+    await open_database(w.db)
+    store = Store()
+    now = time.time()
+    # $0.705 spent of $1.00: a page of 5 posts is reserved at its worst case ($0.275) and costs
+    # $0.025, so the first page of a burst fits and the second does not.
+    await store.save_state("x", "cost", json.dumps({"month": _month(now), "day": "", "spent": 705_000, "seen": [], "today": {}}))
+    await store.save_state("x", "rates", json.dumps({alice["id"]: [now - 30 * 86400, 1]}))
+    await close_database()
+    await w.start(monthly_budget_usd=1)
+    w.say("/follow x:alice")
+    await w.wait(1)
+    await w.followed()
+    burst = [xe.post(alice, f"walk-{n}") for n in range(12)]
+    await w.tg.wait_until(lambda: any("budget reached" in t for t in w.texts()), timeout=20)
+    assert sum(xe.served.get(t["id"], 0) for t in burst) == 5, "one page read before the cap"
+    # The month rolls over: reads resume, and the walk goes on below the page it had read.
+    start = datetime.fromtimestamp(now, UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    shift[0] = (start.replace(month=start.month % 12 + 1, year=start.year + (start.month == 12)).timestamp() + 3600) - now
+    await w.tg.wait_until(lambda: sum("walk-" in t for t in w.texts()) >= 12, timeout=30)
+    seen = sorted(int(t.split("walk-")[1].split()[0]) for t in w.texts() if "walk-" in t)
+    assert seen == list(range(12)), seen
+    assert {t["id"]: xe.served.get(t["id"]) for t in burst} == {t["id"]: 1 for t in burst}, "no post read twice"
+
+
+async def test_bridge_check_shows_the_plans_cost_per_day_for_the_subscriptions(world: World, tmp_path: Path) -> None:
+    w, xe = world, world.xe
+    xe.add_user("alice")
+    xe.add_user("bob")
+    await w.start()
+    w.say("/follow x:alice")
+    w.say("/follow x:bob")
+    await w.wait(2)
+    await w.stop()
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text(
+        f"""
+[database]
+url = "{w.db}"
+
+[telegram]
+token = "{w.tg.token}"
+api_url = "{w.tg.url}"
+
+[x]
+api_url = "{xe.url}"
+bearer_token = "{xe.bearer_token}"
+consumer_key = "{xe.consumer_key}"
+consumer_secret = "{xe.consumer_secret}"
+access_token = "{xe.access_token}"
+access_token_secret = "{xe.access_token_secret}"
+monthly_budget_usd = 25
+"""
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "check", "-c", str(cfg), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    line = next((x for x in out.decode().splitlines() if x.startswith("x:")), "")
+    assert proc.returncode == 0, (out.decode(), err.decode())
+    # Two accounts at the default rate (5 posts a day, $0.005 a post read): $0.05 a day.
+    assert "X polling plan: 2 accounts, $0.050/day expected" in line, line
+    # With the filtered stream it says what the stream carries and what stays polled.
+    cfg.write_text(cfg.read_text() + 'intake = "stream"\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "check", "-c", str(cfg), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    line = next((x for x in out.decode().splitlines() if x.startswith("x:")), "")
+    assert "filtered stream: 2 feeds in 1 rule, 0 polled" in line, (out.decode(), err.decode())

@@ -119,7 +119,7 @@ async def test_the_cap_refuses_with_the_figures_and_nothing_in_flight_is_forgott
     assert (e.spent, e.cap, e.needed) == (900_000, 1_000_000, 60_000)
     assert str(e) == (
         "X monthly budget reached: $0.90 of $1.00 spent in 2026-12 ($0.050 more in flight); POST /2/tweets could cost up to "
-        "$0.060. Nothing more is read or written on X until 2027-01-01 (UTC) unless [x] monthly_budget_usd is raised."
+        "$0.060. Nothing that could cross the cap is read or written on X until 2027-01-01 (UTC) unless [x] monthly_budget_usd is raised."
     )
     ledger.release(held)  # that read failed: X billed nothing
     ledger.reserve(60_000, "POST /2/tweets")

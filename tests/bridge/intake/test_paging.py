@@ -12,6 +12,13 @@ from bridge.intake.schedule import RequestBudget, Schedule
 from bridge.model import Gap, Source, SourceKind
 
 T0 = datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
+
+
+def clock() -> datetime:
+    """The pagers' "now": an hour before the feed's first post, whatever the real time is."""
+    return T0 - timedelta(hours=1)
+
+
 SOURCE = Source("fakenet", SourceKind.FOLLOW, "id:alice")
 
 
@@ -79,7 +86,7 @@ async def turn(pager: Pager[str], core: Core) -> Turn:
 async def test_a_new_feed_starts_from_now() -> None:
     feed, core = Feed(), Core()
     feed.post(25)
-    pager = Pager(feed.fetch)
+    pager = Pager(feed.fetch, clock=clock)
     await turn(pager, core)
     assert core.handed == [] and Position.load(core.cursor).mark == feed.at(24)
 
@@ -90,7 +97,7 @@ async def test_a_feed_wanted_before_its_first_page_hands_over_all_that_came_sinc
     # further than one page to reach them.
     feed, core = Feed(size=5), Core()
     feed.post(10)
-    pager = Pager(feed.fetch, start=feed.at(9) + NOW_SLACK + timedelta(milliseconds=500))
+    pager = Pager(feed.fetch, clock=clock, start=feed.at(9) + NOW_SLACK + timedelta(milliseconds=500))
     feed.post(12)
     result = await turn(pager, core)
     assert numbers(core.handed) == list(range(10, 22)) and result.gaps == ()
@@ -99,7 +106,7 @@ async def test_a_feed_wanted_before_its_first_page_hands_over_all_that_came_sinc
 
 async def test_700_posts_after_an_outage_arrive_once_oldest_first() -> None:
     feed, core = Feed(size=100), Core()
-    pager = Pager(feed.fetch, pages_per_turn=10, max_pages=50)
+    pager = Pager(feed.fetch, clock=clock, pages_per_turn=10, max_pages=50)
     feed.post(3)
     await turn(pager, core)
     feed.post(700)
@@ -113,7 +120,7 @@ async def test_700_posts_after_an_outage_arrive_once_oldest_first() -> None:
 
 async def test_a_walk_longer_than_a_turn_continues_where_it_stopped() -> None:
     feed, core = Feed(size=10), Core()
-    pager = Pager(feed.fetch, pages_per_turn=2, max_pages=50)
+    pager = Pager(feed.fetch, clock=clock, pages_per_turn=2, max_pages=50)
     await turn(pager, core)
     feed.post(55)
     first = await turn(pager, core)
@@ -126,12 +133,39 @@ async def test_a_walk_longer_than_a_turn_continues_where_it_stopped() -> None:
     assert feed.fetches.count("20") == 1, "each page fetched once"
 
 
+async def test_a_fetch_that_fails_mid_walk_keeps_the_pages_already_fetched() -> None:
+    feed, core = Feed(size=10), Core()
+    pager = Pager(feed.fetch, clock=clock, pages_per_turn=5, max_pages=50)
+    await turn(pager, core)
+    feed.post(45)
+    real = feed.fetch
+    calls = 0
+
+    async def refused_at_the_third(cursor: str | None) -> Page[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("spending cap reached")  # as an API path refuses before sending
+        return await real(cursor)
+
+    pager._fetch = refused_at_the_third
+    with pytest.raises(RuntimeError):
+        await turn(pager, core)
+    walk = Position.load(core.cursor).walk
+    assert walk is not None and walk.next == "20" and walk.pages == 2, "the two pages fetched are kept"
+    pager._fetch = real
+    while (await turn(pager, core)).behind:
+        pass
+    assert numbers(core.handed) == list(range(45)) and not core.gaps
+    assert feed.fetches.count(None) == 2 and feed.fetches.count("10") == 1, "no page fetched twice"
+
+
 async def test_a_restart_in_the_middle_of_a_walk_loses_nothing() -> None:
     feed, core = Feed(size=10), Core()
-    await turn(Pager(feed.fetch, pages_per_turn=2), core)
+    await turn(Pager(feed.fetch, clock=clock, pages_per_turn=2), core)
     feed.post(55)
-    await turn(Pager(feed.fetch, pages_per_turn=2), core)  # finds p54..p35, then the process dies
-    pager = Pager(feed.fetch, pages_per_turn=2)  # a new process, with the committed cursor
+    await turn(Pager(feed.fetch, clock=clock, pages_per_turn=2), core)  # finds p54..p35, then the process dies
+    pager = Pager(feed.fetch, clock=clock, pages_per_turn=2)  # a new process, with the committed cursor
     turns = 0
     while (await turn(pager, core)).behind:
         turns += 1
@@ -145,7 +179,7 @@ async def test_a_restart_in_the_middle_of_a_walk_loses_nothing() -> None:
 
 async def test_a_walk_that_cannot_reach_the_watermark_tells_the_gap_per_source() -> None:
     feed, core = Feed(size=100), Core()
-    pager = Pager(feed.fetch, pages_per_turn=10, max_pages=2, where=lambda s: f"https://fake.example/{s.value}")
+    pager = Pager(feed.fetch, clock=clock, pages_per_turn=10, max_pages=2, where=lambda s: f"https://fake.example/{s.value}")
     core.cursor = Position(T0 - timedelta(seconds=1)).dump()
     feed.post(700)
     t = await turn(pager, core)
@@ -170,7 +204,7 @@ async def test_the_end_of_what_the_network_pages_is_a_gap_only_when_older_posts_
     feed, core = Feed(size=100, depth=depth), Core()
     core.cursor = Position(T0 - timedelta(hours=1)).dump()  # a watermark from before the feed began
     feed.post(350 if depth else 250)
-    t = await Pager(feed.fetch, pages_per_turn=10).turn(core.cursor, {SOURCE}, core.commit)
+    t = await Pager(feed.fetch, clock=clock, pages_per_turn=10).turn(core.cursor, {SOURCE}, core.commit)
     assert bool(t.gaps) is gap
     assert len(core.handed) == (300 if depth else 250)
 
@@ -179,7 +213,7 @@ async def test_the_request_budget_pauses_a_walk_and_it_resumes_when_the_window_m
     now = [0.0]
     budget = RequestBudget(3, 60, clock=lambda: now[0])
     feed, core = Feed(size=10), Core()
-    pager = Pager(feed.fetch, budget=budget, pages_per_turn=10)
+    pager = Pager(feed.fetch, clock=clock, budget=budget, pages_per_turn=10)
     await turn(pager, core)
     feed.post(60)
     t = await turn(pager, core)
