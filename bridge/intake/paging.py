@@ -25,6 +25,12 @@ the rate at which the walk found them; the core tells each room of the source on
 
 A network adapter supplies only ``fetch(cursor) -> Page``: one page older than ``cursor``
 (``None``: the newest page), and how far back it reaches.
+
+Some feeds take in entries below the watermark after it moved: on Mastodon, a status federated
+late from another server is sorted by its remote creation time. ``overlap`` makes every walk
+read that much below the watermark again and hand those entries over again; the core's ledger
+delivers each once, so a late entry within ``overlap`` arrives and none arrives twice. An entry
+that comes in later than that is still missed.
 """
 
 from __future__ import annotations
@@ -202,9 +208,13 @@ class Pager(Generic[T]):
         max_pages: int = 50,
         where: Callable[[Source], str] = lambda _source: "",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        overlap: timedelta = timedelta(0),
     ) -> None:
         if pages_per_turn < 1 or max_pages < 1:
             raise ValueError("a pager needs at least one page per turn and per walk")
+        if overlap < timedelta(0):
+            raise ValueError("a pager's overlap cannot be negative")
+        self.overlap = overlap
         self._fetch = fetch
         self.budget = budget
         self.pages_per_turn = pages_per_turn
@@ -230,6 +240,7 @@ class Pager(Generic[T]):
         if pos.mark is None:
             return await self._start(commit)
         mark = pos.mark
+        low = mark - self.overlap  # entries above are handed over (again, within the overlap)
         walk = pos.walk
         held: list[Entry[T]] = []
         lost_above: datetime | None = None
@@ -258,12 +269,13 @@ class Pager(Generic[T]):
             pages += 1
             for e in page.entries:
                 top = e.at if top is None or e.at > top else top
-                if e.at > mark:
+                if e.at > low:
                     fresh.append(e)
+                if e.at > mark:
                     seen[e.source.key if e.source else ""] += 1
             if page.oldest is not None:
                 bottom = page.oldest if bottom is None or page.oldest < bottom else bottom
-                if page.oldest < mark:
+                if page.oldest < low:
                     ended = True
                     break
             if page.next is None:
@@ -279,7 +291,9 @@ class Pager(Generic[T]):
             await commit([], Position(mark, step).dump(), ())
             self._memory = (step, held + fresh, lost_above)
             return Turn(requests=requests, behind=True)
-        gaps = self._gaps(mark, bottom, top, seen, sources) if short else ()
+        # A walk that reached the watermark but not the whole overlap below it missed nothing.
+        missed = short and (bottom is None or bottom >= mark)
+        gaps = self._gaps(mark, bottom, top, seen, sources) if missed else ()
         if lost_above is not None:
             # What the walk found above that point before the restart is gone: the next walk
             # fetches it again, down to just under that point.

@@ -195,3 +195,57 @@ def test_a_cursor_kept_as_a_bare_time_is_a_watermark() -> None:
     assert Position.load("2026-12-02T14:00:00.000Z").mark == T0
     assert Position.load("not a cursor").mark is None
     assert Position.load(Position(T0).dump()) == Position(T0)
+
+
+class LateFeed:
+    """A feed sorted by each entry's own time, where an entry can arrive with a time already
+    passed (a Mastodon status federated late keeps its remote creation time)."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[datetime, str]] = []
+
+    def add(self, seconds: float, name: str) -> None:
+        self.entries.append((T0 + timedelta(seconds=seconds), name))
+
+    async def fetch(self, cursor: str | None) -> Page[str]:
+        newest_first = sorted(self.entries, reverse=True)
+        start = int(cursor) if cursor else 0
+        chunk = newest_first[start : start + 3]
+        end = start + len(chunk)
+        return Page(
+            [Entry(at, name, SOURCE) for at, name in chunk],
+            str(end) if end < len(newest_first) else None,
+            chunk[-1][0] if chunk else None,
+        )
+
+
+@pytest.mark.parametrize(("overlap", "arrives"), [(0, []), (60, ["late"])])
+async def test_an_entry_that_arrives_below_the_watermark_is_read_within_the_overlap(overlap: int, arrives: list[str]) -> None:
+    feed, core = LateFeed(), Core()
+    pager = Pager(feed.fetch, pages_per_turn=10, overlap=timedelta(seconds=overlap), clock=lambda: T0)
+    await turn(pager, core)  # starts from now
+    for i in range(6):
+        feed.add(100 + i, f"p{i}")
+    await turn(pager, core)
+    assert core.handed == [f"p{i}" for i in range(6)]
+    feed.add(101.5, "late")  # 4 s below the watermark
+    feed.add(100 - 3600, "too late")  # an hour below: beyond any overlap
+    feed.add(200, "new")
+    core.batches.clear()
+    await turn(pager, core)
+    # Within the overlap, what was handed before is handed again: the core's ledger delivers it once.
+    assert set(core.handed) - {f"p{i}" for i in range(6)} == {*arrives, "new"}
+    assert not core.gaps
+
+
+async def test_an_overlap_deeper_than_the_walk_may_go_is_no_gap() -> None:
+    feed, core = LateFeed(), Core()
+    pager = Pager(feed.fetch, pages_per_turn=10, max_pages=2, overlap=timedelta(hours=1), clock=lambda: T0)
+    await turn(pager, core)
+    for i in range(20):
+        feed.add(100 + i, f"p{i}")
+    await turn(pager, core)  # 20 entries, 6 fetched: a real gap
+    assert len(core.gaps) == 1
+    feed.add(300, "new")
+    await turn(pager, core)  # reaches the watermark but not the hour below it
+    assert len(core.gaps) == 1 and core.handed[-1] == "new"
