@@ -125,14 +125,18 @@ class Walk:
 @dataclass(frozen=True, slots=True)
 class Position:
     """A feed's committed cursor: ``mark``, the watermark (every entry that reached the feed at
-    or before it was handed over; None: the feed starts from now at its next turn), and the
-    walk under way, if any."""
+    or before it was handed over; None: the feed starts from now at its next turn), the walk
+    under way, if any, and ``floor``, where the feed started from now (an overlap never reads
+    below it: what was there came before the feed was wanted)."""
 
     mark: datetime | None
     walk: Walk | None = None
+    floor: datetime | None = None
 
     def dump(self) -> str:
         data: dict[str, Any] = {"mark": iso(self.mark) if self.mark else None}
+        if self.floor is not None:
+            data["floor"] = iso(self.floor)
         if self.walk is not None:
             w = self.walk
             data["walk"] = {
@@ -171,7 +175,7 @@ class Position:
                 pages=int(w["pages"]) if isinstance(w.get("pages"), int) else 0,
                 seen={str(k): int(v) for k, v in seen.items() if isinstance(v, int)},
             )
-        return cls(mark, walk)
+        return cls(mark, walk, parse_time(data.get("floor")) if mark is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +245,8 @@ class Pager(Generic[T]):
             return await self._start(commit)
         mark = pos.mark
         low = mark - self.overlap  # entries above are handed over (again, within the overlap)
+        floor = pos.floor if pos.floor is not None and pos.floor > low else None
+        low = max(low, floor) if floor is not None else low
         walk = pos.walk
         held: list[Entry[T]] = []
         lost_above: datetime | None = None
@@ -288,7 +294,7 @@ class Pager(Generic[T]):
             if cursor is None:  # not one page this turn: nothing changed
                 return Turn(requests=requests, behind=True)
             step = Walk(top, cursor, bottom, pages, dict(seen))
-            await commit([], Position(mark, step).dump(), ())
+            await commit([], Position(mark, step, floor).dump(), ())
             self._memory = (step, held + fresh, lost_above)
             return Turn(requests=requests, behind=True)
         # A walk that reached the watermark but not the whole overlap below it missed nothing.
@@ -302,7 +308,7 @@ class Pager(Generic[T]):
             new_mark = max(mark, top) if top is not None else mark
         entries = sorted(held + fresh, key=lambda e: e.at)
         values = [e.value for e in entries if e.value is not None]
-        await commit(values, Position(new_mark).dump(), gaps)
+        await commit(values, Position(new_mark, floor=floor).dump(), gaps)
         self._memory = None
         return Turn(handed=len(values), requests=requests, behind=lost_above is not None, gaps=gaps)
 
@@ -314,7 +320,7 @@ class Pager(Generic[T]):
         self._spend(page.requests - 1)
         times = [e.at for e in page.entries]
         mark = max(times) if times else self._clock() - NOW_SLACK
-        await commit([], Position(mark).dump(), ())
+        await commit([], Position(mark, floor=mark if self.overlap else None).dump(), ())
         self._memory = None
         return Turn(requests=max(1, page.requests))
 

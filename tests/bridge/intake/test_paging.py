@@ -249,3 +249,15 @@ async def test_an_overlap_deeper_than_the_walk_may_go_is_no_gap() -> None:
     feed.add(300, "new")
     await turn(pager, core)  # reaches the watermark but not the hour below it
     assert len(core.gaps) == 1 and core.handed[-1] == "new"
+
+
+async def test_the_overlap_never_reads_below_where_the_feed_started() -> None:
+    feed, core = LateFeed(), Core()
+    feed.add(100, "before")
+    pager = Pager(feed.fetch, overlap=timedelta(hours=1), clock=lambda: T0)
+    await turn(pager, core)  # starts from now: "before" only says where now is
+    assert Position.load(core.cursor).floor == T0 + timedelta(seconds=100)
+    feed.add(101, "after")
+    await turn(pager, core)
+    await turn(pager, core)
+    assert core.handed == ["after", "after"]  # handed again within the overlap; "before" never
