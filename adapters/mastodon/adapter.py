@@ -6,8 +6,8 @@ Tasks while running:
 * the poll loop: every ``poll_interval`` seconds (at once when subscriptions change, and for
   one feed at once when the stream says it has news) it gives each due feed a turn through the
   core's pager, within a request budget below the server's 300 requests per 5 minutes;
-* with ``streaming = true``, the stream reader: one websocket (``user`` with ``hashtag``
-  subscriptions per watched tag). A frame is never handed to the core itself: it only makes
+* with ``streaming = true``, the stream reader: one websocket (``user``, with ``direct`` while
+  the inbox is on and ``hashtag`` subscriptions per watched tag). A frame is never handed to the core itself: it only makes
   its feed due, and the REST turn hands the post over with its cursor. So a dropped stream
   loses nothing, a post arrives once, and after every (re)connect every feed is polled
   (the catch-up).
@@ -109,6 +109,15 @@ class MastodonAdapter:
         "catch_up": Key(
             int, 10, min=1, help="pages (40 statuses each) read back per feed after an outage; beyond, rooms are told"
         ),
+        "late_window": Key(
+            int,
+            600,
+            min=0,
+            help=(
+                "seconds below each feed's position read again every poll, for statuses other servers deliver late "
+                "(a status arriving later than this after it was written is missed)"
+            ),
+        ),
     }
 
     def __init__(self, settings: Mapping[str, Any], host: Host) -> None:
@@ -139,6 +148,7 @@ class MastodonAdapter:
             lambda: self.login.account_id if self.login else "",
             int(self.settings["catch_up"]),
             self._web_url,
+            float(self.settings["late_window"]),
         )
         self.accounts = AccountFeeds(self.feeds)
         self.lists = ListFollows(self.feeds, host, str(self.settings["list_title"]))
@@ -153,6 +163,7 @@ class MastodonAdapter:
         self.stream_connects = 0
         self.stream_frames = 0
         self._tags: frozenset[str] = frozenset()
+        self._direct = False
         self._stream_resubscribe = asyncio.Event()
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -221,7 +232,7 @@ class MastodonAdapter:
             jobs.append((source.key, lambda source=source: self.inbox.poll(source)))
         keys = [key for key, _ in jobs]
         self.schedule.forget(keys)
-        self.feeds.forget(keys)
+        self.feeds.forget([*keys, *(Inbox.direct_key(s) for s in sources if s.kind is SourceKind.INBOX)])
         return jobs
 
     async def poll_once(self) -> int:
@@ -337,6 +348,7 @@ class MastodonAdapter:
         self.schedule.due_all()
         self._wake.set()
         self._tags = frozenset()
+        self._direct = False
         await self._subscribe(ws)
         while True:
             receive = asyncio.ensure_future(ws.receive())
@@ -365,6 +377,12 @@ class MastodonAdapter:
                 return
 
     async def _subscribe(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        # The direct stream rings for a direct message the user stream stays silent on (one
+        # the notification policy filtered); only while some room has the inbox on.
+        direct = any(s.kind is SourceKind.INBOX for s in self.host.sources())
+        if direct != self._direct:
+            await ws.send_str(json.dumps({"type": "subscribe" if direct else "unsubscribe", "stream": "direct"}))
+            self._direct = direct
         wanted = self._watched_tags()
         for tag in sorted(wanted - self._tags):
             await ws.send_str(json.dumps({"type": "subscribe", "stream": "hashtag", "tag": tag}))
@@ -380,6 +398,8 @@ class MastodonAdapter:
         sources = self.host.sources()
         keys: set[str] = set()
         if frame.event == "notification" and isinstance(frame.payload, Mapping) and frame.payload.get("type") == "mention":
+            keys |= {s.key for s in sources if s.kind is SourceKind.INBOX}
+        elif frame.event == "conversation":
             keys |= {s.key for s in sources if s.kind is SourceKind.INBOX}
         elif frame.event in ("update", "status.update") and isinstance(frame.payload, Mapping):
             status = frame.payload
@@ -405,7 +425,7 @@ class MastodonAdapter:
             return f"{self.instance}/tags/{quote(tag)}" if tag else f"{self.instance}/search?q={quote(source.value)}"
         if source.kind is SourceKind.INBOX:
             return f"{self.instance}/notifications"
-        return self.instance  # a followed account: its statuses are on its profile, reached from the relays
+        return self.instance  # a followed account whose profile address is unknown (Feeds.web_url knows it)
 
     def owns_handle(self, handle: str) -> bool:
         text = handle.strip()

@@ -85,6 +85,9 @@ class Account:
     known: bool = True  # a remote account the server has not fetched yet is not known
     created_at: str = "2024-01-01T00:00:00.000Z"
     following: set[str] = field(default_factory=set)  # account ids
+    # docs: entities/NotificationPolicy.md — for_private_mentions "filter": a private mention
+    # from an account this one does not follow becomes a filtered notification.
+    filter_private_mentions: bool = False
 
     def acct(self, local_domain: str) -> str:
         return self.username if self.domain == local_domain else f"{self.username}@{self.domain}"
@@ -135,6 +138,7 @@ class Notification:
     recipient: Account
     status: Status | None
     created_at: str
+    filtered: bool = False  # kept out of GET /api/v1/notifications and the stream
 
 
 @dataclass(eq=False)  # identity: entities are compared and hashed as themselves
@@ -183,6 +187,13 @@ class _Snowflakes:
     def __next__(self) -> int:
         self._last = max(self._last + 1, int(time.time() * 1000) << 16)
         return self._last
+
+    def at(self, when: datetime) -> int:
+        """The id of a status written at ``when`` (Mastodon::Snowflake.id_at: a remote status
+        gets its id from its own creation time, so one that arrives late sorts below newer
+        ones); a sequence keeps ids of one millisecond apart."""
+        self._seq = getattr(self, "_seq", 0) + 1
+        return (int(when.timestamp() * 1000) << 16) + (self._seq & 0xFFFF)
 
 
 def _now_iso() -> str:
@@ -337,19 +348,24 @@ class MastodonEmulator:
         media: Iterable[tuple[str, str, str]] = (),
         tags: Iterable[str] = (),
         notify: bool = True,
+        created_at: datetime | None = None,
     ) -> Status:
         """A status by ``account``: ``text`` rendered to HTML as the server would (mentions,
         hashtags and links linked), or ``html_content`` as given (what a remote server sent).
         ``media`` is (type, url, description) per attachment; ``tags`` adds hashtags (those of
         ``text`` are found by themselves, those of ``html_content`` are not). Mentioned local accounts are
-        notified, direct statuses open or extend a conversation, and streams hear of it."""
+        notified, direct statuses open or extend a conversation, and streams hear of it.
+        ``created_at`` in the past: a status from another server that federates only now (its id
+        is made from that time)."""
         mentions = self._mentioned(text)
         status = Status(
-            id=str(next(self._ids)),
+            id=str(self._ids.at(created_at) if created_at else next(self._ids)),
             account=account,
             content=html_content or self._render(text, mentions),
             text=text,
-            created_at=_now_iso(),
+            created_at=(
+                created_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if created_at else _now_iso()
+            ),
             visibility=visibility,
             spoiler_text=spoiler_text,
             sensitive=bool(spoiler_text),
@@ -621,8 +637,17 @@ class MastodonEmulator:
 
     def _notify(self, kind: str, by: Account, recipient: Account, status: Status | None) -> Notification:
         n = Notification(str(next(self._ids)), kind, by, recipient, status, _now_iso())
+        n.filtered = (
+            kind == "mention"
+            and status is not None
+            and status.visibility == "direct"
+            and recipient.filter_private_mentions
+            and by.id not in recipient.following
+            and (status.in_reply_to is None or status.in_reply_to.account is not recipient)
+        )
         self.notifications.append(n)
-        self._publish(("user",), recipient, "notification", self._notification_json(n))
+        if not n.filtered:
+            self._publish(("user",), recipient, "notification", self._notification_json(n))
         return n
 
     def _publish(self, key: tuple[str, ...], owner: Account | None, event: str, payload: Status | dict[str, Any] | str) -> None:
@@ -1039,9 +1064,11 @@ class MastodonEmulator:
         return web.json_response({})
 
     async def _notifications(self, request: web.Request) -> web.Response:
-        # docs: methods/notifications.md#get — read:notifications; types[], exclude_types[].
+        # docs: methods/notifications.md#get — read:notifications; types[], exclude_types[];
+        # filtered notifications only with include_filtered=true.
         me = self._auth(request, "read:notifications")
         assert me is not None
+        include_filtered = request.query.get("include_filtered", "") == "true"
         types = set(request.query.getall("types[]", []))
         excluded = set(request.query.getall("exclude_types[]", []))
         chosen = [
@@ -1050,6 +1077,7 @@ class MastodonEmulator:
             if n.recipient is me
             and (not types or n.type in types)
             and n.type not in excluded
+            and (include_filtered or not n.filtered)
             and (n.status is None or not n.status.deleted)
         ]
         page, headers = self._page(request, [(int(n.id), n) for n in chosen], 40, 80)
