@@ -29,8 +29,12 @@ A network adapter supplies only ``fetch(cursor) -> Page``: one page older than `
 Some feeds take in entries below the watermark after it moved: on Mastodon, a status federated
 late from another server is sorted by its remote creation time. ``overlap`` makes every walk
 read that much below the watermark again and hand those entries over again; the core's ledger
-delivers each once, so a late entry within ``overlap`` arrives and none arrives twice. An entry
-that comes in later than that is still missed.
+delivers each once, so a late entry within ``overlap`` arrives and none arrives twice. The
+re-read costs at most one page more than reaching the watermark does (on a quiet feed, none:
+the page that reaches the watermark reaches far below it), and that page at most once per
+tenth of ``overlap`` (a busy feed polled often does not pay it every turn); on a feed busier
+than a page per ``overlap`` it covers less than ``overlap``. An entry that comes in later is
+still missed.
 """
 
 from __future__ import annotations
@@ -219,6 +223,7 @@ class Pager(Generic[T]):
         if overlap < timedelta(0):
             raise ValueError("a pager's overlap cannot be negative")
         self.overlap = overlap
+        self._overlap_read: datetime | None = None  # when the last page fetched only for the overlap was
         self._fetch = fetch
         self.budget = budget
         self.pages_per_turn = pages_per_turn
@@ -263,6 +268,7 @@ class Pager(Generic[T]):
         fresh: list[Entry[T]] = []
         requests = 0
         ended = short = False
+        overlap_page = False  # the one page fetched only for the overlap
         for _ in range(self.pages_per_turn):
             if pages >= self.max_pages:
                 short = True
@@ -281,9 +287,12 @@ class Pager(Generic[T]):
                     seen[e.source.key if e.source else ""] += 1
             if page.oldest is not None:
                 bottom = page.oldest if bottom is None or page.oldest < bottom else bottom
-                if page.oldest < low:
+                if page.oldest < low or (page.oldest < mark and (overlap_page or not self._overlap_due())):
                     ended = True
                     break
+                overlap_page = page.oldest < mark
+                if overlap_page:
+                    self._overlap_read = self._clock()
             if page.next is None:
                 ended, short = page.complete, not page.complete
                 break
@@ -311,6 +320,10 @@ class Pager(Generic[T]):
         await commit(values, Position(new_mark, floor=floor).dump(), gaps)
         self._memory = None
         return Turn(handed=len(values), requests=requests, behind=lost_above is not None, gaps=gaps)
+
+    def _overlap_due(self) -> bool:
+        last = self._overlap_read
+        return last is None or self._clock() - last >= self.overlap / 10
 
     async def _start(self, commit: Commit[T]) -> Turn:
         """A feed without a watermark starts from now: one page only says where now is."""

@@ -261,3 +261,32 @@ async def test_the_overlap_never_reads_below_where_the_feed_started() -> None:
     await turn(pager, core)
     await turn(pager, core)
     assert core.handed == ["after", "after"]  # handed again within the overlap; "before" never
+
+
+async def test_the_overlap_costs_at_most_one_page_more_than_reaching_the_watermark() -> None:
+    feed, core = LateFeed(), Core()
+    pager = Pager(feed.fetch, pages_per_turn=20, overlap=timedelta(hours=1), clock=lambda: T0)
+    await turn(pager, core)
+    for i in range(30):  # ten pages, all within the hour below the watermark
+        feed.add(100 + i, f"p{i}")
+    await turn(pager, core)
+    feed.add(200, "new")
+    reached = await turn(pager, core)
+    assert reached.requests == 2  # the page that reaches the watermark and one more
+    assert "new" in core.handed
+
+
+async def test_a_busy_feed_pays_the_overlap_page_once_per_tenth_of_the_overlap() -> None:
+    now = [T0]
+    feed, core = LateFeed(), Core()
+    pager = Pager(feed.fetch, pages_per_turn=20, overlap=timedelta(hours=1), clock=lambda: now[0])
+    await turn(pager, core)
+    for i in range(30):
+        feed.add(100 + i, f"p{i}")
+    await turn(pager, core)
+    costs = []
+    for minute in (1, 2, 7):
+        now[0] = T0 + timedelta(minutes=minute)
+        feed.add(200 + minute, f"new{minute}")
+        costs.append((await turn(pager, core)).requests)
+    assert costs == [2, 1, 2]  # the overlap page, then again only once 6 minutes have passed
