@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
@@ -157,6 +158,8 @@ class MastodonAdapter:
         self._tasks: list[asyncio.Task[Any]] = []
         self._wake = asyncio.Event()
         self._urgent: set[str] = set()
+        self._rung: dict[str, float] = {}  # feed key -> when the stream last rang for it
+        self._walking: dict[str, float] = {}  # feed key -> when its unfinished walk's first turn began
         self._poll_lock = asyncio.Lock()
         self._down = False
         self.polls = 0
@@ -242,9 +245,28 @@ class MastodonAdapter:
             self.schedule.due_all()
             return await self._poll()
 
+    def _tracked(self, key: str, job: Callable[[], Awaitable[Turn]]) -> Callable[[], Awaitable[Turn]]:
+        """``job`` that keeps a ring of the stream from being lost in a walk: a walk that takes
+        several turns reads back from the top of the feed as it was at its first turn, so a
+        status the stream rang for meanwhile is above it; the turns that continue the walk use
+        up the ring. When the walk ends, a ring since it began makes the feed due again."""
+
+        async def run() -> Turn:
+            began = time.monotonic()
+            turn = await job()
+            if turn.behind:
+                self._walking.setdefault(key, began)
+            else:
+                since = self._walking.pop(key, None)
+                if since is not None and self._rung.get(key, -1.0) >= since:
+                    self._urgent.add(key)
+            return turn
+
+        return run
+
     async def _poll(self) -> int:
         await self._ensure_login()
-        jobs = self._jobs()
+        jobs = [(key, self._tracked(key, job)) for key, job in self._jobs()]
         urgent, self._urgent = self._urgent, set()
         due = set(self.schedule.due(key for key, _ in jobs)) | urgent
         try:
@@ -306,6 +328,8 @@ class MastodonAdapter:
 
     def _poke(self, keys: set[str]) -> None:
         if keys:
+            now = time.monotonic()
+            self._rung.update(dict.fromkeys(keys, now))
             self._urgent |= keys
             self._wake.set()
 

@@ -24,9 +24,13 @@ fetched twice never delivers a post twice (the core's ledger is idempotent).
 
 Late statuses: Mastodon gives a status federated from another server an id made from its
 remote creation time, so a status that reaches the server late sorts below statuses already
-read. Every status feed is read ``late_window`` seconds below its position again (usually on
-the same first page, so at no extra request) and the core's ledger drops what it already
-delivered; a status that reaches the server later than that after it was written is missed.
+read. Every status feed is read ``late_window`` seconds below its position again, at most one
+page (40 statuses) more than reaching the position takes, and that page at most once a
+minute per feed with the default window (on a followed account's feed the first page usually
+reaches far below, at no extra request), and the core's ledger drops what it already
+delivered. Missed: a status that reaches the server more than ``late_window``
+after it was written, or, on a feed busier than 40 statuses per ``late_window``, one that
+sorts below the extra page.
 The mentions feed needs no overlap: a notification's id is made when it is created here.
 """
 
