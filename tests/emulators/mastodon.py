@@ -44,6 +44,7 @@ import html
 import itertools
 import json
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -256,6 +257,7 @@ class MastodonEmulator:
         self.streams: list[Stream] = []
         self._idempotency: dict[tuple[str, str], tuple[float, str]] = {}
         self._ids = _Snowflakes()
+        self._replies: Counter[str] = Counter()  # status id -> replies (counted once, not per rendering)
         self._small_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -387,6 +389,8 @@ class MastodonEmulator:
             ],
         )
         self.statuses[status.id] = status
+        if in_reply_to is not None:
+            self._replies[in_reply_to.id] += 1
         if notify:
             self._fan_out(status)
         return status
@@ -553,7 +557,7 @@ class MastodonEmulator:
             "emojis": [],
             "reblogs_count": len(s.reblogged_by),
             "favourites_count": len(s.favourited_by),
-            "replies_count": sum(1 for o in self.statuses.values() if o.in_reply_to is s),
+            "replies_count": self._replies[s.id],
             "in_reply_to_id": s.in_reply_to.id if s.in_reply_to else None,
             "in_reply_to_account_id": s.in_reply_to.account.id if s.in_reply_to else None,
             "reblog": self._status_json(s.reblog, viewer) if s.reblog is not None else None,
