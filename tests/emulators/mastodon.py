@@ -212,7 +212,8 @@ def _id_int(value: Any) -> int | None:
 # Mastodon's TextFormatter: URLs, @user(@domain) mentions and #hashtags).
 _URL = regex.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]']")
 _MENTION = regex.compile(r"(?<![\w/])@([a-z0-9_]+(?:[a-z0-9_.-]+[a-z0-9_]+)?)(?:@([\w.-]+\w))?", regex.IGNORECASE)
-_TAG = regex.compile(r"(?<![\w/#])#(\w+)")
+# Mastodon's Tag::HASHTAG_RE: a tag has at least one letter ("#3" in "post #3" is no tag).
+_TAG = regex.compile(r"(?<![\w/#])#(\w*[\p{L}_]\w*)")
 
 
 def url_length(text: str, chars_per_url: int) -> int:
