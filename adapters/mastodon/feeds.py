@@ -436,6 +436,7 @@ class Inbox:
 
     def __init__(self, feeds: Feeds) -> None:
         self.feeds = feeds
+        self.conversations = True  # False once the server said it has no conversations API
 
     @staticmethod
     def direct_key(source: Source) -> str:
@@ -443,7 +444,16 @@ class Inbox:
 
     async def poll(self, source: Source) -> Turn:
         mentions = await self._mentions(source)
-        direct = await self._conversations(source)
+        if not self.conversations:
+            return mentions
+        try:
+            direct = await self._conversations(source)
+        except NotFound:
+            # Some Mastodon-API servers have no /api/v1/conversations: direct messages still
+            # come in as mentions there, so the inbox goes on without it.
+            self.conversations = False
+            log.warning("the server has no conversations API; direct messages come in as mentions only")
+            return mentions
         return Turn(
             handed=mentions.handed + direct.handed,
             requests=mentions.requests + direct.requests,

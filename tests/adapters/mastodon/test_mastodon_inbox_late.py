@@ -14,6 +14,7 @@ import pytest
 from bridge.model import SourceKind
 from tests.adapters.mastodon.conftest import BridgeFactory, World
 from tests.adapters.mastodon.test_mastodon_e2e import ROOM, cycle
+from tests.emulators.mastodon import Fault
 from tests.fakes import FakeChat
 
 
@@ -119,3 +120,21 @@ async def test_a_gap_notice_links_the_followed_accounts_profile(world: World, ma
     assert any(alice.url in text for text in texts), texts
     assert any(f"{server.url}/tags/quokka" in text for text in texts), texts
     assert not any(text.rstrip(".").endswith(server.url) for text in texts), texts
+
+
+async def test_a_server_without_the_conversations_api_still_delivers_mentions(
+    world: World, mastodon_bridge: BridgeFactory
+) -> None:
+    server, bob, team = world.server, world.bob, world.team
+    server.inject(*(Fault(status=404, path="/api/v1/conversations", body={"error": "Record not found"}) for _ in range(50)))
+    b = await mastodon_bridge()
+    chat: FakeChat = b.chats["fakechat"]  # type: ignore[assignment]
+    assert (await chat.command(ROOM, "boss", "/inbox on", admin=True)).ok
+    await cycle(b)
+    dm = server.dm(bob, [team], "are you there?")
+    await cycle(b)
+    await chat.wait_sent(1, timeout=10)
+    await cycle(b)
+    assert chat.sent_to(ROOM) == [dm.id]
+    asked = [p for _m, p, _h in server.requests if p.startswith("/api/v1/conversations")]
+    assert len(asked) == 1  # asked once, not every cycle
