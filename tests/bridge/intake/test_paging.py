@@ -15,6 +15,11 @@ T0 = datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
 SOURCE = Source("fakenet", SourceKind.FOLLOW, "id:alice")
 
 
+def clock() -> datetime:
+    """The pager's now: the feeds' posts are at T0 and later, whatever the day the tests run."""
+    return T0
+
+
 class Feed:
     """A newest-first feed of posts ``p0``, ``p1`` … one second apart, paged ``size`` at a time;
     the cursor is the index of the next (older) entry. ``depth``: how many entries the network
@@ -79,14 +84,14 @@ async def turn(pager: Pager[str], core: Core) -> Turn:
 async def test_a_new_feed_starts_from_now() -> None:
     feed, core = Feed(), Core()
     feed.post(25)
-    pager = Pager(feed.fetch)
+    pager = Pager(feed.fetch, clock=clock)
     await turn(pager, core)
     assert core.handed == [] and Position.load(core.cursor).mark == feed.at(24)
 
 
 async def test_700_posts_after_an_outage_arrive_once_oldest_first() -> None:
     feed, core = Feed(size=100), Core()
-    pager = Pager(feed.fetch, pages_per_turn=10, max_pages=50)
+    pager = Pager(feed.fetch, clock=clock, pages_per_turn=10, max_pages=50)
     feed.post(3)
     await turn(pager, core)
     feed.post(700)
@@ -100,7 +105,7 @@ async def test_700_posts_after_an_outage_arrive_once_oldest_first() -> None:
 
 async def test_a_walk_longer_than_a_turn_continues_where_it_stopped() -> None:
     feed, core = Feed(size=10), Core()
-    pager = Pager(feed.fetch, pages_per_turn=2, max_pages=50)
+    pager = Pager(feed.fetch, clock=clock, pages_per_turn=2, max_pages=50)
     await turn(pager, core)
     feed.post(55)
     first = await turn(pager, core)
@@ -115,10 +120,10 @@ async def test_a_walk_longer_than_a_turn_continues_where_it_stopped() -> None:
 
 async def test_a_restart_in_the_middle_of_a_walk_loses_nothing() -> None:
     feed, core = Feed(size=10), Core()
-    await turn(Pager(feed.fetch, pages_per_turn=2), core)
+    await turn(Pager(feed.fetch, clock=clock, pages_per_turn=2), core)
     feed.post(55)
-    await turn(Pager(feed.fetch, pages_per_turn=2), core)  # finds p54..p35, then the process dies
-    pager = Pager(feed.fetch, pages_per_turn=2)  # a new process, with the committed cursor
+    await turn(Pager(feed.fetch, clock=clock, pages_per_turn=2), core)  # finds p54..p35, then the process dies
+    pager = Pager(feed.fetch, clock=clock, pages_per_turn=2)  # a new process, with the committed cursor
     turns = 0
     while (await turn(pager, core)).behind:
         turns += 1
@@ -132,7 +137,7 @@ async def test_a_restart_in_the_middle_of_a_walk_loses_nothing() -> None:
 
 async def test_a_walk_that_cannot_reach_the_watermark_tells_the_gap_per_source() -> None:
     feed, core = Feed(size=100), Core()
-    pager = Pager(feed.fetch, pages_per_turn=10, max_pages=2, where=lambda s: f"https://fake.example/{s.value}")
+    pager = Pager(feed.fetch, clock=clock, pages_per_turn=10, max_pages=2, where=lambda s: f"https://fake.example/{s.value}")
     core.cursor = Position(T0 - timedelta(seconds=1)).dump()
     feed.post(700)
     t = await turn(pager, core)
@@ -157,7 +162,7 @@ async def test_the_end_of_what_the_network_pages_is_a_gap_only_when_older_posts_
     feed, core = Feed(size=100, depth=depth), Core()
     core.cursor = Position(T0 - timedelta(hours=1)).dump()  # a watermark from before the feed began
     feed.post(350 if depth else 250)
-    t = await Pager(feed.fetch, pages_per_turn=10).turn(core.cursor, {SOURCE}, core.commit)
+    t = await Pager(feed.fetch, clock=clock, pages_per_turn=10).turn(core.cursor, {SOURCE}, core.commit)
     assert bool(t.gaps) is gap
     assert len(core.handed) == (300 if depth else 250)
 
@@ -166,7 +171,7 @@ async def test_the_request_budget_pauses_a_walk_and_it_resumes_when_the_window_m
     now = [0.0]
     budget = RequestBudget(3, 60, clock=lambda: now[0])
     feed, core = Feed(size=10), Core()
-    pager = Pager(feed.fetch, budget=budget, pages_per_turn=10)
+    pager = Pager(feed.fetch, clock=clock, budget=budget, pages_per_turn=10)
     await turn(pager, core)
     feed.post(60)
     t = await turn(pager, core)
