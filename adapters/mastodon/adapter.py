@@ -6,8 +6,8 @@ Tasks while running:
 * the poll loop: every ``poll_interval`` seconds (at once when subscriptions change, and for
   one feed at once when the stream says it has news) it gives each due feed a turn through the
   core's pager, within a request budget below the server's 300 requests per 5 minutes;
-* with ``streaming = true``, the stream reader: one websocket (``user`` with ``hashtag``
-  subscriptions per watched tag). A frame is never handed to the core itself: it only makes
+* with ``streaming = true``, the stream reader: one websocket (``user``, with ``direct`` while
+  the inbox is on and ``hashtag`` subscriptions per watched tag). A frame is never handed to the core itself: it only makes
   its feed due, and the REST turn hands the post over with its cursor. So a dropped stream
   loses nothing, a post arrives once, and after every (re)connect every feed is polled
   (the catch-up).
@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
@@ -109,6 +110,15 @@ class MastodonAdapter:
         "catch_up": Key(
             int, 10, min=1, help="pages (40 statuses each) read back per feed after an outage; beyond, rooms are told"
         ),
+        "late_window": Key(
+            int,
+            600,
+            min=0,
+            help=(
+                "seconds below each feed's position read again every poll, for statuses other servers deliver late "
+                "(a status arriving later than this after it was written is missed)"
+            ),
+        ),
     }
 
     def __init__(self, settings: Mapping[str, Any], host: Host) -> None:
@@ -139,6 +149,7 @@ class MastodonAdapter:
             lambda: self.login.account_id if self.login else "",
             int(self.settings["catch_up"]),
             self._web_url,
+            float(self.settings["late_window"]),
         )
         self.accounts = AccountFeeds(self.feeds)
         self.lists = ListFollows(self.feeds, host, str(self.settings["list_title"]))
@@ -147,12 +158,15 @@ class MastodonAdapter:
         self._tasks: list[asyncio.Task[Any]] = []
         self._wake = asyncio.Event()
         self._urgent: set[str] = set()
+        self._rung: dict[str, float] = {}  # feed key -> when the stream last rang for it
+        self._walking: dict[str, float] = {}  # feed key -> when its unfinished walk's first turn began
         self._poll_lock = asyncio.Lock()
         self._down = False
         self.polls = 0
         self.stream_connects = 0
         self.stream_frames = 0
         self._tags: frozenset[str] = frozenset()
+        self._direct = False
         self._stream_resubscribe = asyncio.Event()
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -221,7 +235,7 @@ class MastodonAdapter:
             jobs.append((source.key, lambda source=source: self.inbox.poll(source)))
         keys = [key for key, _ in jobs]
         self.schedule.forget(keys)
-        self.feeds.forget(keys)
+        self.feeds.forget([*keys, *(Inbox.direct_key(s) for s in sources if s.kind is SourceKind.INBOX)])
         return jobs
 
     async def poll_once(self) -> int:
@@ -231,9 +245,28 @@ class MastodonAdapter:
             self.schedule.due_all()
             return await self._poll()
 
+    def _tracked(self, key: str, job: Callable[[], Awaitable[Turn]]) -> Callable[[], Awaitable[Turn]]:
+        """``job`` that keeps a ring of the stream from being lost in a walk: a walk that takes
+        several turns reads back from the top of the feed as it was at its first turn, so a
+        status the stream rang for meanwhile is above it; the turns that continue the walk use
+        up the ring. When the walk ends, a ring since it began makes the feed due again."""
+
+        async def run() -> Turn:
+            began = time.monotonic()
+            turn = await job()
+            if turn.behind:
+                self._walking.setdefault(key, began)
+            else:
+                since = self._walking.pop(key, None)
+                if since is not None and self._rung.get(key, -1.0) >= since:
+                    self._urgent.add(key)
+            return turn
+
+        return run
+
     async def _poll(self) -> int:
         await self._ensure_login()
-        jobs = self._jobs()
+        jobs = [(key, self._tracked(key, job)) for key, job in self._jobs()]
         urgent, self._urgent = self._urgent, set()
         due = set(self.schedule.due(key for key, _ in jobs)) | urgent
         try:
@@ -295,6 +328,8 @@ class MastodonAdapter:
 
     def _poke(self, keys: set[str]) -> None:
         if keys:
+            now = time.monotonic()
+            self._rung.update(dict.fromkeys(keys, now))
             self._urgent |= keys
             self._wake.set()
 
@@ -337,6 +372,7 @@ class MastodonAdapter:
         self.schedule.due_all()
         self._wake.set()
         self._tags = frozenset()
+        self._direct = False
         await self._subscribe(ws)
         while True:
             receive = asyncio.ensure_future(ws.receive())
@@ -365,6 +401,12 @@ class MastodonAdapter:
                 return
 
     async def _subscribe(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        # The direct stream rings for a direct message the user stream stays silent on (one
+        # the notification policy filtered); only while some room has the inbox on.
+        direct = any(s.kind is SourceKind.INBOX for s in self.host.sources())
+        if direct != self._direct:
+            await ws.send_str(json.dumps({"type": "subscribe" if direct else "unsubscribe", "stream": "direct"}))
+            self._direct = direct
         wanted = self._watched_tags()
         for tag in sorted(wanted - self._tags):
             await ws.send_str(json.dumps({"type": "subscribe", "stream": "hashtag", "tag": tag}))
@@ -380,6 +422,8 @@ class MastodonAdapter:
         sources = self.host.sources()
         keys: set[str] = set()
         if frame.event == "notification" and isinstance(frame.payload, Mapping) and frame.payload.get("type") == "mention":
+            keys |= {s.key for s in sources if s.kind is SourceKind.INBOX}
+        elif frame.event == "conversation":
             keys |= {s.key for s in sources if s.kind is SourceKind.INBOX}
         elif frame.event in ("update", "status.update") and isinstance(frame.payload, Mapping):
             status = frame.payload
@@ -405,7 +449,7 @@ class MastodonAdapter:
             return f"{self.instance}/tags/{quote(tag)}" if tag else f"{self.instance}/search?q={quote(source.value)}"
         if source.kind is SourceKind.INBOX:
             return f"{self.instance}/notifications"
-        return self.instance  # a followed account: its statuses are on its profile, reached from the relays
+        return self.instance  # a followed account whose profile address is unknown (Feeds.web_url knows it)
 
     def owns_handle(self, handle: str) -> bool:
         text = handle.strip()

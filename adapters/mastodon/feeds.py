@@ -8,14 +8,30 @@
   account follows, so this mode follows each account from the team account, visibly.
 * a hashtag watch: ``/api/v1/timelines/tag/:tag``; a phrase watch (only where the server has
   full-text search): ``/api/v2/search?type=statuses``.
-* the inbox: ``/api/v1/notifications?types[]=mention``. Every direct status that reaches the
-  team account mentions it (that is what makes it direct), so this one feed carries the
-  direct messages too (reason ``dm``, visibility ``direct`` kept in ``Post.native``) and no
-  request per cycle is spent on ``/api/v1/conversations``.
+* the inbox, two feeds: ``/api/v1/notifications?types[]=mention`` (every mention, direct
+  ones among them: reason ``dm``, visibility ``direct`` kept in ``Post.native``) and
+  ``/api/v1/conversations`` (each direct conversation's newest status). The second costs one
+  request per cycle and carries what the first does not: a direct message the server filed
+  as a filtered notification (Mastodon 4.3's notification policy filters private mentions
+  from strangers by default, and ``/api/v1/notifications`` leaves those out). A direct
+  message in both feeds is the same status, so the core's ledger relays it once; a
+  conversation shows only its newest status, so two messages between polls come in through
+  the mentions feed (or, filtered, only the newer one: the limit of the conversations API).
 
-An entry's time is the status's ``created_at`` (a boost's own time for a boost); pages are
-walked with the ``Link`` header's ``next`` (``max_id``). A feed without a position starts from
-now. A page fetched twice never delivers a post twice (the core's ledger is idempotent).
+An entry's time is read from the status id (see ``entry_time``); pages are walked with the
+``Link`` header's ``next`` (``max_id``). A feed without a position starts from now. A page
+fetched twice never delivers a post twice (the core's ledger is idempotent).
+
+Late statuses: Mastodon gives a status federated from another server an id made from its
+remote creation time, so a status that reaches the server late sorts below statuses already
+read. Every status feed is read ``late_window`` seconds below its position again, at most one
+page (40 statuses) more than reaching the position takes, and that page at most once a
+minute per feed with the default window (on a followed account's feed the first page usually
+reaches far below, at no extra request), and the core's ledger drops what it already
+delivered. Missed: a status that reaches the server more than ``late_window``
+after it was written, or, on a feed busier than 40 statuses per ``late_window``, one that
+sorts below the extra page.
+The mentions feed needs no overlap: a notification's id is made when it is created here.
 """
 
 from __future__ import annotations
@@ -28,9 +44,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from adapters.mastodon.convert import Converted, convert_notification, convert_status, parse_time
+from adapters.mastodon.convert import Converted, convert_conversation, convert_notification, convert_status, parse_time
 from adapters.mastodon.http import MastodonHttp, Response
-from bridge.errors import NotFound, Permanent
+from bridge.errors import BridgeError, NotFound, Permanent
 from bridge.intake.paging import Entry, Page, Pager, Turn
 from bridge.intake.schedule import RequestBudget
 from bridge.model import Batch, Gap, Item, Post, Source, SourceKind
@@ -132,6 +148,7 @@ class Feeds:
         me: Callable[[], str],
         max_pages: int,
         web: Callable[[Source], str],
+        late_window: float = 0.0,
     ) -> None:
         self.http = http
         self.cursors = cursors
@@ -141,13 +158,19 @@ class Feeds:
         self.me = me
         self.max_pages = max_pages
         self._web = web
+        self.late_window = timedelta(seconds=max(0.0, late_window))
         self._pagers: dict[str, Pager[Any]] = {}
+        self.profile_urls: dict[str, str] = {}  # account id -> its profile, as statuses showed it
 
-    def pager(self, key: str, fetch: Callable[[str | None], Awaitable[Page[Any]]]) -> Pager[Any]:
+    def pager(self, key: str, fetch: Callable[[str | None], Awaitable[Page[Any]]], late: bool = True) -> Pager[Any]:
         pager = self._pagers.get(key)
         if pager is None:
             pager = self._pagers[key] = Pager(
-                fetch, budget=self.budget, pages_per_turn=PAGES_PER_TURN, max_pages=self.max_pages, where=self._web
+                fetch,
+                budget=self.budget,
+                pages_per_turn=PAGES_PER_TURN,
+                max_pages=self.max_pages,
+                overlap=self.late_window if late else timedelta(0),
             )
         return pager
 
@@ -155,10 +178,35 @@ class Feeds:
         for key in [k for k in self._pagers if k not in keep]:
             del self._pagers[key]
 
-    async def turn(self, key: str, sources: Collection[Source], fetch: Callable[[str | None], Awaitable[Page[Any]]]) -> Turn:
-        pager = self.pager(key, fetch)
+    async def web_url(self, source: Source) -> str:
+        """Where people read what a gap of ``source`` left out: a followed account's profile
+        (as its statuses showed it, else as the server tells; one request, on a rare event),
+        the tag's page, the search, the notifications."""
+        if source.kind is not SourceKind.FOLLOW:
+            return self._web(source)
+        if source.value not in self.profile_urls:
+            try:
+                account = await self.http.get(f"/api/v1/accounts/{quote(source.value, safe='')}", scope="read:accounts")
+            except BridgeError as exc:
+                log.info("no profile address for a gap notice account=%s reason=%r", source.value, str(exc))
+                return self._web(source)
+            url = account.get("url") if isinstance(account, Mapping) else None
+            if isinstance(url, str) and url.startswith(("https://", "http://")):
+                self.profile_urls[source.value] = url
+        return self.profile_urls.get(source.value) or self._web(source)
+
+    async def turn(
+        self,
+        key: str,
+        sources: Collection[Source],
+        fetch: Callable[[str | None], Awaitable[Page[Any]]],
+        late: bool = True,
+    ) -> Turn:
+        pager = self.pager(key, fetch, late)
 
         async def commit(values: list[Any], position: str, gaps: tuple[Gap, ...]) -> None:
+            if gaps:
+                gaps = tuple([replace(g, url=await self.web_url(g.source)) for g in gaps])
             await self.cursors.commit(values, {key: position}, gaps)
 
         turn = await pager.turn(await self.cursors.get(key), sources, commit)
@@ -173,6 +221,7 @@ class Feeds:
                 continue
             at = entry_time(raw)
             source = source_of(raw)
+            self._remember_profile(raw)
             item = None
             if source is not None:
                 try:
@@ -181,6 +230,13 @@ class Feeds:
                     log.warning("skipped a status the server sent malformed reason=%r", str(exc))
             entries.append(Entry(at, item, source))
         return entries
+
+    def _remember_profile(self, raw: Mapping[str, Any]) -> None:
+        account = raw.get("account")
+        if isinstance(account, Mapping):
+            url = account.get("url")
+            if isinstance(url, str) and url.startswith(("https://", "http://")) and account.get("id") is not None:
+                self.profile_urls[str(account["id"])] = url
 
     @staticmethod
     def page(res: Response, entries: list[Entry[Item]]) -> Page[Item]:
@@ -376,12 +432,59 @@ class Watches:
 
 
 class Inbox:
-    """Mentions of the team account, direct messages among them (see the module docstring)."""
+    """Mentions of the team account and its direct conversations (see the module docstring)."""
 
     def __init__(self, feeds: Feeds) -> None:
         self.feeds = feeds
+        self.conversations = True  # False once the server said it has no conversations API
+
+    @staticmethod
+    def direct_key(source: Source) -> str:
+        return f"{source.key}/direct"
 
     async def poll(self, source: Source) -> Turn:
+        mentions = await self._mentions(source)
+        if not self.conversations:
+            return mentions
+        try:
+            direct = await self._conversations(source)
+        except NotFound:
+            # Some Mastodon-API servers have no /api/v1/conversations: direct messages still
+            # come in as mentions there, so the inbox goes on without it.
+            self.conversations = False
+            log.warning("the server has no conversations API; direct messages come in as mentions only")
+            return mentions
+        return Turn(
+            handed=mentions.handed + direct.handed,
+            requests=mentions.requests + direct.requests,
+            behind=mentions.behind or direct.behind,
+            gaps=mentions.gaps + direct.gaps,
+        )
+
+    async def _conversations(self, source: Source) -> Turn:
+        async def fetch(cursor: str | None) -> Page[Item]:
+            params: dict[str, Any] = {"limit": PAGE}
+            if cursor:
+                params["max_id"] = cursor
+            # docs: methods/conversations.md — paged by each conversation's last status id.
+            res = await self.feeds.http.get_page("/api/v1/conversations", params, scope="read:statuses")
+            entries: list[Entry[Item]] = []
+            for raw in res.data if isinstance(res.data, list) else []:
+                if not isinstance(raw, Mapping) or not isinstance(raw.get("last_status"), Mapping):
+                    continue
+                item = None
+                try:
+                    c = convert_conversation(raw, self.feeds.local_domain(), self.feeds.me())
+                    if c is not None:
+                        item = Item(source, to_post(c, self.feeds.account))
+                except ValueError as exc:
+                    log.warning("skipped a conversation the server sent malformed reason=%r", str(exc))
+                entries.append(Entry(entry_time(raw["last_status"]), item, source))
+            return Feeds.page(res, entries)
+
+        return await self.feeds.turn(self.direct_key(source), (source,), fetch)
+
+    async def _mentions(self, source: Source) -> Turn:
         async def fetch(cursor: str | None) -> Page[Item]:
             params: list[tuple[str, str]] = [("limit", str(PAGE)), ("types[]", "mention")]
             if cursor:
@@ -401,7 +504,7 @@ class Inbox:
                 entries.append(Entry(entry_time(raw), item, source))
             return Feeds.page(res, entries)
 
-        return await self.feeds.turn(source.key, (source,), fetch)
+        return await self.feeds.turn(source.key, (source,), fetch, late=False)
 
 
 def is_followed(source: Source) -> bool:

@@ -27,6 +27,16 @@ A network adapter supplies only ``fetch(cursor) -> Page``: one page older than `
 (``None``: the newest page), and how far back it reaches. When ``fetch`` raises in the middle of
 a walk (a 429, a spending cap reached), the pages that turn already fetched are kept as the
 walk's progress before the error goes up, so they are not fetched (and paid for) again.
+
+Some feeds take in entries below the watermark after it moved: on Mastodon, a status federated
+late from another server is sorted by its remote creation time. ``overlap`` makes every walk
+read that much below the watermark again and hand those entries over again; the core's ledger
+delivers each once, so a late entry within ``overlap`` arrives and none arrives twice. The
+re-read costs at most one page more than reaching the watermark does (on a quiet feed, none:
+the page that reaches the watermark reaches far below it), and that page at most once per
+tenth of ``overlap`` (a busy feed polled often does not pay it every turn); on a feed busier
+than a page per ``overlap`` it covers less than ``overlap``. An entry that comes in later is
+still missed.
 """
 
 from __future__ import annotations
@@ -121,14 +131,18 @@ class Walk:
 @dataclass(frozen=True, slots=True)
 class Position:
     """A feed's committed cursor: ``mark``, the watermark (every entry that reached the feed at
-    or before it was handed over; None: the feed starts from now at its next turn), and the
-    walk under way, if any."""
+    or before it was handed over; None: the feed starts from now at its next turn), the walk
+    under way, if any, and ``floor``, where the feed started from now (an overlap never reads
+    below it: what was there came before the feed was wanted)."""
 
     mark: datetime | None
     walk: Walk | None = None
+    floor: datetime | None = None
 
     def dump(self) -> str:
         data: dict[str, Any] = {"mark": iso(self.mark) if self.mark else None}
+        if self.floor is not None:
+            data["floor"] = iso(self.floor)
         if self.walk is not None:
             w = self.walk
             data["walk"] = {
@@ -167,7 +181,7 @@ class Position:
                 pages=int(w["pages"]) if isinstance(w.get("pages"), int) else 0,
                 seen={str(k): int(v) for k, v in seen.items() if isinstance(v, int)},
             )
-        return cls(mark, walk)
+        return cls(mark, walk, parse_time(data.get("floor")) if mark is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,9 +224,14 @@ class Pager(Generic[T]):
         where: Callable[[Source], str] = lambda _source: "",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         start: datetime | None = None,
+        overlap: timedelta = timedelta(0),
     ) -> None:
         if pages_per_turn < 1 or max_pages < 1:
             raise ValueError("a pager needs at least one page per turn and per walk")
+        if overlap < timedelta(0):
+            raise ValueError("a pager's overlap cannot be negative")
+        self.overlap = overlap
+        self._overlap_read: datetime | None = None  # when the last page fetched only for the overlap was
         self._fetch = fetch
         self.budget = budget
         self.pages_per_turn = pages_per_turn
@@ -241,8 +260,12 @@ class Pager(Generic[T]):
                 return await self._start(commit)
             # The feed was wanted from ``start``: what reached it since then is walked back to
             # and handed over, however late the first page could be fetched.
-            pos = Position(self.start - NOW_SLACK)
+            begin = self.start - NOW_SLACK
+            pos = Position(begin, floor=begin if self.overlap else None)
         mark = pos.mark
+        low = mark - self.overlap  # entries above are handed over (again, within the overlap)
+        floor = pos.floor if pos.floor is not None and pos.floor > low else None
+        low = max(low, floor) if floor is not None else low
         walk = pos.walk
         held: list[Entry[T]] = []
         lost_above: datetime | None = None
@@ -259,6 +282,7 @@ class Pager(Generic[T]):
         fresh: list[Entry[T]] = []
         requests = 0
         ended = short = False
+        overlap_page = False  # the one page fetched only for the overlap
         for _ in range(self.pages_per_turn):
             if pages >= self.max_pages:
                 short = True
@@ -274,7 +298,7 @@ class Pager(Generic[T]):
                     # instead of reading them again.
                     step = Walk(top, cursor or "", bottom, pages, dict(seen))
                     if step.next:
-                        await commit([], Position(mark, step).dump(), ())
+                        await commit([], Position(mark, step, floor).dump(), ())
                         self._memory = (step, held + fresh, lost_above)
                 raise
             requests += max(1, page.requests)
@@ -282,14 +306,18 @@ class Pager(Generic[T]):
             pages += 1
             for e in page.entries:
                 top = e.at if top is None or e.at > top else top
-                if e.at > mark:
+                if e.at > low:
                     fresh.append(e)
+                if e.at > mark:
                     seen[e.source.key if e.source else ""] += 1
             if page.oldest is not None:
                 bottom = page.oldest if bottom is None or page.oldest < bottom else bottom
-                if page.oldest < mark:
+                if page.oldest < low or (page.oldest < mark and (overlap_page or not self._overlap_due())):
                     ended = True
                     break
+                overlap_page = page.oldest < mark
+                if overlap_page:
+                    self._overlap_read = self._clock()
             if page.next is None:
                 ended, short = page.complete, not page.complete
                 break
@@ -300,10 +328,12 @@ class Pager(Generic[T]):
             if cursor is None:  # not one page this turn: nothing changed
                 return Turn(requests=requests, behind=True)
             step = Walk(top, cursor, bottom, pages, dict(seen))
-            await commit([], Position(mark, step).dump(), ())
+            await commit([], Position(mark, step, floor).dump(), ())
             self._memory = (step, held + fresh, lost_above)
             return Turn(requests=requests, behind=True)
-        gaps = self._gaps(mark, bottom, top, seen, sources) if short else ()
+        # A walk that reached the watermark but not the whole overlap below it missed nothing.
+        missed = short and (bottom is None or bottom >= mark)
+        gaps = self._gaps(mark, bottom, top, seen, sources) if missed else ()
         if lost_above is not None:
             # What the walk found above that point before the restart is gone: the next walk
             # fetches it again, down to just under that point.
@@ -312,9 +342,13 @@ class Pager(Generic[T]):
             new_mark = max(mark, top) if top is not None else mark
         entries = sorted(held + fresh, key=lambda e: e.at)
         values = [e.value for e in entries if e.value is not None]
-        await commit(values, Position(new_mark).dump(), gaps)
+        await commit(values, Position(new_mark, floor=floor).dump(), gaps)
         self._memory = None
         return Turn(handed=len(values), requests=requests, behind=lost_above is not None, gaps=gaps)
+
+    def _overlap_due(self) -> bool:
+        last = self._overlap_read
+        return last is None or self._clock() - last >= self.overlap / 10
 
     async def _start(self, commit: Commit[T]) -> Turn:
         """A feed without a watermark starts from now: one page only says where now is."""
@@ -324,7 +358,7 @@ class Pager(Generic[T]):
         self._spend(page.requests - 1)
         times = [e.at for e in page.entries]
         mark = max(times) if times else self._clock() - NOW_SLACK
-        await commit([], Position(mark).dump(), ())
+        await commit([], Position(mark, floor=mark if self.overlap else None).dump(), ())
         self._memory = None
         return Turn(requests=max(1, page.requests))
 

@@ -44,6 +44,7 @@ import html
 import itertools
 import json
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,6 +86,9 @@ class Account:
     known: bool = True  # a remote account the server has not fetched yet is not known
     created_at: str = "2024-01-01T00:00:00.000Z"
     following: set[str] = field(default_factory=set)  # account ids
+    # docs: entities/NotificationPolicy.md — for_private_mentions "filter": a private mention
+    # from an account this one does not follow becomes a filtered notification.
+    filter_private_mentions: bool = False
 
     def acct(self, local_domain: str) -> str:
         return self.username if self.domain == local_domain else f"{self.username}@{self.domain}"
@@ -135,6 +139,7 @@ class Notification:
     recipient: Account
     status: Status | None
     created_at: str
+    filtered: bool = False  # kept out of GET /api/v1/notifications and the stream
 
 
 @dataclass(eq=False)  # identity: entities are compared and hashed as themselves
@@ -184,6 +189,13 @@ class _Snowflakes:
         self._last = max(self._last + 1, int(time.time() * 1000) << 16)
         return self._last
 
+    def at(self, when: datetime) -> int:
+        """The id of a status written at ``when`` (Mastodon::Snowflake.id_at: a remote status
+        gets its id from its own creation time, so one that arrives late sorts below newer
+        ones); a sequence keeps ids of one millisecond apart."""
+        self._seq = getattr(self, "_seq", 0) + 1
+        return (int(when.timestamp() * 1000) << 16) + (self._seq & 0xFFFF)
+
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -200,7 +212,8 @@ def _id_int(value: Any) -> int | None:
 # Mastodon's TextFormatter: URLs, @user(@domain) mentions and #hashtags).
 _URL = regex.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]']")
 _MENTION = regex.compile(r"(?<![\w/])@([a-z0-9_]+(?:[a-z0-9_.-]+[a-z0-9_]+)?)(?:@([\w.-]+\w))?", regex.IGNORECASE)
-_TAG = regex.compile(r"(?<![\w/#])#(\w+)")
+# Mastodon's Tag::HASHTAG_RE: a tag has at least one letter ("#3" in "post #3" is no tag).
+_TAG = regex.compile(r"(?<![\w/#])#(\w*[\p{L}_]\w*)")
 
 
 def url_length(text: str, chars_per_url: int) -> int:
@@ -245,6 +258,7 @@ class MastodonEmulator:
         self.streams: list[Stream] = []
         self._idempotency: dict[tuple[str, str], tuple[float, str]] = {}
         self._ids = _Snowflakes()
+        self._replies: Counter[str] = Counter()  # status id -> replies (counted once, not per rendering)
         self._small_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -337,19 +351,24 @@ class MastodonEmulator:
         media: Iterable[tuple[str, str, str]] = (),
         tags: Iterable[str] = (),
         notify: bool = True,
+        created_at: datetime | None = None,
     ) -> Status:
         """A status by ``account``: ``text`` rendered to HTML as the server would (mentions,
         hashtags and links linked), or ``html_content`` as given (what a remote server sent).
         ``media`` is (type, url, description) per attachment; ``tags`` adds hashtags (those of
         ``text`` are found by themselves, those of ``html_content`` are not). Mentioned local accounts are
-        notified, direct statuses open or extend a conversation, and streams hear of it."""
+        notified, direct statuses open or extend a conversation, and streams hear of it.
+        ``created_at`` in the past: a status from another server that federates only now (its id
+        is made from that time)."""
         mentions = self._mentioned(text)
         status = Status(
-            id=str(next(self._ids)),
+            id=str(self._ids.at(created_at) if created_at else next(self._ids)),
             account=account,
             content=html_content or self._render(text, mentions),
             text=text,
-            created_at=_now_iso(),
+            created_at=(
+                created_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if created_at else _now_iso()
+            ),
             visibility=visibility,
             spoiler_text=spoiler_text,
             sensitive=bool(spoiler_text),
@@ -371,6 +390,8 @@ class MastodonEmulator:
             ],
         )
         self.statuses[status.id] = status
+        if in_reply_to is not None:
+            self._replies[in_reply_to.id] += 1
         if notify:
             self._fan_out(status)
         return status
@@ -537,7 +558,7 @@ class MastodonEmulator:
             "emojis": [],
             "reblogs_count": len(s.reblogged_by),
             "favourites_count": len(s.favourited_by),
-            "replies_count": sum(1 for o in self.statuses.values() if o.in_reply_to is s),
+            "replies_count": self._replies[s.id],
             "in_reply_to_id": s.in_reply_to.id if s.in_reply_to else None,
             "in_reply_to_account_id": s.in_reply_to.account.id if s.in_reply_to else None,
             "reblog": self._status_json(s.reblog, viewer) if s.reblog is not None else None,
@@ -621,8 +642,17 @@ class MastodonEmulator:
 
     def _notify(self, kind: str, by: Account, recipient: Account, status: Status | None) -> Notification:
         n = Notification(str(next(self._ids)), kind, by, recipient, status, _now_iso())
+        n.filtered = (
+            kind == "mention"
+            and status is not None
+            and status.visibility == "direct"
+            and recipient.filter_private_mentions
+            and by.id not in recipient.following
+            and (status.in_reply_to is None or status.in_reply_to.account is not recipient)
+        )
         self.notifications.append(n)
-        self._publish(("user",), recipient, "notification", self._notification_json(n))
+        if not n.filtered:
+            self._publish(("user",), recipient, "notification", self._notification_json(n))
         return n
 
     def _publish(self, key: tuple[str, ...], owner: Account | None, event: str, payload: Status | dict[str, Any] | str) -> None:
@@ -1039,9 +1069,11 @@ class MastodonEmulator:
         return web.json_response({})
 
     async def _notifications(self, request: web.Request) -> web.Response:
-        # docs: methods/notifications.md#get — read:notifications; types[], exclude_types[].
+        # docs: methods/notifications.md#get — read:notifications; types[], exclude_types[];
+        # filtered notifications only with include_filtered=true.
         me = self._auth(request, "read:notifications")
         assert me is not None
+        include_filtered = request.query.get("include_filtered", "") == "true"
         types = set(request.query.getall("types[]", []))
         excluded = set(request.query.getall("exclude_types[]", []))
         chosen = [
@@ -1050,6 +1082,7 @@ class MastodonEmulator:
             if n.recipient is me
             and (not types or n.type in types)
             and n.type not in excluded
+            and (include_filtered or not n.filtered)
             and (n.status is None or not n.status.deleted)
         ]
         page, headers = self._page(request, [(int(n.id), n) for n in chosen], 40, 80)

@@ -1,6 +1,8 @@
-"""The crash run: the real ``bridge run`` relays a stream of Bluesky posts from the reference
-AT Protocol stack into Telegram and Discord rooms while it is killed with SIGKILL at random
-moments and restarted each time; then what the rooms received is compared with what was posted.
+"""The crash run: the real ``bridge run`` relays a stream of posts into Telegram and Discord
+rooms while it is killed with SIGKILL at random moments and restarted each time; then what the
+rooms received is compared with what was posted. The posts come from Bluesky (the reference AT
+Protocol stack, firehose mode: ``BlueskySource``) or from Mastodon (the Mastodon emulator in
+this process, streaming with the REST catch-up: ``MastodonSource``).
 
 Lost must be 0. A duplicate is allowed only in the window between a send and the commit of
 its ledger row: its first copy was accepted before a kill and the second after it. Discord
@@ -21,8 +23,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.atproto.harness import Account, AtprotoStack
+from tests.emulators.mastodon import Account as MastodonAccount
+from tests.emulators.mastodon import MastodonEmulator
 from tests.faults.bridge_process import BridgeProcess, run_cli
 from tests.faults.chat_world import ChatWorld
 from tests.faults.toml_file import write_config
@@ -31,6 +36,7 @@ MARK = re.compile(r"crash-run post #(\d+)\b")
 READY_LINE = "bridge running"
 SUBSCRIBED_LINE = "subscribed subscription="
 FIREHOSE_LINE = "firehose connected"
+MASTODON_TOKEN = "faults-mastodon-token-never-logged"
 
 
 @dataclass
@@ -48,10 +54,11 @@ class CrashReport:
     missing: dict[str, list[int]] = field(default_factory=dict)
     logs: list[Path] = field(default_factory=list)
     shape: str = "one message per post, Telegram private chats"
+    network: str = "bluesky"
 
     def lines(self) -> list[str]:
         return [
-            f"posts: {self.posts} ({self.shape})",
+            f"posts: {self.posts} from {self.network} ({self.shape})",
             f"destinations: {self.destinations} (Telegram and Discord)",
             f"kills (SIGKILL): {self.kills}",
             f"lost: {self.lost}",
@@ -76,30 +83,104 @@ async def make_accounts(stack: AtprotoStack) -> tuple[Team, Account]:
     return Team(team, await stack.app_password(team)), author
 
 
-def crash_config(path: Path, db_url: str, stack: AtprotoStack, world: ChatWorld, team: Team, author: Account) -> Path:
+def crash_config(path: Path, db_url: str, world: ChatWorld, network: str, section: dict[str, Any], follow: str) -> Path:
     return write_config(
         path,
         {
             "database": {"url": db_url},
             "bridge": {"admins": [], "senders": [], "shutdown_timeout": 5, "log_level": "info"},
             **world.config_sections(),
-            "bluesky": {
-                "service": stack.pds,
-                "identifier": team.account.handle,
-                "password": team.app_password,
-                # The firehose reads the PDS's own subscribeRepos from the saved seq: it does not
-                # depend on the AppView's indexing order, and a restart resumes exactly there.
-                "realtime": "firehose",
-                "firehose_url": stack.firehose_url,
-                "poll_interval": 60,
-            },
+            network: section,
         },
-        [{"network": "bluesky", "follow": author.handle, "to": world.destinations}],
+        [{"network": network, "follow": follow, "to": world.destinations}],
     )
 
 
+class BlueskySource:
+    """Posts by an account on the reference AT Protocol stack, read from the firehose."""
+
+    name = "bluesky"
+
+    def __init__(self, stack: AtprotoStack) -> None:
+        self.stack = stack
+
+    async def start(self) -> None:
+        self.team, self.author = await make_accounts(self.stack)
+
+    async def stop(self) -> None:
+        pass
+
+    def section(self) -> dict[str, Any]:
+        return {
+            "service": self.stack.pds,
+            "identifier": self.team.account.handle,
+            "password": self.team.app_password,
+            # The firehose reads the PDS's own subscribeRepos from the saved seq: it does not
+            # depend on the AppView's indexing order, and a restart resumes exactly there.
+            "realtime": "firehose",
+            "firehose_url": self.stack.firehose_url,
+            "poll_interval": 60,
+        }
+
+    @property
+    def follow(self) -> str:
+        return self.author.handle
+
+    async def ready(self, first: BridgeProcess) -> None:
+        await first.wait_log(FIREHOSE_LINE, timeout=30)
+
+    async def post(self, text: str, images: bool) -> None:
+        extra = {"images": [{"alt": "chart"}, {"alt": "table"}]} if images else {}
+        await self.stack.post(self.author, text, **extra)
+
+
+class MastodonSource:
+    """Statuses by a remote account followed through the team account of the Mastodon
+    emulator (in this process, so it outlives every bridge process), with the streaming API on:
+    each status rings the stream and is read by REST, and every restart reads back by REST."""
+
+    name = "mastodon"
+
+    def __init__(self) -> None:
+        self.server = MastodonEmulator("team.example")
+        self.author: MastodonAccount | None = None
+
+    async def start(self) -> None:
+        await self.server.start()
+        team = self.server.add_account("team", display_name="The Team")
+        self.server.add_token(team, token=MASTODON_TOKEN)
+        self.author = self.server.add_account("alice", "other.example", display_name="Alice Prospect")
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    def section(self) -> dict[str, Any]:
+        return {"instance": self.server.url, "access_token": MASTODON_TOKEN, "streaming": True, "poll_interval": 5}
+
+    @property
+    def follow(self) -> str:
+        return "@alice@other.example"
+
+    def _reads(self) -> int:
+        assert self.author is not None
+        path = f"/api/v1/accounts/{self.author.id}/statuses"
+        return sum(1 for _m, p, _h in self.server.requests if p.startswith(path))
+
+    async def ready(self, first: BridgeProcess) -> None:
+        # The feed starts from now at its first read; the second read comes after that start
+        # was committed, so every status posted from then on is relayed.
+        deadline = time.monotonic() + 30
+        while self._reads() < 2:
+            assert time.monotonic() < deadline, "the bridge did not read the followed account twice"
+            await asyncio.sleep(0.05)
+
+    async def post(self, text: str, images: bool) -> None:
+        assert self.author is not None and not images, "the Mastodon crash run posts text only"
+        self.server.post(self.author, text)
+
+
 async def run_crash(
-    stack: AtprotoStack,
+    stack: AtprotoStack | MastodonSource,
     workdir: Path,
     *,
     posts: int,
@@ -119,12 +200,20 @@ async def run_crash(
     are groups (paced to 20 messages a minute)."""
     rng = random.Random(seed)
     t0 = time.monotonic()
+    source = stack if isinstance(stack, MastodonSource) else BlueskySource(stack)
     world = await ChatWorld.start(tg_groups=split)
     procs: list[BridgeProcess] = []
     kill_times: list[float] = []
     try:
-        team, author = await make_accounts(stack)
-        config = crash_config(workdir / "config.toml", f"sqlite://{workdir}/bridge.sqlite3", stack, world, team, author)
+        await source.start()
+        config = crash_config(
+            workdir / "config.toml",
+            f"sqlite://{workdir}/bridge.sqlite3",
+            world,
+            source.name,
+            source.section(),
+            source.follow,
+        )
 
         def spawn() -> BridgeProcess:
             p = BridgeProcess(config, workdir / f"bridge-{len(procs) + 1}.log")
@@ -133,15 +222,14 @@ async def run_crash(
 
         first = spawn()
         await first.wait_log(SUBSCRIBED_LINE, timeout=60, count=len(world.destinations))
-        await first.wait_log(FIREHOSE_LINE, timeout=30)
+        await source.ready(first)
         say(f"bridge up, subscribed {len(world.destinations)} destinations; posting {posts} posts, {kills} kills")
 
         posted: list[int] = []
 
         async def poster() -> None:
             for n in range(posts):
-                images = {"images": [{"alt": "chart"}, {"alt": "table"}]} if split else {}
-                await stack.post(author, f"crash-run post #{n} of {posts}: pricing question from a prospect", **images)
+                await source.post(f"crash-run post #{n} of {posts}: pricing question from a prospect", split)
                 posted.append(n)
                 await asyncio.sleep(post_every)
 
@@ -219,11 +307,13 @@ async def run_crash(
             shape="2 images each: an album and a follow-up on Telegram, into groups paced to 20 a minute"
             if split
             else "one message per post, Telegram private chats",
+            network=source.name,
         )
     finally:
         for p in procs:
             p.close()
         await world.stop()
+        await source.stop()
 
 
 def session_secrets(db_path: Path) -> list[str]:

@@ -14,12 +14,12 @@ from bridge.model import Gap, Source, SourceKind
 T0 = datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
 
 
-def clock() -> datetime:
-    """The pagers' "now": an hour before the feed's first post, whatever the real time is."""
-    return T0 - timedelta(hours=1)
-
-
 SOURCE = Source("fakenet", SourceKind.FOLLOW, "id:alice")
+
+
+def clock() -> datetime:
+    """The pager's now: the feeds' posts are at T0 and later, whatever the day the tests run."""
+    return T0
 
 
 class Feed:
@@ -242,3 +242,98 @@ def test_a_cursor_kept_as_a_bare_time_is_a_watermark() -> None:
     assert Position.load("2026-12-02T14:00:00.000Z").mark == T0
     assert Position.load("not a cursor").mark is None
     assert Position.load(Position(T0).dump()) == Position(T0)
+
+
+class LateFeed:
+    """A feed sorted by each entry's own time, where an entry can arrive with a time already
+    passed (a Mastodon status federated late keeps its remote creation time)."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[datetime, str]] = []
+
+    def add(self, seconds: float, name: str) -> None:
+        self.entries.append((T0 + timedelta(seconds=seconds), name))
+
+    async def fetch(self, cursor: str | None) -> Page[str]:
+        newest_first = sorted(self.entries, reverse=True)
+        start = int(cursor) if cursor else 0
+        chunk = newest_first[start : start + 3]
+        end = start + len(chunk)
+        return Page(
+            [Entry(at, name, SOURCE) for at, name in chunk],
+            str(end) if end < len(newest_first) else None,
+            chunk[-1][0] if chunk else None,
+        )
+
+
+@pytest.mark.parametrize(("overlap", "arrives"), [(0, []), (60, ["late"])])
+async def test_an_entry_that_arrives_below_the_watermark_is_read_within_the_overlap(overlap: int, arrives: list[str]) -> None:
+    feed, core = LateFeed(), Core()
+    pager = Pager(feed.fetch, pages_per_turn=10, overlap=timedelta(seconds=overlap), clock=lambda: T0)
+    await turn(pager, core)  # starts from now
+    for i in range(6):
+        feed.add(100 + i, f"p{i}")
+    await turn(pager, core)
+    assert core.handed == [f"p{i}" for i in range(6)]
+    feed.add(101.5, "late")  # 4 s below the watermark
+    feed.add(100 - 3600, "too late")  # an hour below: beyond any overlap
+    feed.add(200, "new")
+    core.batches.clear()
+    await turn(pager, core)
+    # Within the overlap, what was handed before is handed again: the core's ledger delivers it once.
+    assert set(core.handed) - {f"p{i}" for i in range(6)} == {*arrives, "new"}
+    assert not core.gaps
+
+
+async def test_an_overlap_deeper_than_the_walk_may_go_is_no_gap() -> None:
+    feed, core = LateFeed(), Core()
+    pager = Pager(feed.fetch, pages_per_turn=10, max_pages=2, overlap=timedelta(hours=1), clock=lambda: T0)
+    await turn(pager, core)
+    for i in range(20):
+        feed.add(100 + i, f"p{i}")
+    await turn(pager, core)  # 20 entries, 6 fetched: a real gap
+    assert len(core.gaps) == 1
+    feed.add(300, "new")
+    await turn(pager, core)  # reaches the watermark but not the hour below it
+    assert len(core.gaps) == 1 and core.handed[-1] == "new"
+
+
+async def test_the_overlap_never_reads_below_where_the_feed_started() -> None:
+    feed, core = LateFeed(), Core()
+    feed.add(100, "before")
+    pager = Pager(feed.fetch, overlap=timedelta(hours=1), clock=lambda: T0)
+    await turn(pager, core)  # starts from now: "before" only says where now is
+    assert Position.load(core.cursor).floor == T0 + timedelta(seconds=100)
+    feed.add(101, "after")
+    await turn(pager, core)
+    await turn(pager, core)
+    assert core.handed == ["after", "after"]  # handed again within the overlap; "before" never
+
+
+async def test_the_overlap_costs_at_most_one_page_more_than_reaching_the_watermark() -> None:
+    feed, core = LateFeed(), Core()
+    pager = Pager(feed.fetch, pages_per_turn=20, overlap=timedelta(hours=1), clock=lambda: T0)
+    await turn(pager, core)
+    for i in range(30):  # ten pages, all within the hour below the watermark
+        feed.add(100 + i, f"p{i}")
+    await turn(pager, core)
+    feed.add(200, "new")
+    reached = await turn(pager, core)
+    assert reached.requests == 2  # the page that reaches the watermark and one more
+    assert "new" in core.handed
+
+
+async def test_a_busy_feed_pays_the_overlap_page_once_per_tenth_of_the_overlap() -> None:
+    now = [T0]
+    feed, core = LateFeed(), Core()
+    pager = Pager(feed.fetch, pages_per_turn=20, overlap=timedelta(hours=1), clock=lambda: now[0])
+    await turn(pager, core)
+    for i in range(30):
+        feed.add(100 + i, f"p{i}")
+    await turn(pager, core)
+    costs = []
+    for minute in (1, 2, 7):
+        now[0] = T0 + timedelta(minutes=minute)
+        feed.add(200 + minute, f"new{minute}")
+        costs.append((await turn(pager, core)).requests)
+    assert costs == [2, 1, 2]  # the overlap page, then again only once 6 minutes have passed
