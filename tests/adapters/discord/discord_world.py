@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bridge.app import Bridge
 from bridge.model import Author, Button, ButtonAction, ChatTarget, Delivery, Link, Media, Post, QuotedPost, Ref
 from tests.emulators.discord import DiscordEmulator
+
+StartBridge = Callable[[], Awaitable[Bridge]]  # the start_bridge fixture: a second call is a restart
 
 
 def make_post(text: str = "Hello from the network", **fields) -> Post:

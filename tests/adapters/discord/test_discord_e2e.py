@@ -4,53 +4,14 @@ against the emulator, and the fake network from tests.fakes."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
-import pytest
-from discord_world import World
+from discord_world import StartBridge, World
 
-from adapters.discord import DiscordAdapter
-from bridge.app import Bridge
-from bridge.config import config_from_dict
 from bridge.model import Media
 from tests.emulators.discord import DiscordEmulator
 from tests.fakes import FakeNetwork
-
-StartBridge = Callable[[], Awaitable[Bridge]]
-
-
-@pytest.fixture
-async def start_bridge(emulator: DiscordEmulator, world: World, tmp_path: Path) -> AsyncIterator[StartBridge]:
-    """Start a bridge (stopping the previous one: tortoise's connection is process-wide) on one
-    database, so a second start is a restart."""
-    running: list[tuple[Bridge, contextvars.Context]] = []
-    # ann has Manage Channels (room admin); bob is a sender; cat is neither.
-
-    async def start() -> Bridge:
-        for old, _ in running:
-            await old.stop()
-        running.clear()
-        data = {
-            "database": {"url": f"sqlite://{tmp_path}/bridge.sqlite3"},
-            "bridge": {"admins": [], "senders": [f"discord:{world.member}"]},
-            "fakenet": {},
-            "discord": {"token": emulator.token, "api_url": emulator.api_url, "guild_ready_timeout": 0.1},
-        }
-        classes = {"fakenet": FakeNetwork, "discord": DiscordAdapter}
-        bridge = Bridge(config_from_dict(data, adapter_classes=classes), adapter_classes=classes)
-        await bridge.start()
-        # tortoise keeps its connection in a ContextVar of the test's context; the teardown
-        # below runs in the fixture's, so it stops the bridge in a copy of the test's context.
-        running.append((bridge, contextvars.copy_context()))
-        await asyncio.wait_for(bridge.adapters["discord"].ready.wait(), 10)
-        return bridge
-
-    yield start
-    for bridge, context in running:
-        await asyncio.create_task(bridge.stop(), context=context)
 
 
 async def eventually(read: Callable[[], Awaitable], ok: Callable[[object], bool], timeout: float = 5) -> None:

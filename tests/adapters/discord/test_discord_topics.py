@@ -6,49 +6,14 @@ restart, unarchived after archiving, made again after deletion; replies inside a
 from __future__ import annotations
 
 import asyncio
-import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
-from discord_world import World
+from discord_world import StartBridge, World
 
-from adapters.discord import DiscordAdapter
-from bridge.app import Bridge
 from bridge.cli.rooms import CLI_USER
-from bridge.config import config_from_dict
 from bridge.model import ChatEvent, ChatTarget, EventKind
 from tests.emulators.discord import DiscordEmulator, SentMessage
 from tests.fakes import FakeNetwork
-
-StartBridge = Callable[[], Awaitable[Bridge]]
-
-
-@pytest.fixture
-async def start_bridge(emulator: DiscordEmulator, world: World, tmp_path: Path) -> AsyncIterator[StartBridge]:
-    """Start a bridge on one database (a second call stops the first: a restart)."""
-    running: list[tuple[Bridge, contextvars.Context]] = []
-
-    async def start() -> Bridge:
-        for old, _ in running:
-            await old.stop()
-        running.clear()
-        data = {
-            "database": {"url": f"sqlite://{tmp_path}/bridge.sqlite3"},
-            "bridge": {"admins": [], "senders": [f"discord:{world.member}"]},
-            "fakenet": {},
-            "discord": {"token": emulator.token, "api_url": emulator.api_url, "guild_ready_timeout": 0.1},
-        }
-        classes = {"fakenet": FakeNetwork, "discord": DiscordAdapter}
-        bridge = Bridge(config_from_dict(data, adapter_classes=classes), adapter_classes=classes)
-        await bridge.start()
-        running.append((bridge, contextvars.copy_context()))
-        await asyncio.wait_for(bridge.adapters["discord"].ready.wait(), 10)
-        return bridge
-
-    yield start
-    for bridge, context in running:
-        await asyncio.create_task(bridge.stop(), context=context)
 
 
 async def sent_with(emulator: DiscordEmulator, channel_id: int, text: str, timeout: float = 15) -> SentMessage:
