@@ -54,7 +54,11 @@ def _escape(text: str) -> str:
 
 
 def _link_markdown(label: str, url: str) -> str:
-    if label.strip() == url or not label.strip():
+    if not label.strip():
+        # A link on blank text (a facet over a line break) shows nothing to click on the
+        # network either; showing its URL instead would put words in the post it never had.
+        return _escape(label)
+    if label.strip() == url:
         return f"<{url}>"
     safe_label = _escape(label)
     safe_url = url.replace(")", "%29").replace(" ", "%20")

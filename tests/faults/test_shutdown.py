@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.atproto.harness import AtprotoStack
 from tests.faults.bridge_process import BridgeProcess
 from tests.faults.chat_world import ChatWorld
-from tests.faults.crash import FIREHOSE_LINE, MARK, SUBSCRIBED_LINE, crash_config, make_accounts
+from tests.faults.crash import FIREHOSE_LINE, MARK, SUBSCRIBED_LINE, BlueskySource, crash_config
 
 SHUTDOWN_TIMEOUT = 3.0
 POSTS = 14
@@ -30,8 +30,12 @@ def ledger(db: Path) -> dict[tuple[str, int], str]:
 async def test_sigterm_during_heavy_relaying_exits_in_time_with_nothing_half_done(
     atproto: AtprotoStack, chat_world: ChatWorld, tmp_path: Path
 ) -> None:
-    team, author = await make_accounts(atproto)
-    config = crash_config(tmp_path / "config.toml", f"sqlite://{tmp_path}/bridge.sqlite3", atproto, chat_world, team, author)
+    source = BlueskySource(atproto)
+    await source.start()
+    author = source.author
+    config = crash_config(
+        tmp_path / "config.toml", f"sqlite://{tmp_path}/bridge.sqlite3", chat_world, source.name, source.section(), source.follow
+    )
     text = config.read_text().replace("shutdown_timeout = 5", f"shutdown_timeout = {SHUTDOWN_TIMEOUT}")
     config.write_text(text)
     first = BridgeProcess(config, tmp_path / "bridge-1.log")
