@@ -32,6 +32,7 @@ from bridge.storage.changes import ChangeFeed
 from bridge.storage.db import close_database, open_database
 from bridge.storage.db import redact as redact_url
 from bridge.storage.store import PlatformHealth, RoomNotice, Store, SubscriptionInfo, utcnow
+from bridge.workers import Workers
 
 log = logging.getLogger("bridge")
 
@@ -73,6 +74,13 @@ class Bridge:
         # watch. A paused room only stops receiving; it must not change what the team account
         # follows on the network (an unfollow and a follow again would notify the person).
         self._wanted: dict[int, Source] = {}
+        # Several workers on Postgres: the rooms and listeners this process holds (bridge.workers).
+        self.workers = Workers(
+            config.lease_seconds,
+            rooms=self.store.work_rooms,
+            busy=lambda dest: self.dispatcher.busy(dest),
+            on_change=lambda: self.dispatcher.wake(),
+        )
         self.dispatcher = Dispatcher(
             self.store,
             self.chats,
@@ -84,6 +92,8 @@ class Bridge:
             buttons=self._buttons,
             metrics=self.metrics,
             paused=lambda dest: dest in self._paused,
+            serves=self.workers.serves,
+            rooms=self.workers.rooms,
         )
         self.quiet: dict[str, QuietHours] = {}
         self.digester = Digester(self.store, self.chats, lambda: self.quiet, self.pause, self._describe_sub)
@@ -113,6 +123,8 @@ class Bridge:
                 self.metrics.read_pending_with(self.store.pending_by_destination, utcnow)
                 await self.http.start()
             await self.changes.start()
+            await self.workers.start()
+            self.metrics.read_leases_with(self.workers.held)
             await self.refresh_routes()
             self._health = await self.store.platform_health()
             for adapter in [*self.chats.values(), *self.networks.values()]:
@@ -273,6 +285,8 @@ class Bridge:
         self._started.clear()
         for adapter in self.adapters.values():  # those still being retried: close what an attempt opened
             await _quietly(adapter.stop(), adapter.name)
+        # In-flight sends are done and the listeners stopped: hand everything over at once.
+        await self.workers.stop()
         if self.http is not None:
             await self.http.stop()
         await self.changes.close()

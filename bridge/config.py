@@ -90,6 +90,12 @@ CORE_SECTIONS: dict[str, dict[str, Key]] = {
         "log_level": Key(str, "info", choices=("debug", "info", "warning", "error")),
         "shutdown_timeout": Key((int, float), 10, min=0, help="seconds in-flight sends get at shutdown"),
         "log_format": Key(str, "text", choices=("text", "json"), help='"json" writes one JSON object per line'),
+        "lease_seconds": Key(
+            (int, float),
+            10,
+            min=3,
+            help="seconds a worker's claim on a room or listener lasts without renewal (several workers on Postgres)",
+        ),
     },
     "http": {
         "listen": Key(str, "", help='host:port for /healthz, /metrics and webhooks, e.g. "127.0.0.1:8080"'),
@@ -137,6 +143,7 @@ class Config:
     log_level: str = "info"
     shutdown_timeout: float = 10.0
     log_format: str = "text"
+    lease_seconds: float = 10.0  # several workers on Postgres: how long a claim lasts unrenewed
     http_listen: str = ""  # "" = no HTTP endpoint
     adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
     adapter_classes: dict[str, type] = field(default_factory=dict)
@@ -204,7 +211,10 @@ def config_from_dict(
         # type = "bluesky" a second one.
         type_name = raw.get("type", name)
         if not isinstance(type_name, str) or not type_name:
-            problems.add(f"[{name}] type", f'must be an adapter type in quotes, e.g. type = "bluesky"; installed: {", ".join(sorted(known))}')
+            problems.add(
+                f"[{name}] type",
+                f'must be an adapter type in quotes, e.g. type = "bluesky"; installed: {", ".join(sorted(known))}',
+            )
             continue
         if not _ACCOUNT.match(name):
             problems.add(
@@ -283,7 +293,9 @@ def config_from_dict(
             if not settings.get(key):
                 continue
             if spec.needs_http and not listen:
-                problems.add(f"[{name}] {key}", 'needs the HTTP endpoint: add [http] listen = "0.0.0.0:8080" (or remove this key)')
+                problems.add(
+                    f"[{name}] {key}", 'needs the HTTP endpoint: add [http] listen = "0.0.0.0:8080" (or remove this key)'
+                )
             for other in spec.requires:
                 if not settings.get(other) and not raw_sections[name].get(other):  # a bad value is reported already
                     problems.add(f"[{name}] {other}", f"is missing; it is needed when {key} is set")
@@ -302,6 +314,7 @@ def config_from_dict(
         log_level=b["log_level"],
         shutdown_timeout=float(b["shutdown_timeout"]),
         log_format=b["log_format"],
+        lease_seconds=float(b["lease_seconds"]),
         http_listen=listen,
         adapters=adapters,
         adapter_classes={k: v for k, v in classes.items() if k in adapters},
@@ -350,9 +363,7 @@ def _type_name(t: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(x, x.__name__) for x in ts)
 
 
-def _section(
-    raw: Any, schema: Mapping[str, Key], problems: _Problems, name: str, bad: set[str] | None = None
-) -> dict[str, Any]:
+def _section(raw: Any, schema: Mapping[str, Key], problems: _Problems, name: str, bad: set[str] | None = None) -> dict[str, Any]:
     """The section's values with defaults filled in. A key with a mistake is reported (and
     added to ``bad``) and gets its default, so that the rest of the file is still checked."""
     out: dict[str, Any] = {}

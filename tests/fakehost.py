@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from bridge.model import Answer, Batch, ChatEvent, ChatTarget, Item, Source, SubscriptionSummary
@@ -39,6 +39,8 @@ class FakeHost:
         self.pacing: list[float] = []
         self.webhooks: dict[str, Callable[..., Any]] = {}
         self.answer: Callable[[ChatEvent], Answer] = answer or _echo
+        self.listening: set[str] = set()  # listeners running (Host.listen)
+        self.live_workers = 1
         self._sources = set(sources)
         self._sources_changed = asyncio.Event()
         self._changed = asyncio.Condition()
@@ -63,6 +65,22 @@ class FakeHost:
             self.state.pop(key, None)
         else:
             self.state[key] = value
+
+    async def replace_state(self, key: str, expected: str | None, value: str) -> bool:
+        if self.state.get(key) != expected:
+            return False
+        self.state[key] = value
+        return True
+
+    async def listen(self, name: str, run: Callable[[], Awaitable[Any]]) -> Any:
+        self.listening.add(name)
+        try:
+            return await run()
+        finally:
+            self.listening.discard(name)
+
+    def workers(self) -> int:
+        return self.live_workers
 
     async def report_health(self, ok: bool, reason: str = "") -> None:
         await self._record(self.health, (ok, reason))
