@@ -143,6 +143,7 @@ class SentMessage:
 
     message: dict[str, Any]
     payload: dict[str, Any]
+    at: float = 0.0  # time.monotonic() when the emulator accepted it
 
     @property
     def id(self) -> int:
@@ -861,7 +862,7 @@ class DiscordEmulator:
 
     def _record_sent(self, channel: Channel, message: dict[str, Any], payload: dict[str, Any]) -> None:
         self.messages.setdefault(channel.id, []).append(message)
-        self.sent.setdefault(channel.id, []).append(SentMessage(message, payload))
+        self.sent.setdefault(channel.id, []).append(SentMessage(message, payload, time.monotonic()))
         self._sent_changed.set()
 
     async def _post_message(self, request: web.Request) -> web.Response:
