@@ -283,6 +283,9 @@ class TelegramEmulator:
         self.webhook_secret = ""
         self.webhook_answers: list[int] = []  # the HTTP status of every webhook call we made
         self._pusher: asyncio.Task[None] | None = None
+        self.poll_conflicts = 0  # getUpdates calls that overlapped another (the older one got 409)
+        self._poll_generation = 0
+        self._polls_waiting = 0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -847,6 +850,13 @@ class TelegramEmulator:
                 409,
                 "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
             )
+        # Telegram allows one getUpdates at a time per bot: a new one ends the one waiting with
+        # 409 ("terminated by other getUpdates request"), as when two processes poll one bot.
+        self._poll_generation += 1
+        mine = self._poll_generation
+        if self._polls_waiting:
+            self.poll_conflicts += 1
+            self._new_update.set()
         offset = _int(params.get("offset") or 0)
         limit = _int(params.get("limit") or 100)
         timeout = float(params.get("timeout") or 0)
@@ -854,15 +864,23 @@ class TelegramEmulator:
             # Telegram: an update is confirmed as soon as getUpdates is called with a higher offset.
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
         deadline = time.monotonic() + timeout
-        while not self._updates and self._runner is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self._new_update.clear()
-            try:
-                await asyncio.wait_for(self._new_update.wait(), remaining)
-            except TimeoutError:
-                break
+        self._polls_waiting += 1
+        try:
+            while not self._updates and self._runner is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._new_update.clear()
+                try:
+                    await asyncio.wait_for(self._new_update.wait(), remaining)
+                except TimeoutError:
+                    break
+                if self._poll_generation != mine:
+                    raise ApiError(
+                        409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+                    )
+        finally:
+            self._polls_waiting -= 1
         return self._updates[:limit]
 
     async def _m_getChat(self, params: dict[str, Any]) -> dict[str, Any]:
