@@ -106,13 +106,24 @@ class DiscordAdapter:
         await self._sync_commands()
         # Interaction callbacks go through discord.py's webhook adapter; run the client in a
         # context where that adapter talks to api_url (see adapters.discord.client).
-        self._task = asyncio.create_task(self._run(client), name="discord-gateway", context=client_context(self.api_url))
+        # The Gateway connection runs in one process only (several workers on one database would
+        # each get every event), under the listener lease; REST calls (sends) work everywhere.
+        self._task = asyncio.create_task(
+            self.host.listen("gateway", lambda: self._run(client)), name="discord-gateway", context=client_context(self.api_url)
+        )
         self.log.info("discord.started bot=%s api_url=%s", client.user, self.api_url)
 
     async def _run(self, client: BridgeClient) -> None:
         try:
             await client.connect(reconnect=True)
         except asyncio.CancelledError:
+            # The lease was lost or the adapter stops: the Gateway session ends before another
+            # worker opens its own.
+            ws = client.ws
+            if ws is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(asyncio.wait_for(ws.close(code=1000), 5))
+            self.ready.clear()
             raise
         except Exception:
             self.log.exception("discord.gateway_failed")
@@ -233,7 +244,9 @@ class DiscordAdapter:
         thread_id = target.thread_id
         if delivery.open_thread and not target.thread_id:
             thread_id = await self._open_thread(channel.id, int(ids[0]), delivery, scope)
-        self.log.info("discord.sent delivery=%s post=%s target=%s messages=%s", delivery.id, delivery.post.ref, scope, ",".join(ids))
+        self.log.info(
+            "discord.sent delivery=%s post=%s target=%s messages=%s", delivery.id, delivery.post.ref, scope, ",".join(ids)
+        )
         return Sent(message_ids=tuple(ids), thread_id=thread_id if thread_id != target.thread_id else "")
 
     async def _open_thread(self, channel_id: int, message_id: int, delivery: Delivery, scope: str) -> str:

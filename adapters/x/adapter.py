@@ -198,7 +198,7 @@ class XAdapter:
 
     async def start(self) -> None:
         await self._whoami()
-        self._task = asyncio.create_task(self._run(), name=f"{self.name}-poll")
+        self._task = asyncio.create_task(self.host.listen("poll", self._run), name=f"{self.name}-poll")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
