@@ -85,7 +85,8 @@ class WorkersReport:
     probes: list[Probe]
     gateway_max_sessions: int
     telegram_live_conflicts: int
-    unfollow_reload_seconds: list[float | None]  # per worker running then: "settings reloaded" after the CLI
+    unfollow_reload_seconds: list[float | None]  # per worker running then: "settings reloaded" after the CLI returned
+    unfollow_reload_from_typed: list[float | None]  # the same, counted from the CLI's start (its own start-up included)
     unfollowed_shown_before: int  # posts of the unfollowed account shown (written before the command)
     unfollowed_shown_late: int  # written 3 s after the command and shown anyway: must be 0
     sigterm_exits: list[int | None]
@@ -134,6 +135,9 @@ class WorkersReport:
             f"Telegram getUpdates ended by another live poller (409): {self.telegram_live_conflicts}",
             "unfollow reached the running workers (settings reloaded) after the command returned: "
             + ", ".join("never" if s is None else f"{s:.1f} s" for s in self.unfollow_reload_seconds)
+            + " (from the command's start, its own start-up included: "
+            + ", ".join("never" if s is None else f"{s:.1f} s" for s in self.unfollow_reload_from_typed)
+            + ")"
             + f"; posts of the account shown before it {self.unfollowed_shown_before},"
             f" written 3 s after it and shown {self.unfollowed_shown_late}",
             "final SIGTERM exits: " + ", ".join(str(c) for c in self.sigterm_exits),
@@ -327,27 +331,38 @@ async def run_workers(
         quiet.set()
         unfollowed_at: list[float] = []
         reload_seconds: list[float | None] = []
+        reload_from_typed: list[float | None] = []
 
         async def unfollow() -> None:
-            # No kill while the change travels, so that every worker's reload is seen.
-            quiet.clear()
-            before: dict[BridgeProcess, int] = {}
-            for n, dest in enumerate(unfollow_rooms):
-                if n == len(unfollow_rooms) - 1:
-                    before = {p: p.log_text().count(RELOADED) for p in running()}
-                res = await asyncio.to_thread(run_cli, config, "unfollow", other.handle, "--to", dest)
+            async def typed(dest: str) -> tuple[float, float, dict[BridgeProcess, float]]:
+                """Run ``bridge unfollow``; when it started, when it returned, and when each
+                running worker logged its next reload."""
+                before = {p: p.log_text().count(RELOADED) for p in running()}
+                started = time.monotonic()
+                cli = asyncio.create_task(asyncio.to_thread(run_cli, config, "unfollow", other.handle, "--to", dest))
+                seen: dict[BridgeProcess, float] = {}
+                returned = float("inf")
+                while time.monotonic() < returned + CHANGE_WITHIN + 7 and (returned == float("inf") or len(seen) < len(before)):
+                    for p, count in before.items():
+                        if p not in seen and p.log_text().count(RELOADED) > count:
+                            seen[p] = time.monotonic()
+                    if cli.done() and returned == float("inf"):
+                        returned = time.monotonic()
+                    await asyncio.sleep(0.05)
+                res = cli.result()
                 assert res.returncode == 0, res.stdout + res.stderr
-            unfollowed_at.append(time.monotonic())
-            # The last command's change must reach every worker.
-            deadline = unfollowed_at[0] + CHANGE_WITHIN + 7
-            seen: dict[BridgeProcess, float] = {}
-            while time.monotonic() < deadline and len(seen) < len(before):
-                for p, count in before.items():
-                    if p not in seen and p.log_text().count(RELOADED) > count:
-                        seen[p] = time.monotonic() - unfollowed_at[0]
-                await asyncio.sleep(0.05)
-            reload_seconds.extend(seen.get(p) for p in before)
-            say("unfollow reached the workers after " + ", ".join(f"{s:.1f} s" for s in seen.values()))
+                return started, returned, {p: seen.get(p, float("nan")) for p in before}
+
+            await typed(unfollow_rooms[0])
+            # The last command's change is followed; no kill meanwhile, so that every worker's
+            # reload is seen.
+            quiet.clear()
+            started, returned, seen = await typed(unfollow_rooms[1])
+            unfollowed_at.append(returned)
+            for at in seen.values():
+                reload_seconds.append(None if at != at else max(0.0, at - returned))
+                reload_from_typed.append(None if at != at else at - started)
+            say("unfollow reached the workers after " + ", ".join(f"{at - started:.1f} s" for at in seen.values()))
             quiet.set()
             unfollow_done.set()
 
@@ -441,6 +456,7 @@ async def run_workers(
             gateway_max_sessions=world.discord.max_gateway_sessions,
             telegram_live_conflicts=sum(world.tg.poll_conflicts),
             unfollow_reload_seconds=reload_seconds,
+            unfollow_reload_from_typed=reload_from_typed,
             unfollowed_shown_before=sum(1 for n, at in other_posted if at < unfollowed_at[0] and n in shown_other),
             unfollowed_shown_late=sum(1 for n, at in other_posted if at > late_cut and n in shown_other),
             sigterm_exits=list(exits),
