@@ -64,12 +64,15 @@ LISTENERS = ("telegram", "discord")
 @dataclass
 class Probe:
     """One command typed after a kill: on which platform, whether the killed worker held that
-    platform's listener, and how long after the kill the answer was shown (None: never)."""
+    platform's listener, and how long after the last death of that listener's holder the
+    answer was shown (None: never). When the worker that took the listener over is killed
+    too before answering, the clock starts again at that kill (``since_kill`` says which)."""
 
     platform: str
     kill: int
     victim_held_listener: bool
     seconds: float | None
+    since_kill: int = 0
 
 
 @dataclass
@@ -286,6 +289,7 @@ async def run_workers(
     probes: list[Probe] = []
     probe_tasks: list[asyncio.Task[None]] = []
     kill_times: list[float] = []
+    holder_kills: list[tuple[float, set[str]]] = []  # per kill: when, and which listeners the victim held
     try:
         team, author = await make_accounts(stack)
         other = await stack.create_account("bob", "Bob Unfollowed")
@@ -395,6 +399,7 @@ async def run_workers(
             victim.kill()
             killed_at = time.monotonic()
             kill_times.append(killed_at)
+            holder_kills.append((killed_at, {pl for pl in LISTENERS if held[pl] == victim.pid}))
             spawn()
             say(
                 f"kill {k + 1}/{kills} at {killed_at - start:.1f}s: pid {victim.pid}"
@@ -406,7 +411,16 @@ async def run_workers(
                     seconds = await _telegram_probe(world, n, at, timeout=COMMAND_WITHIN + 15)
                 else:
                     seconds = await _discord_probe(world, ops_channel, ops_member, at, timeout=COMMAND_WITHIN + 15)
-                probes.append(Probe(platform, n, held_it, seconds))
+                if seconds is None:
+                    probes.append(Probe(platform, n, held_it, None, n))
+                    return
+                answered = at + seconds
+                # The last kill of this listener's holder before the answer (this one or later).
+                last = max(
+                    ((i, t) for i, (t, pl) in enumerate(holder_kills, 1) if platform in pl and at <= t <= answered),
+                    default=(n, at),
+                )
+                probes.append(Probe(platform, n, held_it, answered - max(last[1], at), max(last[0], n)))
 
             for platform in LISTENERS:
                 probe_tasks.append(asyncio.create_task(probe(platform, k + 1, held[platform] == victim.pid, killed_at)))
