@@ -106,6 +106,7 @@ async def run_one(
     discord_rooms: int,
     kills: int,
     lease_seconds: float | None,
+    idle_seconds: float,
     say: Callable[[str], None],
 ) -> Figures:
     fig = Figures(workers)
@@ -141,7 +142,7 @@ async def run_one(
             # Idle: what the workers cost the database with nothing to relay.
             await asyncio.sleep(2)
             before, t = counter.statements, time.monotonic()
-            await asyncio.sleep(10)
+            await asyncio.sleep(idle_seconds)
             fig.idle_per_second = (counter.statements - before) / (time.monotonic() - t)
 
             # Throughput.
@@ -261,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--discord-rooms", type=int, default=10)
     p.add_argument("--kills", type=int, default=10, help="SIGKILLs of a listener's holder per worker count")
     p.add_argument("--lease-seconds", type=float, default=None, help="[bridge] lease_seconds (default: the bridge's, 10)")
+    p.add_argument("--idle-seconds", type=float, default=10, help="how long the idle statements are counted")
     p.add_argument("--no-save", action="store_true", help="print only; do not append to bench/RESULTS.md")
     args = p.parse_args(argv)
     counts = [int(x) for x in args.workers.split(",")]
@@ -282,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         discord_rooms=args.discord_rooms,
                         kills=args.kills,
                         lease_seconds=args.lease_seconds,
+                        idle_seconds=args.idle_seconds,
                         say=say,
                     )
                 )
