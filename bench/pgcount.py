@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+from collections import Counter
 from urllib.parse import urlparse, urlunparse
 
 from tests.tcp_proxy import free_port
@@ -34,6 +35,7 @@ class StatementCounter:
         self.target = (u.hostname or "127.0.0.1", u.port or 5432)
         self.port = free_port()
         self.statements = 0
+        self.by_query: Counter[str] = Counter()  # the same count, per statement text
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -75,6 +77,8 @@ class StatementCounter:
             return
         self._writers.update((writer, up_writer))
         up_writer.write(startup)
+        prepared: dict[bytes, str] = {}  # this connection's named statements → their text
+        bound = ""  # the text of the statement last bound (what the next Execute runs)
 
         async def upstream() -> None:
             try:
@@ -82,8 +86,19 @@ class StatementCounter:
                     head = await reader.readexactly(5)
                     kind, length = head[:1], struct.unpack("!i", head[1:])[0]
                     body = await reader.readexactly(length - 4)
-                    if kind in (b"Q", b"E"):
+                    nonlocal bound
+                    if kind == b"P":  # Parse: name, text, …
+                        name, text = body.split(b"\0", 2)[:2]
+                        prepared[name] = text.decode(errors="replace")
+                        bound = prepared[name]
+                    elif kind == b"B":  # Bind: portal, statement name, …
+                        bound = prepared.get(body.split(b"\0", 2)[1], bound)
+                    elif kind == b"Q":
                         self.statements += 1
+                        self.by_query[body.rstrip(b"\0").decode(errors="replace")] += 1
+                    elif kind == b"E":
+                        self.statements += 1
+                        self.by_query[bound] += 1
                     up_writer.write(head + body)
                     await up_writer.drain()
             except (OSError, asyncio.IncompleteReadError):

@@ -49,7 +49,7 @@ from tests.atproto.harness import AtprotoStack, provision
 from tests.faults.bridge_process import BridgeProcess
 from tests.faults.chat_world import ChatWorld
 from tests.faults.crash import READY_LINE, make_accounts
-from tests.faults.workers import _discord_probe, _telegram_probe, workers_config
+from tests.faults.workers import _discord_probe, _telegram_probe, warm_up, workers_config
 
 MARK = re.compile(r"bench-workers #(\d+)\b")
 TELEGRAM_PER_SECOND = 30  # Telegram: about 30 messages a second per bot
@@ -70,6 +70,7 @@ class Figures:
     failover: dict[str, list[float]] = field(default_factory=dict)  # listener lease → seconds until held again
     answered: dict[str, list[float]] = field(default_factory=dict)  # platform → /help answered after kill
     unanswered: int = 0
+    idle_top: list[tuple[str, float]] = field(default_factory=list)  # most frequent idle statements, per second
 
     @property
     def per_second(self) -> float:
@@ -136,14 +137,15 @@ async def run_one(
                 spawn()
             for p in procs:
                 await p.wait_log(READY_LINE, timeout=90)
-            await stack.post(author, "bench-workers warm-up")
-            await world.tg.wait_until(lambda: all(any("warm-up" in t for t in world.texts(d)) for d in world.destinations), 120)
+            await warm_up(stack, author, world, "bench-workers", timeout=120)
 
             # Idle: what the workers cost the database with nothing to relay.
             await asyncio.sleep(2)
-            before, t = counter.statements, time.monotonic()
+            before, t, by_query = counter.statements, time.monotonic(), counter.by_query.copy()
             await asyncio.sleep(idle_seconds)
-            fig.idle_per_second = (counter.statements - before) / (time.monotonic() - t)
+            took = time.monotonic() - t
+            fig.idle_per_second = (counter.statements - before) / took
+            fig.idle_top = [(q, n / took) for q, n in (counter.by_query - by_query).most_common(5)]
 
             # Throughput.
             tg_before = {d: len(world.tg.messages(int(d.split(":")[1]))) for d in world.destinations if d[0] == "t"}
@@ -251,6 +253,10 @@ def table(figures: Sequence[Figures], posts: int, tg_rooms: int, discord_rooms: 
         cells += [_p50_max(f.answered.get("telegram", [])), _p50_max(f.answered.get("discord", []))]
         unanswered = f" ({f.unanswered} unanswered)" if f.unanswered else ""
         lines.append(f"| {f.workers} | {f.lease_seconds:g} | " + " | ".join(cells) + f" |{unanswered}")
+    last = figures[-1] if figures else None
+    if last is not None and last.idle_top:
+        lines += ["", f"Most frequent statements while idle, {last.workers} workers (per second, all workers):", ""]
+        lines += [f"* {rate:.1f}/s `{' '.join(q.split())[:110]}`" for q, rate in last.idle_top]
     return lines
 
 

@@ -234,6 +234,20 @@ class Holders:
         return int(rows[0]["pid"]) if rows else None
 
 
+async def warm_up(stack: AtprotoStack, author: Account, world: ChatWorld, word: str, timeout: float) -> None:
+    """Post until every room has shown a post: a worker logs "bridge running" before the
+    config's subscriptions are all in, and a post is relayed to the rooms subscribed when it
+    is ingested."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    while not all(any("warm-up" in t for t in world.texts(d)) for d in world.destinations):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"warm-up posts did not reach every room within {timeout:.0f} s")
+        n += 1
+        await stack.post(author, f"{word} warm-up {n}")
+        await asyncio.sleep(3)
+
+
 async def _telegram_probe(world: ChatWorld, n: int, killed_at: float, timeout: float) -> float | None:
     user = world.tg.add_user(f"Ops{n}", f"ops{n}")
     chat = world.tg.private_chat(user)
@@ -317,8 +331,7 @@ async def run_workers(
         for p in procs:
             await p.wait_log(READY_LINE, timeout=90)
         # End to end once before counting: a post reaches every room.
-        await stack.post(author, "workers-run warm-up")
-        await world.tg.wait_until(lambda: all(any("warm-up" in t for t in world.texts(d)) for d in world.destinations), 90)
+        await warm_up(stack, author, world, "workers-run", timeout=90)
         assert any(FIREHOSE_LINE in p.log_text() for p in procs)
         say(f"{workers} workers up; posting {posts} posts, {kills} kills")
         holders = Holders(conn)
