@@ -176,14 +176,16 @@ class Workers:
             stale_in = self._valid_until - loop.time()
             timeout = stale_in + 0.01 if stale_in > 0 else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._moved.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._moved.wait()
 
     # --- the loop ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.every)
+                async with asyncio.timeout(self.every):
+                    await self._kick.wait()
             self._kick.clear()
             try:
                 await self._round()
