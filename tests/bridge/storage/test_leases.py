@@ -37,7 +37,7 @@ async def test_claims_made_at_once_never_overlap_and_respect_the_limit(pg: str) 
     won = await asyncio.gather(*(w.claim(ROOMS, 8) for w in workers))
     assert all(len(w) <= 8 for w in won)
     names = [n for w in won for n in w]
-    assert len(names) == len(set(names)) == len(ROOMS)  # each room once, none left out (3 × 8 ≥ 20)
+    assert len(names) == len(set(names)) == len(ROOMS)  # each room once, none left out (3 x 8 >= 20)
     # held rooms are not free for anyone, however much they ask
     assert await workers[0].claim(ROOMS, 100) == {}
     assert await workers[0].unheld(ROOMS) == []
