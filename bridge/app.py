@@ -102,7 +102,8 @@ class Bridge:
         self._tasks: list[asyncio.Task[Any]] = []
         self._started: list[Any] = []
         self._refresh_pending = False
-        self.changes = ChangeFeed()
+        # On Postgres, deliveries another worker wrote wake this one's dispatcher at once.
+        self.changes = ChangeFeed(on_deliveries=lambda: self.dispatcher.wake())
         self._revision = 0  # the settings revision the routes were last loaded at
         self._health: dict[str, PlatformHealth] = {}
         self._dispatching: asyncio.Task[None] | None = None
@@ -356,6 +357,7 @@ class Bridge:
         sub, created = await self.store.add_subscription(source, label, target, created_by, filters)
         self._sub_labels[sub.id] = f"#{sub.id} {_what(sub)}"
         if created:
+            self.workers.new_work((str(target),))
             self.matcher.put(_route(sub))
             self._wanted[sub.id] = sub.source
             self._sources_changed()
@@ -467,7 +469,8 @@ class Bridge:
                 held.update(held_routes(routes, self.quiet, now))
         notices = self._gap_notices(batch)
         created = await self.store.ingest(network, matched, batch.cursors, held, notices)
-        if created:
+        if created and not self.workers.solo:
+            self.workers.new_work({str(d) for _, routes in matched for _, d in routes})
             log.info("ingested network=%s items=%d deliveries=%d", network, len(batch.items), created)
             self.dispatcher.wake()
         if notices:

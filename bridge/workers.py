@@ -65,6 +65,7 @@ class Workers:
         self._leaving: set[str] = set()  # rooms being handed to another worker
         self._listeners: set[str] = set()  # listener leases wanted by running ``listen`` calls
         self._release: set[str] = set()  # listener leases whose listener ended
+        self._known_rooms: set[str] = set()  # the rooms with work at the last round
         self._moved = asyncio.Event()
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -133,6 +134,13 @@ class Workers:
                 out[kind] = out.get(kind, 0) + 1
         return out
 
+    def new_work(self, destinations: Collection[str]) -> None:
+        """Deliveries were written for ``destinations``: a room nobody had work for at the last
+        round is claimed now rather than at the next one. No query."""
+        if not self.solo and not self._stopping and any(d not in self._known_rooms for d in destinations):
+            self._known_rooms.update(destinations)
+            self._kick.set()
+
     # --- listeners ---------------------------------------------------------------------------
 
     async def listen(self, name: str, run: Callable[[], Awaitable[T]]) -> T:
@@ -176,14 +184,16 @@ class Workers:
             stale_in = self._valid_until - loop.time()
             timeout = stale_in + 0.01 if stale_in > 0 else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._moved.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._moved.wait()
 
     # --- the loop ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.every)
+                async with asyncio.timeout(self.every):
+                    await self._kick.wait()
             self._kick.clear()
             try:
                 await self._round()
@@ -224,7 +234,9 @@ class Workers:
         self._changed()
 
     async def _balance_rooms(self) -> None:
-        rooms = {DEST + r for r in await self._rooms()} if self._rooms is not None else set()
+        found = set(await self._rooms()) if self._rooms is not None else set()
+        self._known_rooms = found
+        rooms = {DEST + r for r in found}
         mine = {n for n in self._held if n.startswith(DEST)}
         # Rooms without work any more are given back too: whoever has work for them claims them.
         gone = {n for n in mine - rooms if not self._busy(n.removeprefix(DEST))}

@@ -131,6 +131,7 @@ class BlueskyAdapter:
             str(self.settings["password"]),
             load=lambda: host.load_state("session"),
             save=lambda value: host.save_state("session", value),
+            replace=lambda old, new: host.replace_state("session", old, new),
         )
         self.api = Api(
             self.client, self.session.ensure, self.session.reauth, chat_base=self.chat_service, count=host.count_request

@@ -90,6 +90,7 @@ class DiscordAdapter:
             },
             guild_ready_timeout=float(self.settings.get("guild_ready_timeout", 2.0)),
             max_ratelimit_timeout=float(self.settings.get("max_ratelimit_wait", 30.0)),
+            share=self.host.workers,
         )
         if app_id:
             client._connection.application_id = int(app_id)

@@ -88,7 +88,7 @@ class TelegramAdapter:
         self._webhook_secret: bytes = str(settings.get("webhook_secret") or "").encode()
         self._host = host
         self._log: logging.Logger = host.log
-        self._pacer = Pacer(sleep=self._paced)
+        self._pacer = Pacer(sleep=self._paced, share=host.workers)
         self._app: Application | None = None
         self._outbox: Outbox | None = None
         self._handler: UpdateHandler | None = None

@@ -37,14 +37,14 @@ _PRUNE = 'DELETE FROM "workers" WHERE "heartbeat"<now()-make_interval(secs=>$1)'
 _ENSURE = (
     'INSERT INTO "leases" ("name","holder","expires_at","token") SELECT unnest($1::text[]),NULL,now(),0 ON CONFLICT DO NOTHING'
 )
-# Free leases among ``names`` (never held, released, or expired ``min_age`` seconds ago and
-# more), at most ``limit``; rows another worker is claiming at this moment are skipped, not
+# Free leases among ``names`` (expired, released or never held, ``min_age`` seconds ago or
+# more: a release or a first insert sets ``expires_at`` to now), at most ``limit``; rows another worker is claiming at this moment are skipped, not
 # waited for.
 _CLAIM = """
 UPDATE "leases" AS l SET "holder"=$2,"expires_at"=now()+make_interval(secs=>$3),"token"=l."token"+1
 FROM (
   SELECT "name" FROM "leases"
-  WHERE "name"=ANY($1::text[]) AND ("holder" IS NULL OR "expires_at"<=now()-make_interval(secs=>$5))
+  WHERE "name"=ANY($1::text[]) AND "expires_at"<=now()-make_interval(secs=>$5)
   ORDER BY "name" LIMIT $4 FOR UPDATE SKIP LOCKED
 ) AS free
 WHERE l."name"=free."name" RETURNING l."name",l."token"

@@ -519,6 +519,10 @@ class Store:
                 fresh = [r for r in rows if (r[2], r[3]) not in existing]
                 if fresh:
                     await _execute_many(conn, _ADD_DELIVERIES, fresh)
+                    if conn.capabilities.dialect == "postgres":
+                        # Wakes the workers serving these rooms (several workers): sent at commit,
+                        # one per batch, not per delivery.
+                        await conn.execute_query(f"SELECT pg_notify('{changes.DELIVERIES}', '')")
                 created = len(fresh)
             if notices:
                 await _execute_many(conn, _ADD_NOTICES, [[now, now, str(n.destination), n.key, n.text, now] for n in notices])

@@ -86,3 +86,20 @@ async def test_parts_recorded_come_back_with_the_delivery_and_map_to_the_post(db
             assert found is not None and found.post == post
     finally:
         await close_database()
+
+
+async def test_adapter_state_compare_and_set_refuses_a_write_over_a_newer_value(db_url: str) -> None:
+    await open_database(db_url)
+    try:
+        store = Store()
+        assert await store.replace_state("bluesky", "session", None, "s1")  # first one in
+        assert not await store.replace_state("bluesky", "session", None, "s1-other")  # another was first
+        assert await store.replace_state("bluesky", "session", "s1", "s2")
+        # a worker that still believes s1 is saved cannot overwrite s2: it must re-read
+        assert not await store.replace_state("bluesky", "session", "s1", "s2-stale")
+        assert await store.load_state("bluesky", "session") == "s2"
+        # scoped per adapter
+        assert await store.replace_state("bluesky_sales", "session", None, "other account")
+        assert await store.load_state("bluesky", "session") == "s2"
+    finally:
+        await close_database()
