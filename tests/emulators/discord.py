@@ -519,7 +519,10 @@ class DiscordEmulator:
         self._event_log.append(frame)
         for ws in list(self._sessions):
             if not ws.closed:
-                await self._send(ws, frame)
+                try:
+                    await self._send(ws, frame)
+                except ConnectionResetError:  # its client died (SIGKILL) and the close is not read yet
+                    self._sessions.discard(ws)
 
     async def _send(self, ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
         text = json.dumps(frame)
