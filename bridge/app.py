@@ -469,8 +469,9 @@ class Bridge:
                 held.update(held_routes(routes, self.quiet, now))
         notices = self._gap_notices(batch)
         created = await self.store.ingest(network, matched, batch.cursors, held, notices)
-        if created and not self.workers.solo:
-            self.workers.new_work({str(d) for _, routes in matched for _, d in routes})
+        if created:
+            if not self.workers.solo:
+                self.workers.new_work({str(d) for _, routes in matched for _, d in routes})
             log.info("ingested network=%s items=%d deliveries=%d", network, len(batch.items), created)
             self.dispatcher.wake()
         if notices:
