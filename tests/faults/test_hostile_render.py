@@ -72,6 +72,9 @@ class QuietHost:
     async def link_message(self, target: ChatTarget, message_id: str, token: str) -> None:
         return None
 
+    def workers(self) -> int:
+        return 1  # one process sends: the per-bot limits are not divided
+
     async def chat_moved(self, old: ChatTarget, new: ChatTarget) -> None:
         return None
 
