@@ -245,7 +245,7 @@ class TelegramAdapter:
                 break
             except InvalidToken:
                 self._check_login.set()  # the watchdog reports it and starts afresh once it works
-                raise
+                return
             except (TelegramError, OSError) as exc:
                 self._log.warning("telegram.polling_start_failed error=%s retry_in=%.0f", exc, delay)
                 await asyncio.sleep(delay)
