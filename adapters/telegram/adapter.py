@@ -396,9 +396,7 @@ class TelegramAdapter:
             async def on_piece(index: int, ids: Sequence[int]) -> None:
                 await progress(index, tuple(str(i) for i in ids))
 
-        ids = done + await self._deliver(
-            delivery.target, pieces, patient=False, moved_is_pending=True, start=start, on_piece=on_piece
-        )
+        ids = done + await self._deliver(delivery.target, pieces, patient=False, moved_is_pending=True, start=start, on_piece=on_piece)
         # The core logs every delivery at info with its message ids; this line adds the parts.
         self._log.debug(
             "telegram.sent delivery=%s post=%s target=%s messages=%s",

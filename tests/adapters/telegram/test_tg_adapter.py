@@ -128,13 +128,7 @@ def test_parse_target_accepts_numeric_chats_and_topics(host: FakeHost, text: str
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [
-        ("mychannel", "numeric chat id"),
-        ("@ab", "numeric chat id"),
-        ("#general", "@username"),
-        ("-100/abc", "topic"),
-        ("", "numeric"),
-    ],
+    [("mychannel", "numeric chat id"), ("@ab", "numeric chat id"), ("#general", "@username"), ("-100/abc", "topic"), ("", "numeric")],
 )
 def test_parse_target_refuses_others_with_a_clear_message(host: FakeHost, text: str, message: str) -> None:
     adapter = TelegramAdapter({"token": "1:x"}, host)
