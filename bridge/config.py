@@ -211,10 +211,7 @@ def config_from_dict(
         # type = "bluesky" a second one.
         type_name = raw.get("type", name)
         if not isinstance(type_name, str) or not type_name:
-            problems.add(
-                f"[{name}] type",
-                f'must be an adapter type in quotes, e.g. type = "bluesky"; installed: {", ".join(sorted(known))}',
-            )
+            problems.add(f"[{name}] type", f'must be an adapter type in quotes, e.g. type = "bluesky"; installed: {", ".join(sorted(known))}')
             continue
         if not _ACCOUNT.match(name):
             problems.add(
@@ -293,9 +290,7 @@ def config_from_dict(
             if not settings.get(key):
                 continue
             if spec.needs_http and not listen:
-                problems.add(
-                    f"[{name}] {key}", 'needs the HTTP endpoint: add [http] listen = "0.0.0.0:8080" (or remove this key)'
-                )
+                problems.add(f"[{name}] {key}", 'needs the HTTP endpoint: add [http] listen = "0.0.0.0:8080" (or remove this key)')
             for other in spec.requires:
                 if not settings.get(other) and not raw_sections[name].get(other):  # a bad value is reported already
                     problems.add(f"[{name}] {other}", f"is missing; it is needed when {key} is set")
@@ -363,7 +358,9 @@ def _type_name(t: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(x, x.__name__) for x in ts)
 
 
-def _section(raw: Any, schema: Mapping[str, Key], problems: _Problems, name: str, bad: set[str] | None = None) -> dict[str, Any]:
+def _section(
+    raw: Any, schema: Mapping[str, Key], problems: _Problems, name: str, bad: set[str] | None = None
+) -> dict[str, Any]:
     """The section's values with defaults filled in. A key with a mistake is reported (and
     added to ``bad``) and gets its default, so that the rest of the file is still checked."""
     out: dict[str, Any] = {}

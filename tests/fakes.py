@@ -94,7 +94,9 @@ class FakeNetwork:
             raise Permanent(self.capabilities().refusal(Action.FIND))
         wanted = words.casefold().split()
         found = [
-            p for p in self.accounts if all(w in f"{p.author.handle} {p.author.display_name} {p.bio}".casefold() for w in wanted)
+            p
+            for p in self.accounts
+            if all(w in f"{p.author.handle} {p.author.display_name} {p.bio}".casefold() for w in wanted)
         ]
         start = int(cursor or 0)
         page = tuple(found[start : start + limit])

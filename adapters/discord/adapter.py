@@ -245,9 +245,7 @@ class DiscordAdapter:
         thread_id = target.thread_id
         if delivery.open_thread and not target.thread_id:
             thread_id = await self._open_thread(channel.id, int(ids[0]), delivery, scope)
-        self.log.info(
-            "discord.sent delivery=%s post=%s target=%s messages=%s", delivery.id, delivery.post.ref, scope, ",".join(ids)
-        )
+        self.log.info("discord.sent delivery=%s post=%s target=%s messages=%s", delivery.id, delivery.post.ref, scope, ",".join(ids))
         return Sent(message_ids=tuple(ids), thread_id=thread_id if thread_id != target.thread_id else "")
 
     async def _open_thread(self, channel_id: int, message_id: int, delivery: Delivery, scope: str) -> str:

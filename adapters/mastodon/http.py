@@ -452,11 +452,7 @@ def endpoint_name(method: str, path: str) -> str:
     for i, seg in enumerate(path.split("?", 1)[0].split("/")):
         if seg.isdigit() or (i > 0 and out[-1] == "tag"):
             out.append(":tag" if i > 0 and out[-1] == "tag" else ":id")
-        elif (
-            i > 0
-            and out[-1] in ("accounts", "statuses", "lists", "list", "conversations", "notifications")
-            and not _ROUTE_WORD.fullmatch(seg)
-        ):
+        elif i > 0 and out[-1] in ("accounts", "statuses", "lists", "list", "conversations", "notifications") and not _ROUTE_WORD.fullmatch(seg):
             out.append(":id")  # ids that are not numbers (GoToSocial ULIDs, Pleroma flake ids)
         else:
             out.append(seg)

@@ -245,7 +245,7 @@ class TelegramAdapter:
                 break
             except InvalidToken:
                 self._check_login.set()  # the watchdog reports it and starts afresh once it works
-                raise
+                return
             except (TelegramError, OSError) as exc:
                 self._log.warning("telegram.polling_start_failed error=%s retry_in=%.0f", exc, delay)
                 await asyncio.sleep(delay)
@@ -396,9 +396,7 @@ class TelegramAdapter:
             async def on_piece(index: int, ids: Sequence[int]) -> None:
                 await progress(index, tuple(str(i) for i in ids))
 
-        ids = done + await self._deliver(
-            delivery.target, pieces, patient=False, moved_is_pending=True, start=start, on_piece=on_piece
-        )
+        ids = done + await self._deliver(delivery.target, pieces, patient=False, moved_is_pending=True, start=start, on_piece=on_piece)
         # The core logs every delivery at info with its message ids; this line adds the parts.
         self._log.debug(
             "telegram.sent delivery=%s post=%s target=%s messages=%s",

@@ -95,7 +95,9 @@ def post_html(post: Post) -> str:
         body.append(hide(text_html(post.text, post.links)))
     others = [m for m in post.media if m.kind != "image"]
     if others:
-        body.append("\n".join(link(m.url, hide(html.escape(f"🎞 {m.kind}" + (f": {m.alt}" if m.alt else "")))) for m in others))
+        body.append(
+            "\n".join(link(m.url, hide(html.escape(f"🎞 {m.kind}" + (f": {m.alt}" if m.alt else "")))) for m in others)
+        )
     if post.quote is not None:
         brief = html.escape(_brief(post.quote.text, QUOTE_BRIEF))
         quoted = f"💬 {author_html(post.quote.author)}"

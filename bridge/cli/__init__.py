@@ -120,10 +120,7 @@ async def cmd_run(config: Config, args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILED
         except ListenFailed as exc:
-            print(
-                f"error: {exc}; fix: stop what listens there, or set another port in [http] listen in {config.path}",
-                file=sys.stderr,
-            )
+            print(f"error: {exc}; fix: stop what listens there, or set another port in [http] listen in {config.path}", file=sys.stderr)
             return EXIT_CONFIG
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)

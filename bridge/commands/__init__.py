@@ -354,9 +354,7 @@ class Commands:
         subs = await self.b.store.subscriptions(e.target)
         if not subs:
             if w.terminal:
-                return Answer(
-                    f"No subscriptions in {w.room}; add one with `{w.cmd('follow', '<handle>')}` or `{w.cmd('watch', '<query>')}`."
-                )
+                return Answer(f"No subscriptions in {w.room}; add one with `{w.cmd('follow', '<handle>')}` or `{w.cmd('watch', '<query>')}`.")
             return Answer("No subscriptions in this room. Room admins can add one with /follow <handle> or /watch <query>.")
         lines = [f"Subscriptions in {w.room}:"]
         for s in subs:
@@ -376,9 +374,7 @@ class Commands:
         first, _, rules = e.args.strip().partition(" ")
         first = first.removeprefix("#")
         if not first.isdigit():
-            return Answer(
-                f"Usage: {w.cmd('filter', '<id> <rules>')}; {FILTER_HELP}. {w.lists_them.capitalize()} with their ids.", ok=False
-            )
+            return Answer(f"Usage: {w.cmd('filter', '<id> <rules>')}; {FILTER_HELP}. {w.lists_them.capitalize()} with their ids.", ok=False)
         sub = await self.b.store.subscription(int(first))
         if sub is None or sub.destination != e.target or not sub.enabled:
             return Answer(f"No subscription #{first} in {w.room}; {w.lists_them}.", ok=False)

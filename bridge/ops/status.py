@@ -233,9 +233,7 @@ def _table(report: Report) -> str:
     right = {3, 4, 5}  # counts are right-aligned
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     at = 0
     for r in report.rooms:

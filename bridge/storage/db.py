@@ -224,7 +224,7 @@ def hold_sqlite(url: str) -> Any:
         who = f" (pid {holder})" if holder.isdigit() else ""
         raise DatabaseInUse(
             f"another `bridge run`{who} is using the SQLite database {path}: SQLite serves one bridge process; "
-            'stop the other one first, or use Postgres ([database] url = "postgres://…"), which runs several'
+            "stop the other one first, or use Postgres ([database] url = \"postgres://…\"), which runs several"
         ) from None
     lock.seek(0)
     lock.truncate()

@@ -156,7 +156,9 @@ class Draft(Timestamped):
     target_url = fields.CharField(max_length=1024, default="", description="where it would go: the parent's link")
     text = fields.TextField(default="", description="the text to send (edits replace it)")
     request = fields.JSONField(description="what the action needs: the parent post, the author")
-    status = fields.CharField(max_length=16, default="waiting", description="waiting, sending, sent, failed, rejected or expired")
+    status = fields.CharField(
+        max_length=16, default="waiting", description="waiting, sending, sent, failed, rejected or expired"
+    )
     message_id = fields.CharField(max_length=64, default="", description="the chat message that shows the draft")
     decided_by = fields.CharField(max_length=255, default="", description="platform:user_id of who approved or rejected")
     decided_by_name = fields.CharField(max_length=255, default="", description="their display name then")

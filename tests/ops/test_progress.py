@@ -37,3 +37,4 @@ async def test_backfill_tells_the_room_what_it_found(make_bridge: BridgeFactory)
     assert [text for target, text in chat.notices if target.chat_id == "q"] == [
         "Backfill of #2 follow @nobody.fake (fakenet): no earlier posts found."
     ]
+

@@ -316,11 +316,7 @@ async def test_an_answer_with_buttons_shows_them_and_a_press_answers_with_new_on
     host.answer = answer
     shown = await emulator.wait_shown(await emulator.slash(world.feed, world.member, "find", words="ceo biotech"))
     ids = {c["label"]: c["custom_id"] for row in shown["components"] for c in row["components"]}
-    assert shown["content"] == "page 1" and ids == {
-        "1 Follow here": "lk:here:1:0",
-        "1 Recent": "lk:recent:1:0",
-        "Next ›": "lk:next:1:0",
-    }
+    assert shown["content"] == "page 1" and ids == {"1 Follow here": "lk:here:1:0", "1 Recent": "lk:recent:1:0", "Next ›": "lk:next:1:0"}
     # A slow answer (deferred first, then a follow-up) keeps its buttons too.
     monkeypatch.setattr("adapters.discord.adapter.ANSWER_WAIT", 0.05)
     original = host.handle
@@ -335,7 +331,4 @@ async def test_an_answer_with_buttons_shows_them_and_a_press_answers_with_new_on
     assert pressed.responses[0]["type"] == 5  # deferred
     [page2] = [r["data"] for r in pressed.responses if r.get("kind") == "followup"]
     assert page2["content"] == "page 2" and page2["components"][0]["components"][0]["custom_id"] == "lk:prev:2:0"
-    assert [(e.kind, e.command or e.token) for e in host.events] == [
-        (EventKind.COMMAND, "find"),
-        (EventKind.BUTTON, "lk:next:1:0"),
-    ]
+    assert [(e.kind, e.command or e.token) for e in host.events] == [(EventKind.COMMAND, "find"), (EventKind.BUTTON, "lk:next:1:0")]

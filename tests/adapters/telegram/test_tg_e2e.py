@@ -234,9 +234,7 @@ async def test_a_public_channel_named_by_its_username_gets_the_posts(world: Worl
     target = TelegramAdapter.parse_target("@Acme_News")
     assert str(target) == "telegram:@acme_news"
     # What `bridge follow alice.fake --to telegram:@acme_news` does, through the same command layer.
-    answer = await world.bridge.commands.handle(
-        ChatEvent(EventKind.COMMAND, target, CLI_USER, command="follow", args="alice.fake")
-    )
+    answer = await world.bridge.commands.handle(ChatEvent(EventKind.COMMAND, target, CLI_USER, command="follow", args="alice.fake"))
     assert answer.ok and "Following @alice.fake on fakenet in telegram:@acme_news" in answer.text
     await world.net.publish("alice.fake", "news for the channel")
     relayed = (await world.tg.wait_messages(channel.id, 1))[-1]
