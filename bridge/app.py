@@ -33,6 +33,7 @@ from bridge.storage.changes import ChangeFeed
 from bridge.storage.db import close_database, open_database
 from bridge.storage.db import redact as redact_url
 from bridge.storage.store import PlatformHealth, RoomNotice, Store, SubscriptionInfo, utcnow
+from bridge.workers import Workers
 
 log = logging.getLogger("bridge")
 
@@ -77,6 +78,13 @@ class Bridge:
         # follows on the network (an unfollow and a follow again would notify the person).
         self._wanted: dict[int, Source] = {}
         self._wanted_filters: dict[int, Filters] = {}  # subscription id → its filters, for Host.filters
+        # Several workers on Postgres: the rooms and listeners this process holds (bridge.workers).
+        self.workers = Workers(
+            config.lease_seconds,
+            rooms=self.store.work_rooms,
+            busy=lambda dest: self.dispatcher.busy(dest),
+            on_change=lambda: self.dispatcher.wake(),
+        )
         self.dispatcher = Dispatcher(
             self.store,
             self.chats,
@@ -90,6 +98,8 @@ class Bridge:
             paused=lambda dest: dest in self._paused,
             topic_of=self._topic_subs.get,
             compact=lambda room: self._formats.get(room) == "compact",
+            serves=self.workers.serves,
+            rooms=self.workers.rooms,
         )
         self.quiet: dict[str, QuietHours] = {}
         self.digester = Digester(self.store, self.chats, lambda: self.quiet, self.pause, self._describe_sub)
@@ -98,7 +108,8 @@ class Bridge:
         self._tasks: list[asyncio.Task[Any]] = []
         self._started: list[Any] = []
         self._refresh_pending = False
-        self.changes = ChangeFeed()
+        # On Postgres, deliveries another worker wrote wake this one's dispatcher at once.
+        self.changes = ChangeFeed(on_deliveries=lambda: self.dispatcher.wake())
         self._revision = 0  # the settings revision the routes were last loaded at
         self._health: dict[str, PlatformHealth] = {}
         self._dispatching: asyncio.Task[None] | None = None
@@ -119,6 +130,8 @@ class Bridge:
                 self.metrics.read_pending_with(self.store.pending_by_destination, utcnow)
                 await self.http.start()
             await self.changes.start()
+            await self.workers.start()
+            self.metrics.read_leases_with(self.workers.held)
             await self.refresh_routes()
             self._health = await self.store.platform_health()
             for adapter in [*self.chats.values(), *self.networks.values()]:
@@ -286,6 +299,8 @@ class Bridge:
         self._started.clear()
         for adapter in self.adapters.values():  # those still being retried: close what an attempt opened
             await _quietly(adapter.stop(), adapter.name)
+        # In-flight sends are done and the listeners stopped: hand everything over at once.
+        await self.workers.stop()
         if self.http is not None:
             await self.http.stop()
         await self.changes.close()
@@ -368,6 +383,7 @@ class Bridge:
         sub, created = await self.store.add_subscription(source, label, target, created_by, filters)
         self._sub_labels[sub.id] = f"#{sub.id} {_what(sub)}"
         if created:
+            self.workers.new_work((str(target),))
             self.matcher.put(_route(sub))
             self._wanted[sub.id] = sub.source
             self._wanted_filters[sub.id] = sub.filters
@@ -508,6 +524,8 @@ class Bridge:
         notices = self._gap_notices(batch)
         created = await self.store.ingest(network, matched, batch.cursors, held, notices)
         if created:
+            if not self.workers.solo:
+                self.workers.new_work({str(d) for _, routes in matched for _, d in routes})
             log.info("ingested network=%s items=%d deliveries=%d", network, len(batch.items), created)
             self.dispatcher.wake()
         if notices:

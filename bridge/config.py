@@ -90,6 +90,12 @@ CORE_SECTIONS: dict[str, dict[str, Key]] = {
         "log_level": Key(str, "info", choices=("debug", "info", "warning", "error")),
         "shutdown_timeout": Key((int, float), 10, min=0, help="seconds in-flight sends get at shutdown"),
         "log_format": Key(str, "text", choices=("text", "json"), help='"json" writes one JSON object per line'),
+        "lease_seconds": Key(
+            (int, float),
+            10,
+            min=3,
+            help="seconds a worker's claim on a room or listener lasts without renewal (several workers on Postgres)",
+        ),
     },
     "http": {
         "listen": Key(str, "", help='host:port for /healthz, /metrics and webhooks, e.g. "127.0.0.1:8080"'),
@@ -139,6 +145,7 @@ class Config:
     log_level: str = "info"
     shutdown_timeout: float = 10.0
     log_format: str = "text"
+    lease_seconds: float = 10.0  # several workers on Postgres: how long a claim lasts unrenewed
     http_listen: str = ""  # "" = no HTTP endpoint
     adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
     adapter_classes: dict[str, type] = field(default_factory=dict)
@@ -304,6 +311,7 @@ def config_from_dict(
         log_level=b["log_level"],
         shutdown_timeout=float(b["shutdown_timeout"]),
         log_format=b["log_format"],
+        lease_seconds=float(b["lease_seconds"]),
         http_listen=listen,
         adapters=adapters,
         adapter_classes={k: v for k, v in classes.items() if k in adapters},

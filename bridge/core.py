@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from bridge.ops.metrics import Metrics
     from bridge.protocols import ChatAdapter, NetworkAdapter
     from bridge.storage.store import Store, SubscriptionInfo
+    from bridge.workers import Workers
 
 
 class Core(Protocol):
@@ -30,6 +31,7 @@ class Core(Protocol):
     commands: Commands
     metrics: Metrics
     http: OpsServer | None
+    workers: Workers  # the rooms and listeners this process holds (several workers on Postgres)
 
     async def subscribe(
         self, source: Source, label: str, target: ChatTarget, created_by: str, filters: Filters | None = None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from bridge.commands.approval import DRAFT_PROMPTS, parse_draft_token
 from bridge.delivery.buttons import parse_token
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from bridge.core import Core
     from bridge.matching.filters import Filters
     from bridge.ops.http import WebhookHandler
+
+T = TypeVar("T")
 
 
 class AdapterHost:
@@ -33,6 +36,15 @@ class AdapterHost:
 
     async def save_state(self, key: str, value: str | None) -> None:
         await self._b.store.save_state(self._name, key, value)
+
+    async def replace_state(self, key: str, expected: str | None, value: str) -> bool:
+        return await self._b.store.replace_state(self._name, key, expected, value)
+
+    async def listen(self, name: str, run: Callable[[], Awaitable[T]]) -> T:
+        return await self._b.workers.listen(f"{self._name}:{name}", run)
+
+    def workers(self) -> int:
+        return self._b.workers.live
 
     def sources(self) -> frozenset[Source]:
         return self._b.sources(self._name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from bridge.configschema import Key
 from bridge.model import (
@@ -35,6 +35,8 @@ from bridge.model import (
 if TYPE_CHECKING:
     from bridge.matching.filters import Filters
 
+T = TypeVar("T")
+
 
 class Host(Protocol):
     """What the core offers one adapter. State keys are namespaced per adapter by the core."""
@@ -48,6 +50,37 @@ class Host(Protocol):
 
     async def save_state(self, key: str, value: str | None) -> None:
         """Persist ``value`` under ``key`` (None deletes it). Survives restarts."""
+        ...
+
+    async def replace_state(self, key: str, expected: str | None, value: str) -> bool:
+        """Compare-and-set: save ``value`` under ``key`` only if the saved value is still
+        ``expected`` (None: nothing is saved yet). False when another process changed it
+        meanwhile: nothing is written; re-read it with ``load_state`` and use theirs (several
+        workers share one login session: a rotated refresh token must never be overwritten
+        by an older one)."""
+        ...
+
+    async def listen(self, name: str, run: Callable[[], Awaitable[T]]) -> T:
+        """Run the listener ``run()`` (update intake, a gateway connection, a firehose, a
+        stream, a poller) in one process only: several ``bridge run`` on one Postgres database
+        share one bridge, and a listener running twice would take every update twice (or be
+        refused, as Telegram answers a second getUpdates with 409). Waits until this process
+        holds the listener's lease, awaits ``run()``, cancels it when the lease is lost (before
+        another process may take it over) and waits for the lease again. Returns or raises what
+        ``run()`` does when it ends by itself. ``name`` is unique within the adapter (e.g.
+        "updates", "firehose"). On SQLite (one process) it is simply ``await run()``.
+
+        ``run`` must stop promptly when cancelled, and keep its position only in what it
+        commits (cursors through ``ingest``): the next holder resumes from there. Outbound
+        calls (send, notify, post, reply) work in every process and need no lease."""
+        ...
+
+    def workers(self) -> int:
+        """How many processes share this adapter's account now (1 on SQLite). A limit the
+        platform counts per bot or per account rather than per connection (Telegram's 30
+        messages/s, Discord's 50 requests/s, a network's request budget) is divided by it so
+        that the processes together stay within it. It changes as processes start and stop:
+        read it where the limit is applied, not once at start."""
         ...
 
     async def report_health(self, ok: bool, reason: str = "", *, limited: bool = False) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from bridge.matching.filters import Filters
@@ -41,6 +41,8 @@ class FakeHost:
         self.spend: tuple[float, float | None, float | None] | None = None
         self.webhooks: dict[str, Callable[..., Any]] = {}
         self.answer: Callable[[ChatEvent], Answer] = answer or _echo
+        self.listening: set[str] = set()  # listeners running (Host.listen)
+        self.live_workers = 1
         self._sources = set(sources)
         self.source_filters: dict[Source, tuple[Filters, ...]] = {}  # what ``filters`` answers
         self._sources_changed = asyncio.Event()
@@ -66,6 +68,22 @@ class FakeHost:
             self.state.pop(key, None)
         else:
             self.state[key] = value
+
+    async def replace_state(self, key: str, expected: str | None, value: str) -> bool:
+        if self.state.get(key) != expected:
+            return False
+        self.state[key] = value
+        return True
+
+    async def listen(self, name: str, run: Callable[[], Awaitable[Any]]) -> Any:
+        self.listening.add(name)
+        try:
+            return await run()
+        finally:
+            self.listening.discard(name)
+
+    def workers(self) -> int:
+        return self.live_workers
 
     async def report_health(self, ok: bool, reason: str = "", *, limited: bool = False) -> None:
         await self._record(self.health, (ok, reason))

@@ -131,6 +131,7 @@ class BlueskyAdapter:
             str(self.settings["password"]),
             load=lambda: host.load_state("session"),
             save=lambda value: host.save_state("session", value),
+            replace=lambda old, new: host.replace_state("session", old, new),
         )
         self.api = Api(
             self.client, self.session.ensure, self.session.reauth, chat_base=self.chat_service, count=host.count_request
@@ -168,9 +169,9 @@ class BlueskyAdapter:
         except Transient as exc:
             raise Transient(f"cannot reach Bluesky at {self.service}: {exc}") from exc
         self._tasks.append(asyncio.create_task(self._watch_sources(), name="bluesky-sources"))
-        self._tasks.append(asyncio.create_task(self._poll_loop(), name="bluesky-poll"))
+        self._tasks.append(asyncio.create_task(self.host.listen("poll", self._poll_loop), name="bluesky-poll"))
         if self.realtime == "firehose":
-            self._tasks.append(asyncio.create_task(self._firehose_loop(), name="bluesky-firehose"))
+            self._tasks.append(asyncio.create_task(self.host.listen("firehose", self._firehose_loop), name="bluesky-firehose"))
         self.log.info("bluesky started account=@%s realtime=%s", self.session.handle, self.realtime)
 
     async def stop(self) -> None:

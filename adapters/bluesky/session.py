@@ -56,12 +56,18 @@ class SessionKeeper:
         password: str,
         load: Callable[[], Awaitable[str | None]],
         save: Callable[[str | None], Awaitable[None]],
+        replace: Callable[[str | None, str], Awaitable[bool]] | None = None,
     ) -> None:
         self.client = client
         self.identifier = identifier
         self._password = password
         self._load = load
         self._save = save
+        # Compare-and-set (Host.replace_state): several processes share the saved session, so
+        # a new one is written only over the one this process last read or wrote.
+        self._replace = replace
+        self._saved: str | None = None  # the saved value as this process last saw it
+        self._theirs = False  # a write was refused: another process saved a newer session
         self._lock = asyncio.Lock()
         self._loaded = False
         self.failed: AuthFailed | None = None
@@ -96,7 +102,7 @@ class SessionKeeper:
                 session = self.client._session
             if session is None:
                 await self._login()
-            elif _expires_in(session) <= REFRESH_MARGIN:
+            elif _expires_in(session) <= REFRESH_MARGIN and not await self._adopt_newer():
                 await self._refresh_or_login()
 
     async def reauth(self, failed_token: str) -> None:
@@ -109,6 +115,8 @@ class SessionKeeper:
                 return  # someone refreshed meanwhile
             if session is None:  # forgotten after a refused login: only the password can help
                 await self._login()
+                return
+            if await self._adopt_newer(failed_token):
                 return
             await self._refresh_or_login()
 
@@ -125,8 +133,32 @@ class SessionKeeper:
             raise self.failed
         self.failed = None  # time for one more attempt; without a session, ensure() logs in
 
-    async def _restore(self) -> None:
-        raw = await self._load()
+    async def _adopt_newer(self, failed_token: str = "") -> bool:
+        """Before refreshing: another process sharing the database may have refreshed already
+        (the refresh token rotates: ours may be spent). Use its session when it is another one
+        and not the refused ``failed_token``; True when one was taken."""
+        if self._replace is None:
+            return False
+        try:
+            raw = await self._load()
+        except Exception:  # the database is briefly away: refresh as one process would
+            return False
+        if not raw or raw == self._saved:
+            return False
+        before = self.client._session.access_jwt if self.client._session else ""
+        await self._restore(raw)  # the SDK updates its session object in place
+        session = self.client._session
+        if session is None or session.access_jwt in (before, failed_token):
+            return False
+        if _expires_in(session) <= REFRESH_MARGIN:
+            return False  # theirs is as old: refresh it (its refresh token is the current one)
+        log.info("session refreshed by another process; using it did=%s", self.did)
+        return True
+
+    async def _restore(self, raw: str | None = None) -> None:
+        if raw is None:
+            raw = await self._load()
+        self._saved = raw
         if not raw:
             return
         try:
@@ -144,6 +176,7 @@ class SessionKeeper:
         try:
             await self.client._refresh_and_set_session()
             log.info("session refreshed did=%s", self.did)
+            await self._take_theirs()
             return
         except Exception as exc:  # decide below whether it is the token
             status, name, _ = xrpc_error(exc)
@@ -170,9 +203,20 @@ class SessionKeeper:
                 raise self.failed from None
             raise map_error(exc, "com.atproto.server.createSession") from exc
         log.info("logged in did=%s", self.did)
+        await self._take_theirs()
+
+    async def _take_theirs(self) -> None:
+        """Our write of a new session was refused (another process saved one meanwhile): use
+        the saved one, so that every process holds the newest refresh token."""
+        if not self._theirs:
+            return
+        self._theirs = False
+        log.info("another process saved a newer session first; using it")
+        await self._restore()
 
     async def _forget(self) -> None:
         self.client._session_dispatcher._session = None
+        self._saved = None
         try:
             await self._save(None)
         except Exception:  # the login failure is the error to report
@@ -180,8 +224,17 @@ class SessionKeeper:
 
     async def _on_change(self, event: SessionEvent, session: Session) -> None:
         # Saved on every login and refresh: the refresh token rotates, so a stale copy would
-        # force a password login after the next restart.
-        await self._save(json.dumps({"identifier": self.identifier, "session": session.export()}))
+        # force a password login after the next restart. An imported one is already saved.
+        if event == SessionEvent.IMPORT:
+            return
+        value = json.dumps({"identifier": self.identifier, "session": session.export()})
+        if self._replace is None:
+            await self._save(value)
+            self._saved = value
+        elif await self._replace(self._saved, value):
+            self._saved = value
+        else:
+            self._theirs = True
 
 
 def _expires_in(session: Session) -> float:

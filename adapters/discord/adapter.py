@@ -119,6 +119,7 @@ class DiscordAdapter:
             },
             guild_ready_timeout=float(self.settings.get("guild_ready_timeout", 2.0)),
             max_ratelimit_timeout=float(self.settings.get("max_ratelimit_wait", 30.0)),
+            share=self.host.workers,
         )
         if app_id:
             client._connection.application_id = int(app_id)
@@ -135,7 +136,11 @@ class DiscordAdapter:
         await self._sync_commands()
         # Interaction callbacks go through discord.py's webhook adapter; run the client in a
         # context where that adapter talks to api_url (see adapters.discord.client).
-        self._task = asyncio.create_task(self._run(client), name="discord-gateway", context=client_context(self.api_url))
+        # The Gateway connection runs in one process only (several workers on one database would
+        # each get every event), under the listener lease; REST calls (sends) work everywhere.
+        self._task = asyncio.create_task(
+            self.host.listen("gateway", lambda: self._run(client)), name="discord-gateway", context=client_context(self.api_url)
+        )
         self.log.info("discord.started bot=%s api_url=%s", client.user, self.api_url)
 
     async def _run(self, client: BridgeClient) -> None:
@@ -146,6 +151,13 @@ class DiscordAdapter:
         try:
             await client.connect(reconnect=True)
         except asyncio.CancelledError:
+            # The lease was lost or the adapter stops: the Gateway session ends before another
+            # worker opens its own.
+            ws = client.ws
+            if ws is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(asyncio.wait_for(ws.close(code=1000), 5))
+            self.ready.clear()
             raise
         except Exception as exc:
             self._gateway_error = exc

@@ -18,7 +18,9 @@ process, so instead:
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,15 +40,46 @@ def rebase_url(url: str, api_url: str) -> str:
     return url
 
 
-def rebase_http(http: HTTPClient, api_url: str) -> None:
-    """Make this HTTPClient (only this one) talk to ``api_url`` and to the Gateway it names."""
+# Discord allows a bot 50 requests per second overall; a margin for clock and network jitter.
+GLOBAL_PER_SECOND = 45.0
+
+
+class SharedPace:
+    """Several processes sending for one bot (``share()`` > 1, see Host.workers) divide the
+    bot's overall rate: each spaces its requests by ``share / GLOBAL_PER_SECOND``. Alone, a
+    process adds no spacing: discord.py already honours every limit Discord announces (buckets,
+    and the global 429), so one process is as fast as before."""
+
+    def __init__(self, share: Callable[[], int], clock: Callable[[], float] = time.monotonic) -> None:
+        self._share = share
+        self._clock = clock
+        self._next = 0.0
+
+    def delay(self) -> float:
+        """Reserve the next slot; seconds to wait for it (0 when alone)."""
+        n = self._share()
+        if n <= 1:
+            return 0.0
+        now = self._clock()
+        slot = max(now, self._next)
+        self._next = slot + n / GLOBAL_PER_SECOND
+        return slot - now
+
+
+def rebase_http(http: HTTPClient, api_url: str, share: Callable[[], int] | None = None) -> None:
+    """Make this HTTPClient (only this one) talk to ``api_url`` and to the Gateway it names;
+    with ``share``, take only its part of the bot's overall rate (see SharedPace)."""
     request = http.request
+    pace = SharedPace(share) if share is not None else None
     get_bot_gateway = http.get_bot_gateway
     ws_connect = http.ws_connect
     learned: dict[str, str] = {}
 
     async def rebased_request(route: Route, **kwargs: Any) -> Any:
         route.url = rebase_url(route.url, api_url)
+        wait = pace.delay() if pace is not None else 0.0
+        if wait > 0:
+            await asyncio.sleep(wait)
         return await request(route, **kwargs)
 
     async def remembering_get_bot_gateway() -> Any:
@@ -109,6 +142,7 @@ class BridgeClient(discord.AutoShardedClient):
         handlers: dict[str, EventHandler],
         guild_ready_timeout: float = 2.0,
         max_ratelimit_timeout: float = 30.0,
+        share: Callable[[], int] | None = None,
     ) -> None:
         super().__init__(
             intents=bridge_intents(),
@@ -121,7 +155,7 @@ class BridgeClient(discord.AutoShardedClient):
         )
         self.api_url = api_url
         self._handlers = handlers
-        rebase_http(self.http, api_url)
+        rebase_http(self.http, api_url, share)
 
     def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
         """discord.py's dispatch, plus the bridge's handlers for the events it listens to."""

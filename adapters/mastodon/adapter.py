@@ -187,9 +187,9 @@ class MastodonAdapter:
     async def start(self) -> None:
         await self._log_in()
         self._tasks.append(asyncio.create_task(self._watch_sources(), name="mastodon-sources"))
-        self._tasks.append(asyncio.create_task(self._poll_loop(), name="mastodon-poll"))
+        self._tasks.append(asyncio.create_task(self.host.listen("poll", self._poll_loop), name="mastodon-poll"))
         if self.streaming:
-            self._tasks.append(asyncio.create_task(self._stream_loop(), name="mastodon-stream"))
+            self._tasks.append(asyncio.create_task(self.host.listen("stream", self._stream_loop), name="mastodon-stream"))
         self.log.info(
             "mastodon started account=@%s follow_mode=%s streaming=%s",
             self.login.acct if self.login else "",

@@ -94,7 +94,7 @@ class TelegramAdapter:
         self._webhook_secret: bytes = str(settings.get("webhook_secret") or "").encode()
         self._host = host
         self._log: logging.Logger = host.log
-        self._pacer = Pacer(sleep=self._paced)
+        self._pacer = Pacer(sleep=self._paced, share=host.workers)
         self._app: Application | None = None
         self._outbox: Outbox | None = None
         self._handler: UpdateHandler | None = None
@@ -103,6 +103,7 @@ class TelegramAdapter:
         self._check_login = asyncio.Event()  # set on a 401: check the token now
         self._login_ok = True
         self._watchdog: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         protect_token(self._token)
 
     async def _paced(self, seconds: float) -> None:
@@ -208,6 +209,8 @@ class TelegramAdapter:
         await app.start()
         if self._webhook_url:
             # The route answers before Telegram learns the URL, so no early call is refused.
+            # Several workers each serve the route and set the same URL (setWebhook is
+            # idempotent): Telegram calls one URL, and whichever worker answers takes the update.
             self._host.serve_webhook(urlsplit(self._webhook_url).path or "/", self._on_webhook)
             try:
                 await bot.set_webhook(
@@ -220,13 +223,47 @@ class TelegramAdapter:
                 raise Transient(f"telegram: setWebhook refused {self._webhook_url}: {exc.message}") from exc
             mode = "webhook"
         else:
-            assert app.updater is not None
-            # start_polling first calls deleteWebhook: a bot switched back from webhook mode polls again.
-            await app.updater.start_polling(
-                timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES, error_callback=self._on_poll_error
-            )
+            try:
+                # A bot switched back from webhook mode polls again: whichever worker polls.
+                await bot.delete_webhook()
+            except TelegramError as exc:
+                await app.stop()
+                await app.shutdown()
+                self._app = None
+                raise Transient(f"telegram: deleteWebhook failed: {exc.message}") from exc
+            # Long polling runs in one process only (several workers on one database: a second
+            # getUpdates would be refused with 409 Conflict), under the listener lease.
+            self._listener = asyncio.create_task(self._host.listen("updates", self._poll_updates), name="telegram-updates")
             mode = "polling"
         self._log.info("telegram.started bot=@%s api=%s mode=%s", bot.username, self._api_url, mode)
+
+    async def _poll_updates(self) -> None:
+        """Long-poll getUpdates until cancelled (the lease was lost, or the adapter stops)."""
+        app = self._app
+        assert app is not None and app.updater is not None
+        delay = 1.0
+        while True:
+            try:
+                # start_polling first calls deleteWebhook: a bot switched back from webhook mode polls again.
+                await app.updater.start_polling(
+                    timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES, error_callback=self._on_poll_error
+                )
+                break
+            except InvalidToken:
+                self._check_login.set()  # the watchdog reports it and starts afresh once it works
+                return
+            except (TelegramError, OSError) as exc:
+                self._log.warning("telegram.polling_start_failed error=%s retry_in=%.0f", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+        self._log.info("telegram.polling")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if app.updater.running:
+                # Shielded: a lease lost mid-poll must end this poll before another worker's starts.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(app.updater.stop())
 
     async def _on_webhook(self, headers: Mapping[str, str], body: bytes) -> int:
         """One call to the webhook route: 401 unless it carries our secret token (Telegram:
@@ -270,6 +307,11 @@ class TelegramAdapter:
     async def _stop_app(self) -> bool:
         """Stop the Application, step by step: after polling died on a refused token, the
         updater's stop raises that error, and the rest must still close. False if none ran."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(BaseException):
+                await listener
         app, self._app = self._app, None
         if app is None:
             return False

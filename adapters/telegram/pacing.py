@@ -7,6 +7,11 @@ group or channel. A 429 names how long to wait; it concerns the chat it was answ
 python-telegram-bot's AIORateLimiter pauses every request on one 429. Here each chat has its
 own schedule: a chat that must wait reserves its own next slot and only the overall spacing
 is shared, so a slow or penalised chat never delays another one.
+
+Several processes sending for one bot (several workers on one database) divide the overall
+rate among them: each spaces its sends by ``share`` times the interval, re-read at every send,
+so the bot stays under 30 per second together, and a process left alone gets the whole rate back
+within a lease. A chat is served by one process at a time, so its own limits need no share.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class Pacer:
         group_window: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        share: Callable[[], int] = lambda: 1,
     ) -> None:
         # None: the module's limits, read now (a test may scale the group window down).
         self._interval = 1.0 / (GLOBAL_PER_SECOND if per_second is None else per_second)
@@ -55,6 +61,9 @@ class Pacer:
         self._group_window = GROUP_WINDOW if group_window is None else group_window
         self._clock = clock
         self._sleep = sleep
+        # How many processes send for this bot (Host.workers): the overall rate is per bot, so
+        # each takes its part. Per-chat limits need no share: one process serves a chat.
+        self._share = share
         self._next_global = 0.0
         self._next_private: dict[int, float] = {}
         self._group_slots: dict[int | str, deque[float]] = {}
@@ -113,7 +122,7 @@ class Pacer:
         # handed out in time order and a chat that waits holds nothing for the others.
         now = self._clock()
         global_slot = max(now, self._next_global)
-        self._next_global = global_slot + self._interval
+        self._next_global = global_slot + self._interval * max(1, self._share())
         if is_private(chat_id):
             # The chat's next slot counts from when this message really goes out: waiting for
             # the overall spacing must not shorten the gap Telegram measures in that chat.

@@ -244,9 +244,9 @@ class XAdapter:
 
     async def start(self) -> None:
         await self._whoami()
-        self._task = asyncio.create_task(self._run(), name=f"{self.name}-poll")
-        if self.intake == "stream":
-            self._stream_task = asyncio.create_task(self._stream_run(), name=f"{self.name}-stream")
+        # The poller and the filtered stream are one listener: the poll loop serves the feeds the
+        # stream carries until it is up, so they must run in the same process (several workers).
+        self._task = asyncio.create_task(self.host.listen("poll", self._intake), name=f"{self.name}-poll")
 
     async def stop(self) -> None:
         for task in (self._stream_task, self._task):
@@ -720,6 +720,18 @@ class XAdapter:
                 self.rates[feed.source.value] = [first, seen + len(posts)]
 
         return await feed.pager.turn(saved, sources, commit)
+
+    async def _intake(self) -> None:
+        """The poll loop, and the filtered stream beside it when ``intake = "stream"``."""
+        if self.intake != "stream":
+            return await self._run()
+        self._stream_task = asyncio.create_task(self._stream_run(), name=f"{self.name}-stream")
+        try:
+            await self._run()
+        finally:
+            self._stream_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._stream_task
 
     async def _run(self) -> None:
         watch = asyncio.create_task(self._watch_sources(), name=f"{self.name}-sources")

@@ -108,6 +108,12 @@ class StateStore(Protocol):
     async def save_state(self, key: str, value: str | None) -> None: ...
 
 
+class SharedStateStore(StateStore, Protocol):
+    """A store several processes share (Host.replace_state: compare-and-set)."""
+
+    async def replace_state(self, key: str, expected: str | None, value: str) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Reservation:
     """Room held in the budget for one request in flight (its worst-case cost)."""
@@ -190,6 +196,12 @@ class Ledger:
         self._reserved: dict[int, Reservation] = {}
         self._next = 0
         self._rolled = False
+        # Several processes may spend on one account (several workers on one database): the
+        # record is merged on save (theirs plus what this process charged since its last save),
+        # written only over the version read, so no process's spend is ever overwritten.
+        self._raw: str | None = None  # the record as this process last read or wrote it
+        self._unsaved = 0  # micro-dollars charged since the last save
+        self._unsaved_today: dict[str, int] = {}
 
     async def load(self) -> None:
         """Read the persisted month (a corrupt or missing record starts from zero, logged)."""
@@ -202,8 +214,14 @@ class Ledger:
         if self.store is None:
             return
         raw = await self.store.load_state(self.key)
+        self._raw = raw
         if not raw:
             return
+        self._take(raw)
+        self._roll()
+
+    def _take(self, raw: str) -> bool:
+        """Adopt a persisted record; False (nothing changed) when it is unreadable."""
         try:
             state = json.loads(raw)
             month, day, spent = str(state["month"]), str(state["day"]), int(state["spent"])
@@ -211,16 +229,39 @@ class Ledger:
             today = {str(k): int(v) for k, v in dict(state.get("today", {})).items()}
         except (ValueError, KeyError, TypeError) as e:
             log.warning("unreadable X cost record, counting this month from zero key=%s error=%s", self.key, e)
-            return
+            return False
         self.month, self.day, self.spent, self.seen, self.today = month, day, spent, seen, today
-        self._roll()
+        return True
 
     async def save(self) -> None:
         self._changed()
         if self.store is None:
             return
+        replace = getattr(self.store, "replace_state", None)
+        for _ in range(10 if replace is not None else 0):
+            raw = await self.store.load_state(self.key)
+            if raw != self._raw and raw:
+                # Another process saved meanwhile: its record plus what we charged since ours.
+                mine = (self.month, self.day, self.seen)
+                if self._take(raw):
+                    if self.month == mine[0]:  # else a month rolled over between: theirs is kept
+                        self.spent += self._unsaved
+                    if self.day == mine[1]:
+                        self.seen |= mine[2]
+                        for kind, n in self._unsaved_today.items():
+                            self.today[kind] = self.today.get(kind, 0) + n
+                    self._roll()
+            value = self._record()
+            if await replace(self.key, raw, value):
+                self._raw, self._unsaved, self._unsaved_today = value, 0, {}
+                return
+        value = self._record()
+        await self.store.save_state(self.key, value)
+        self._raw, self._unsaved, self._unsaved_today = value, 0, {}
+
+    def _record(self) -> str:
         state = {"month": self.month, "day": self.day, "spent": self.spent, "seen": sorted(self.seen), "today": self.today}
-        await self.store.save_state(self.key, json.dumps(state, separators=(",", ":")))
+        return json.dumps(state, separators=(",", ":"))
 
     def _changed(self) -> None:
         if self.on_change is not None:
@@ -234,10 +275,10 @@ class Ledger:
         month, day = _month(now), _day(now)
         if month != self.month:
             log.info("X cost month rolled over from=%s to=%s spent=%s", self.month, month, usd(self.spent))
-            self.month, self.spent = month, 0
+            self.month, self.spent, self._unsaved = month, 0, 0
             self._rolled = True
         if day != self.day:
-            self.day, self.seen, self.today = day, set(), {}
+            self.day, self.seen, self.today, self._unsaved_today = day, set(), {}, {}
             self._rolled = True
 
     @property
@@ -285,7 +326,9 @@ class Ledger:
                 self.seen.add(mark)
             charged += self.prices[kind]
             self.today[kind] = self.today.get(kind, 0) + 1
+            self._unsaved_today[kind] = self._unsaved_today.get(kind, 0) + 1
         self.spent += charged
+        self._unsaved += charged
         if charged or self._rolled:
             await self.save()  # nothing new billed (an empty poll): nothing to write
             self._rolled = False

@@ -290,7 +290,7 @@ async def _everywhere(bridge: object, name: str, as_json: bool = False) -> int:
         for s in subs:
             print(f"{s.destination}  {_describe(s)}")
         return EXIT_OK
-    report = await status.gather(store)
+    report = await status.gather(store, lease_seconds=bridge.config.lease_seconds)  # type: ignore[attr-defined]
     # What networks keep about themselves (X: the month's spend, forecast and cap).
     accounts = await network_status_lines(store, bridge.networks)  # type: ignore[attr-defined]
     if as_json:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from bridge.delivery.buttons import buttons_for
@@ -67,11 +67,18 @@ class Dispatcher:
         paused: Callable[[str], bool] = lambda _dest: False,
         topic_of: Callable[[int | None], tuple[Source, str] | None] = lambda _sub: None,
         compact: Callable[[str], bool] = lambda _dest: False,
+        serves: Callable[[str], bool] | None = None,
+        rooms: Callable[[], Collection[str] | None] = lambda: None,
     ) -> None:
         self.metrics = metrics or Metrics()
         # Whether a room is paused now (by /pause, `bridge pause` from another process, or a
         # failure): a worker stops before its next send, not after the batch it holds.
         self._paused = paused
+        # Several workers (bridge.workers): the rooms this one holds the lease of (None: all), and
+        # whether it still holds one, checked before every send, so a room whose lease is lost
+        # or handed over gets nothing more from here. Both are answered from memory.
+        self._serves = serves
+        self._rooms = rooms
         self._store = store
         self._chats = chats
         self._concurrency = concurrency
@@ -93,6 +100,10 @@ class Dispatcher:
         self._part_records: set[asyncio.Task[None]] = set()
         self.sent = 0  # counters for status and benchmarks
         self.failed = 0
+
+    def busy(self, destination: str) -> bool:
+        """Whether a send to ``destination`` is under way (or its records are being written)."""
+        return destination in self._active
 
     def wake(self) -> None:
         """New deliveries may be due."""
@@ -127,7 +138,7 @@ class Dispatcher:
         now = utcnow()
         self._blocked_until = {d: t for d, t in self._blocked_until.items() if t > now}
         busy = set(self._active) | set(self._blocked_until)
-        for dest in await self._store.due_destinations(now, exclude=busy):
+        for dest in await self._store.due_destinations(now, exclude=busy, only=self._rooms()):
             if len(self._active) >= self._concurrency or self._stopping:
                 break
             self._active[dest] = asyncio.create_task(self._work(dest), name=f"deliver {dest}")
@@ -138,7 +149,7 @@ class Dispatcher:
         however many of its rows are past due meanwhile."""
         if len(self._active) >= self._concurrency:
             return IDLE  # a worker finishing wakes us
-        nxt = await self._store.next_due(exclude=set(self._active) | set(self._blocked_until))
+        nxt = await self._store.next_due(exclude=set(self._active) | set(self._blocked_until), only=self._rooms())
         times = [t for t in (nxt, *self._blocked_until.values()) if t is not None]
         if not times:
             return IDLE
@@ -151,7 +162,7 @@ class Dispatcher:
                 if not batch:
                     return
                 for pending in batch:
-                    if self._stopping or self._paused(dest) or not await self._send(pending):
+                    if self._stopping or self._paused(dest) or not self._holds(dest) or not await self._send(pending):
                         return
         except asyncio.CancelledError:
             raise
@@ -160,6 +171,9 @@ class Dispatcher:
         finally:
             self._active.pop(dest, None)
             self._wake.set()
+
+    def _holds(self, dest: str) -> bool:
+        return self._serves is None or self._serves(dest)
 
     async def _send(self, pending: PendingDelivery) -> bool:
         """Send one delivery; False when the destination must wait (or is paused)."""

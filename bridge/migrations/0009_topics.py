@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
                 ('name', fields.CharField(description="the topic's name: the account's handle or the query", max_length=255)),
                 ('thread_id', fields.CharField(description="the chat platform's id of the topic or thread", max_length=64)),
             ],
-            options={'table': 'topics', 'app': 'bridge', 'unique_together': (('destination', 'network', 'source'),), 'pk_attr': 'id'},
+            options={'table': 'topics', 'app': 'bridge', 'unique_together': (('destination', 'network', 'source'),), 'pk_attr': 'id', 'table_description': 'The chat topic or thread a room keeps for one feed (``/follow alice --topic``): a Telegram'},
             bases=['Timestamped'],
         ),
     ]

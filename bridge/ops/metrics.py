@@ -70,6 +70,8 @@ class Metrics:
         self._pending: list[tuple[str, int, datetime | None]] = []
         self._now: Callable[[], datetime] | None = None
         r.register(_PendingCollector(self))
+        self._leases: Callable[[], dict[str, int]] | None = None
+        r.register(_LeaseCollector(self))
 
     # --- recording ---------------------------------------------------------------------------
 
@@ -125,6 +127,10 @@ class Metrics:
         oldest pending creation time) for every destination with pending deliveries."""
         self._pending_reader, self._now = reader, now
 
+    def read_leases_with(self, held: Callable[[], dict[str, int]]) -> None:
+        """Where ``bridge_leases_held`` comes from: leases this worker holds, by kind."""
+        self._leases = held
+
     async def render(self) -> bytes:
         """The text exposition, with pending counts read from the database now. A database
         that does not answer leaves the pending series out (the scrape still succeeds)."""
@@ -135,6 +141,28 @@ class Metrics:
             except Exception:
                 self._pending = []
         return generate_latest(self.registry)
+
+
+class _LeaseCollector:
+    """Leases this worker holds by kind (dest: rooms, listen: listeners); on SQLite the one
+    process holds everything and no lease exists."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        held = GaugeMetricFamily("bridge_leases_held", "Leases this worker holds, by kind", labels=["kind"])
+        if self._m._leases is not None:
+            try:
+                counts = self._m._leases()
+            except Exception:  # e.g. scraped outside the loop: leave the series out
+                counts = {}
+            for kind, n in sorted(counts.items()):
+                held.add_metric([kind], n)
+        yield held
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []
 
 
 class _PendingCollector:

@@ -15,7 +15,14 @@ changes meaning; keys may be added):
      "rooms": [{"destination", "paused": bool, "paused_reason", "resumes", "failing",
                 "subscriptions": [{"id", "network", "kind": "follow"|"query"|"inbox", "label",
                                    "filters", "sent", "pending", "failed", "last_post",
-                                   "last_delivery", "last_failure", "last_error", "failing"}]}]}
+                                   "last_delivery", "last_failure", "last_error", "failing"}]}],
+     "workers": [{"id", "host", "pid", "since": ISO, "heartbeat_age": seconds, "stale": bool,
+                  "listeners": ["telegram:updates", …], "rooms": ["telegram:-100…", …]}]}
+
+``workers`` lists the ``bridge run`` processes sharing a Postgres database and what each holds
+now (its listener and room leases); it is empty on SQLite, where one process does everything.
+A worker is ``stale`` when its heartbeat is older than a lease: stopped without a goodbye
+(killed) or stalled; its leases are free for the others and its row goes after a while.
 
 Times are ISO 8601 in UTC, or null for never.
 """
@@ -27,6 +34,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.model import ChatTarget
+from bridge.storage.leases import WorkerInfo, workers_and_leases
 from bridge.storage.store import PlatformHealth, Store, SubscriptionInfo, utcnow
 
 JSON_VERSION = 1
@@ -76,14 +84,17 @@ class Report:
     platforms: dict[str, PlatformHealth]
     rooms: tuple[RoomStatus, ...]  # see the module docstring for the order
     generated_at: datetime
+    workers: tuple[WorkerInfo, ...] = ()  # several workers on Postgres: who holds what
+    lease_seconds: float = 10.0
 
     @property
     def down(self) -> dict[str, PlatformHealth]:
         return {name: h for name, h in sorted(self.platforms.items()) if h.state != "ok"}
 
 
-async def gather(store: Store, destination: ChatTarget | None = None) -> Report:
-    """Read the status of every room (or of ``destination`` alone) and the platforms' health."""
+async def gather(store: Store, destination: ChatTarget | None = None, lease_seconds: float = 10.0) -> Report:
+    """Read the status of every room (or of ``destination`` alone), the platforms' health and
+    the workers (``lease_seconds``: the configured lease, to tell a stale worker)."""
     from bridge.commands import Commands, _what
 
     rows = await store.status_rows(destination)
@@ -124,7 +135,8 @@ async def gather(store: Store, destination: ChatTarget | None = None) -> Report:
         resumes = Commands.comes_back(targets[key], reason) if reason is not None else ""
         rooms.append(RoomStatus(targets[key], tuple(feeds), reason, resumes))
     rooms.sort(key=lambda r: (-r.failing, r.paused is None, str(r.destination)))
-    return Report(await store.platform_health(), tuple(rooms), utcnow())
+    workers = tuple(await workers_and_leases())
+    return Report(await store.platform_health(), tuple(rooms), utcnow(), workers, lease_seconds)
 
 
 def _when(value: datetime | None, seconds: bool = False) -> str:
@@ -150,8 +162,43 @@ def paused_line(room: RoomStatus) -> str:
     return f"paused {room.destination}: {room.paused}; {room.resumes}"
 
 
+def _holds(w: WorkerInfo, kind: str) -> list[str]:
+    return [n.split(":", 1)[1] for n in w.holds if n.startswith(kind + ":")]
+
+
+def worker_lines(report: Report) -> list[str]:
+    """One line per worker (several ``bridge run`` on Postgres): where it runs, since when, how
+    fresh its heartbeat is, and what it holds. None on SQLite."""
+    if not report.workers:
+        return []
+    out = [f"{len(report.workers)} workers (leases of {report.lease_seconds:g} s):"]
+    for w in report.workers:
+        listens = _holds(w, "listen")
+        rooms = _holds(w, "dest")
+        late = w.heartbeat_age > report.lease_seconds
+        state = " STALE (stopped or stalled; its leases are free)" if late else ""
+        what = []
+        if listens:
+            what.append("listens to " + ", ".join(listens))
+        if rooms:
+            shown = ", ".join(rooms[:6]) + (f" and {len(rooms) - 6} more" if len(rooms) > 6 else "")
+            what.append(f"sends to {len(rooms)} room{'s' if len(rooms) != 1 else ''}: {shown}")
+        out.append(
+            f"  #{w.id} {w.host} pid {w.pid} since {_when(w.started_at, seconds=True)}, "
+            f"heartbeat {w.heartbeat_age:.1f} s ago{state}: {'; '.join(what) or 'holds nothing'}"
+        )
+    return out
+
+
 def table(report: Report) -> str:
-    """The terminal's ``bridge status``: what needs a person at the top, then a table per room."""
+    """The terminal's ``bridge status``: what needs a person at the top, then a table per room,
+    then the workers (several on Postgres)."""
+    lines = _table(report)
+    workers = worker_lines(report)
+    return "\n".join([lines, "", *workers] if workers else [lines])
+
+
+def _table(report: Report) -> str:
     out: list[str] = []
     out += [platform_line(name, h) for name, h in report.down.items()]
     out += [paused_line(r) for r in report.rooms if r.paused is not None]
@@ -259,4 +306,17 @@ def as_json(report: Report) -> dict[str, Any]:
             "platforms_down": len(report.down),
         },
         "rooms": rooms,
+        "workers": [
+            {
+                "id": w.id,
+                "host": w.host,
+                "pid": w.pid,
+                "since": w.started_at.isoformat(),
+                "heartbeat_age": round(w.heartbeat_age, 3),
+                "stale": w.heartbeat_age > report.lease_seconds,
+                "listeners": _holds(w, "listen"),
+                "rooms": _holds(w, "dest"),
+            }
+            for w in report.workers
+        ],
     }

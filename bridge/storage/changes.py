@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -24,6 +25,8 @@ from tortoise import Tortoise
 log = logging.getLogger("bridge.storage")
 
 CHANNEL = "bridge_changes"
+# New deliveries were committed (Postgres): another worker may serve their rooms.
+DELIVERIES = "bridge_deliveries"
 # A revision that exists moves on; the first change creates it.
 _BUMP = (
     'INSERT INTO "revision" ("id","value") VALUES (1,1) '
@@ -60,7 +63,8 @@ class ChangeFeed:
     """Waits for the revision to move. ``start`` once the database is open; ``close`` before
     it is closed."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_deliveries: Callable[[], None] = lambda: None) -> None:
+        self._on_deliveries = on_deliveries  # new deliveries were committed by any process (Postgres)
         self._moved = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._postgres = False
@@ -108,6 +112,7 @@ class ChangeFeed:
                 timeout=5,
             )
             await conn.add_listener(CHANNEL, self._notified)
+            await conn.add_listener(DELIVERIES, self._deliveries)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             log.warning("cannot listen for changes, polling instead reason=%r", str(exc))
             return
@@ -116,6 +121,9 @@ class ChangeFeed:
 
     def _notified(self, *_args: Any) -> None:
         self._moved.set()
+
+    def _deliveries(self, *_args: Any) -> None:
+        self._on_deliveries()
 
     def _dropped(self, *_args: Any) -> None:
         log.warning("the connection listening for changes was closed; polling until it is back")

@@ -244,3 +244,34 @@ class Revision(Model):
 
     class Meta:
         table = "revision"
+
+
+class Worker(Model):
+    """One running ``bridge run`` process (several share a Postgres database). Its row is
+    written at start, its heartbeat moved on with every lease renewal, and removed at a clean
+    stop; a row whose heartbeat is old belongs to a process that died."""
+
+    id = fields.BigIntField(primary_key=True)
+    host = fields.CharField(max_length=255, description="the machine's host name")
+    pid = fields.IntField(description="the process id on that machine")
+    started_at = fields.DatetimeField(description="when the process started")
+    heartbeat = fields.DatetimeField(description="the database's clock at the worker's last renewal")
+
+    class Meta:
+        table = "workers"
+
+
+class Lease(Model):
+    """A claim on one piece of work that only one worker may do at a time: a room
+    (``dest:telegram:-100…``) or a listener (``listen:telegram:updates``). Held while
+    ``expires_at`` (the database's clock) is ahead; ``token`` moves on at every new claim, so a
+    holder that lost it cannot renew it by mistake."""
+
+    name = fields.CharField(max_length=512, primary_key=True, description="what is claimed")
+    holder = fields.BigIntField(null=True, description="the workers.id holding it, null when free")
+    expires_at = fields.DatetimeField(description="free for another worker from then on")
+    token = fields.BigIntField(default=0, description="fencing token: bumped at every new claim")
+
+    class Meta:
+        table = "leases"
+        indexes = (("holder",),)

@@ -13,7 +13,7 @@ import itertools
 import json
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -483,6 +483,14 @@ class Store:
         page = row.page if isinstance(row.page, dict) else {}
         return StoredLookup(row.id, ChatTarget.parse(row.room), row.network, row.kind, row.query, page)
 
+    async def work_rooms(self) -> set[str]:
+        """The rooms there is delivery work for: those of enabled subscriptions and those with
+        pending deliveries, paused ones left out (what the workers share among them)."""
+        paused = set(await self.paused_destinations())
+        subs = await Subscription.filter(enabled=True).distinct().values_list("destination", flat=True)
+        pending = await DeliveryRow.filter(status="pending").distinct().values_list("destination", flat=True)
+        return {str(d) for d in (*subs, *pending)} - paused
+
     async def load_state(self, adapter: str, key: str) -> str | None:
         row = await AdapterState.get_or_none(adapter=adapter, key=key)
         return row.value if row else None
@@ -494,6 +502,17 @@ class Store:
         updated = await AdapterState.filter(adapter=adapter, key=key).update(value=value)
         if not updated:
             await AdapterState.create(adapter=adapter, key=key, value=value)
+
+    async def replace_state(self, adapter: str, key: str, expected: str | None, value: str) -> bool:
+        """Save ``value`` only if the saved value is still ``expected`` (None: none saved);
+        False, writing nothing, when another process changed it meanwhile."""
+        if expected is None:
+            try:
+                await AdapterState.create(adapter=adapter, key=key, value=value)
+            except IntegrityError:
+                return False
+            return True
+        return bool(await AdapterState.filter(adapter=adapter, key=key, value=expected).update(value=value))
 
     async def platform_health(self) -> dict[str, PlatformHealth]:
         """The last health each platform reported (see ``Host.report_health``), by name."""
@@ -553,6 +572,10 @@ class Store:
                 fresh = [r for r in rows if (r[2], r[3]) not in existing]
                 if fresh:
                     await _execute_many(conn, _ADD_DELIVERIES, fresh)
+                    if conn.capabilities.dialect == "postgres":
+                        # Wakes the workers serving these rooms (several workers): sent at commit,
+                        # one per batch, not per delivery.
+                        await conn.execute_query(f"SELECT pg_notify('{changes.DELIVERIES}', '')")
                 created = len(fresh)
             if notices:
                 await _execute_many(conn, _ADD_NOTICES, [[now, now, str(n.destination), n.key, n.text, now] for n in notices])
@@ -584,9 +607,16 @@ class Store:
             )
         return found
 
-    async def due_destinations(self, now: datetime, exclude: Iterable[str] = ()) -> list[str]:
-        """Destinations with at least one pending delivery whose time has come."""
+    async def due_destinations(
+        self, now: datetime, exclude: Iterable[str] = (), only: Collection[str] | None = None
+    ) -> list[str]:
+        """Destinations with at least one pending delivery whose time has come, among ``only``
+        when given (the rooms this worker holds)."""
+        if only is not None and not only:
+            return []
         q = DeliveryRow.filter(status="pending", next_attempt_at__lte=now)
+        if only is not None:
+            q = q.filter(destination__in=list(only))
         skip = list(exclude)
         if skip:
             q = q.exclude(destination__in=skip)
@@ -604,9 +634,14 @@ class Store:
         )
         return [(d, int(n), oldest) for d, n, oldest in rows]
 
-    async def next_due(self, exclude: Iterable[str] = ()) -> datetime | None:
-        """When the earliest pending delivery outside the ``exclude`` destinations is due."""
+    async def next_due(self, exclude: Iterable[str] = (), only: Collection[str] | None = None) -> datetime | None:
+        """When the earliest pending delivery outside the ``exclude`` destinations (and among
+        ``only``, when given) is due."""
+        if only is not None and not only:
+            return None
         q = DeliveryRow.filter(status="pending")
+        if only is not None:
+            q = q.filter(destination__in=list(only))
         skip = list(exclude)
         if skip:
             q = q.exclude(destination__in=skip)

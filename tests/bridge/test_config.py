@@ -28,6 +28,7 @@ CASES = [
     ("unknown section", '[telegarm]\ntoken = "x"\n', {}, ["[telegarm]", "unknown section", "telegram"]),
     ("wrong type", '[bridge]\nbackfill = "ten"\n', {}, ["[bridge] backfill", "must be a whole number", "'ten'"]),
     ("negative number", "[bridge]\nbackfill = -1\n", {}, ["[bridge] backfill", "at least 0"]),
+    ("lease too short", "[bridge]\nlease_seconds = 1\n", {}, ["[bridge] lease_seconds", "at least 3"]),
     ("missing env var", '[telegram]\ntoken = "${NO_SUCH_TOKEN_VAR}"\n', {}, ["[telegram] token", "NO_SUCH_TOKEN_VAR is not set"]),
     ("placeholder", '[telegram]\ntoken = "CHANGE_ME"\n', {}, ["[telegram] token", "placeholder", "CHANGE_ME"]),
     ("placeholder from env", '[telegram]\ntoken = "${TOK}"\n', {"TOK": "your-token-here"}, ["[telegram] token", "placeholder"]),

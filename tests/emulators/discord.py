@@ -153,6 +153,7 @@ class SentMessage:
 
     message: dict[str, Any]
     payload: dict[str, Any]
+    at: float = 0.0  # time.monotonic() when the emulator accepted it
 
     @property
     def id(self) -> int:
@@ -218,7 +219,12 @@ class DiscordEmulator:
         self._session_id = ""
         self._seq = 0
         self._event_log: list[dict[str, Any]] = []
-        self._ws: web.WebSocketResponse | None = None
+        self._ws: web.WebSocketResponse | None = None  # the newest session
+        # Discord sends every event to every session of a bot that identified without sharding
+        # (two processes with one token both receive each message): all are kept here.
+        self._sessions: set[web.WebSocketResponse] = set()
+        self.max_gateway_sessions = 0  # most sessions open at once
+        self.gateway_overlaps = 0  # times a session became ready while another was open
         self._ws_ready = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._ws_tasks: set[asyncio.Task] = set()
@@ -258,8 +264,9 @@ class DiscordEmulator:
 
     async def stop(self) -> None:
         """Close the gateway connection and the server."""
-        if self._ws is not None and not self._ws.closed:
-            await self._ws.close(code=1001)
+        for ws in list(self._sessions):
+            if not ws.closed:
+                await ws.close(code=1001)
         for task in list(self._ws_tasks):
             task.cancel()
         if self._runner is not None:
@@ -370,11 +377,9 @@ class DiscordEmulator:
         await self.dispatch("GUILD_DELETE", {"id": str(guild_id)})
 
     async def drop_gateway(self, code: int = 4000) -> None:
-        """Close the gateway connection abnormally: with 4000 (Unknown error) the client
+        """Close the newest gateway connection abnormally: with 4000 (Unknown error) the client
         RESUMEs; a code Discord documents as not to reconnect from (4010-4014) ends its session."""
-        ws = self._ws
-        self._ws = None
-        self._ws_ready.clear()
+        ws = self._forget_newest()
         if ws is not None and not ws.closed:
             await ws.close(code=code, message=b"dropped by the test")
 
@@ -384,19 +389,39 @@ class DiscordEmulator:
         live Gateway session is closed with 4004. ``new_token`` is the one that works (default:
         the old one with ``-reset`` appended); set ``token`` back to accept the old one again."""
         self.token = new_token or self.token + "-reset"
-        ws = self._ws
+        sessions = [ws for ws in (self._ws, *self._sessions) if ws is not None]
         self._ws = None
+        self._sessions.clear()
         self._ws_ready.clear()
-        if ws is not None and not ws.closed:
-            await ws.close(code=4004, message=b"Authentication failed.")
+        for ws in dict.fromkeys(sessions):
+            if not ws.closed:
+                await ws.close(code=4004, message=b"Authentication failed.")
 
     async def send_reconnect(self) -> None:
         """Ask the client to reconnect (op 7); it must RESUME."""
-        ws = self._ws
-        self._ws = None
-        self._ws_ready.clear()
+        ws = self._forget_newest()
         if ws is not None and not ws.closed:
             await ws.send_str(json.dumps({"op": OP_RECONNECT, "d": None}))
+
+    def _forget_newest(self) -> web.WebSocketResponse | None:
+        ws, self._ws = self._ws, None
+        self._sessions.discard(ws)  # type: ignore[arg-type]
+        if not self._sessions:
+            self._ws_ready.clear()
+        return ws
+
+    @property
+    def gateway_sessions(self) -> int:
+        """How many gateway sessions are open and receive events now."""
+        return sum(1 for ws in self._sessions if not ws.closed)
+
+    def _ready(self, ws: web.WebSocketResponse) -> None:
+        if self.gateway_sessions:
+            self.gateway_overlaps += 1
+        self._sessions.add(ws)
+        self._ws = ws
+        self.max_gateway_sessions = max(self.max_gateway_sessions, self.gateway_sessions)
+        self._ws_ready.set()
 
     async def wait_connected(self, timeout: float = 10) -> None:
         """Wait until a client has identified or resumed on the gateway."""
@@ -541,9 +566,12 @@ class DiscordEmulator:
         self._seq += 1
         frame = {"op": OP_DISPATCH, "t": event, "s": self._seq, "d": data}
         self._event_log.append(frame)
-        ws = self._ws
-        if ws is not None and not ws.closed and self._ws_ready.is_set():
-            await self._send(ws, frame)
+        for ws in list(self._sessions):
+            if not ws.closed:
+                try:
+                    await self._send(ws, frame)
+                except ConnectionResetError:  # its client died (SIGKILL) and the close is not read yet
+                    self._sessions.discard(ws)
 
     async def _send(self, ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
         text = json.dumps(frame)
@@ -632,8 +660,10 @@ class DiscordEmulator:
         finally:
             if task is not None:
                 self._ws_tasks.discard(task)
+            self._sessions.discard(ws)
             if self._ws is ws:
                 self._ws = None
+            if not self._sessions:
                 self._ws_ready.clear()
         return ws
 
@@ -648,7 +678,6 @@ class DiscordEmulator:
             self.identifies += 1
             self._session_id = f"session-{self._ids.next()}"
             self._event_log.clear()
-            self._ws = ws
             self._seq += 1
             ready = {
                 "v": 10,
@@ -662,10 +691,13 @@ class DiscordEmulator:
                 "relationships": [],
             }
             await self._send(ws, {"op": OP_DISPATCH, "t": "READY", "s": self._seq, "d": ready})
-            self._ws_ready.set()
+            self._ready(ws)
             for guild in self.guilds.values():
-                if not guild.removed:
-                    await self.dispatch("GUILD_CREATE", self._guild_create(guild))
+                if not guild.removed:  # to the new session only: the others have their guilds
+                    self._seq += 1
+                    frame = {"op": OP_DISPATCH, "t": "GUILD_CREATE", "s": self._seq, "d": self._guild_create(guild)}
+                    self._event_log.append(frame)
+                    await self._send(ws, frame)
         elif op == OP_RESUME:
             if data.get("token") != self.token:
                 await ws.close(code=4004, message=b"Authentication failed.")
@@ -674,13 +706,12 @@ class DiscordEmulator:
                 await self._send(ws, {"op": OP_INVALID_SESSION, "d": False})
                 return
             self.resumes += 1
-            self._ws = ws
             seq = int(data.get("seq") or 0)
             for missed in [f for f in self._event_log if f["s"] > seq]:
                 await self._send(ws, missed)
             self._seq += 1
             await self._send(ws, {"op": OP_DISPATCH, "t": "RESUMED", "s": self._seq, "d": {}})
-            self._ws_ready.set()
+            self._ready(ws)
 
     # --- REST -----------------------------------------------------------------------------
 
@@ -886,7 +917,7 @@ class DiscordEmulator:
 
     def _record_sent(self, channel: Channel, message: dict[str, Any], payload: dict[str, Any]) -> None:
         self.messages.setdefault(channel.id, []).append(message)
-        self.sent.setdefault(channel.id, []).append(SentMessage(message, payload))
+        self.sent.setdefault(channel.id, []).append(SentMessage(message, payload, time.monotonic()))
         self._sent_changed.set()
 
     async def _post_message(self, request: web.Request) -> web.Response:

@@ -34,6 +34,8 @@ from aiohttp import web
 
 # Telegram: text is 1-4096 characters and a caption 0-1024 after entities parsing.
 MAX_TEXT = 4096
+# Telegram's answer to a pending getUpdates when a newer one arrives for the same bot.
+_POLL_CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 MAX_CAPTION = 1024
 
 # Telegram's HTML parse mode: the only tags it understands (https://core.telegram.org/bots/api#html-style).
@@ -303,6 +305,12 @@ class TelegramEmulator:
         self.webhook_secret = ""
         self.webhook_answers: list[int] = []  # the HTTP status of every webhook call we made
         self._pusher: asyncio.Task[None] | None = None
+        # Telegram allows one getUpdates at a time per bot: a newer call ends a pending one with
+        # 409 "terminated by other getUpdates request". Each such 409 is kept here with whether
+        # the poller it ended was still connected (True: two live bot instances polled at once;
+        # False: the earlier poller had died, e.g. SIGKILL, and nobody read the 409).
+        self.poll_conflicts: list[bool] = []
+        self._poll_terminated: asyncio.Event | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -638,6 +646,9 @@ class TelegramEmulator:
                 self._admit_send(method, params)
             result = await handler(params)
         except ApiError as err:
+            if method == "getUpdates" and err.description.startswith(_POLL_CONFLICT[:30]):
+                transport = request.transport
+                self.poll_conflicts.append(transport is not None and not transport.is_closing())
             if method in _SEND_METHODS:
                 try:
                     key = self._chat_key(params.get("chat_id"))
@@ -957,17 +968,29 @@ class TelegramEmulator:
         if offset:
             # Telegram: an update is confirmed as soon as getUpdates is called with a higher offset.
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
-        deadline = time.monotonic() + timeout
-        while not self._updates and self._runner is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self._new_update.clear()
-            try:
-                await asyncio.wait_for(self._new_update.wait(), remaining)
-            except TimeoutError:
-                break
-        return self._updates[:limit]
+        if self._poll_terminated is not None:
+            self._poll_terminated.set()  # the pending poll of another instance ends with 409
+        terminated = self._poll_terminated = asyncio.Event()
+        try:
+            deadline = time.monotonic() + timeout
+            while not self._updates and self._runner is not None and not terminated.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._new_update.clear()
+                woken = asyncio.ensure_future(self._new_update.wait())
+                ended = asyncio.ensure_future(terminated.wait())
+                try:
+                    await asyncio.wait({woken, ended}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
+                    ended.cancel()
+            if terminated.is_set():
+                raise ApiError(409, _POLL_CONFLICT)
+            return self._updates[:limit]
+        finally:
+            if self._poll_terminated is terminated:
+                self._poll_terminated = None
 
     async def _m_getChat(self, params: dict[str, Any]) -> dict[str, Any]:
         chat = self._chat(params)

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +71,12 @@ class QuietHost:
 
     async def link_message(self, target: ChatTarget, message_id: str, token: str) -> None:
         return None
+
+    def workers(self) -> int:
+        return 1  # one process sends: the per-bot limits are not divided
+
+    async def listen(self, name: str, run: Callable[[], Awaitable[Any]]) -> Any:
+        return await run()  # one process: it holds every listener
 
     async def chat_moved(self, old: ChatTarget, new: ChatTarget) -> None:
         return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from atproto_client.client.session import SessionEvent
 
 from bridge.errors import AuthFailed
 from tests.adapters.bluesky.conftest import AdapterFactory, Team
@@ -90,3 +91,37 @@ async def test_wrong_password_is_refused_at_start(atproto: AtprotoStack, make_ad
     adapter, _ = await make_adapter(start=False, password="wrong-wrong-wrong-wrong")
     with pytest.raises(AuthFailed, match="check \\[bluesky\\] identifier and password"):
         await adapter.start()
+
+
+async def test_two_processes_share_the_session_the_second_takes_the_refresh_of_the_first(
+    atproto: AtprotoStack, make_adapter: AdapterFactory, team: Team
+) -> None:
+    """Several workers on one database share the saved session: the one that refreshes first
+    saves it, the other reads it instead of refreshing with a refresh token already spent, and
+    a write over a session it has not seen is refused."""
+    first, host = await make_adapter()
+    await first.stop()
+    expired = await atproto.expired_access_token(team.account)
+    with_access_token(host.state, expired)
+    old = host.state["session"]
+    a, _ = await make_adapter(host, start=False)
+    b, _ = await make_adapter(host, start=False)
+    await a.session._restore()
+    await b.session._restore()  # both hold the same expired session, as two workers after a pause
+
+    await a.post("refreshed by the first worker", a.action_key())
+    refreshed = host.state["session"]
+    assert refreshed != old
+    await b.post("and sent by the second with the same session", b.action_key())
+    assert host.state["session"] == refreshed, "the second worker did not write a session of its own"
+    assert a.client._session is not None and b.client._session is not None
+    assert b.client._session.refresh_jwt == a.client._session.refresh_jwt
+    assert await atproto.login_count(team.handle) == 1
+
+    # a worker that still believes the old session is saved cannot overwrite the newer one
+    b.session._saved = old
+    assert b.client._session is not None
+    await b.session._on_change(SessionEvent.REFRESH, b.client._session)
+    assert host.state["session"] == refreshed
+    await b.session._take_theirs()  # and it adopts what is saved
+    assert b.session._saved == refreshed

@@ -11,6 +11,7 @@ from discord_world import World, make_delivery
 from adapters.discord import DiscordAdapter
 from bridge.errors import DestinationUnavailable, Permanent, Transient
 from bridge.model import ChatTarget
+from tests.conftest import until
 from tests.emulators.discord import DiscordEmulator
 from tests.fakehost import FakeHost
 
@@ -91,3 +92,25 @@ async def test_logs_never_show_the_token(
         await adapter.stop()
     assert caplog.records
     assert emulator.token not in caplog.text
+
+
+async def test_two_sessions_of_one_bot_both_receive_every_event(
+    emulator: DiscordEmulator, adapter: DiscordAdapter, host: FakeHost, world: World
+) -> None:
+    """As on Discord, a second process identifying with the same token and no sharding gets
+    its own session and every event too: two workers must not both hold the gateway, which
+    the emulator shows through ``gateway_sessions`` and ``gateway_overlaps``."""
+    assert emulator.gateway_sessions == 1 and emulator.gateway_overlaps == 0
+    other_host = FakeHost()
+    other = DiscordAdapter({"token": emulator.token, "api_url": emulator.api_url, "guild_ready_timeout": 0.1}, other_host)
+    await other.start()
+    try:
+        await other.ready.wait()
+        assert emulator.gateway_sessions == 2 and emulator.gateway_overlaps == 1
+        await emulator.slash(world.feed, world.admin, "help")
+        await host.wait_for(lambda: len(host.events) == 1)
+        await other_host.wait_for(lambda: len(other_host.events) == 1)
+    finally:
+        await other.stop()
+    await until(lambda: emulator.gateway_sessions == 1, timeout=10)  # the server saw it close
+    assert emulator.max_gateway_sessions == 2

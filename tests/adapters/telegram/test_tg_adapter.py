@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -411,3 +413,55 @@ async def test_an_answer_with_buttons_comes_with_an_inline_keyboard(
     tg.press(group.id, ann, found.message_id, "lk:next:1:0")
     page2 = (await tg.wait_messages(group.id, 2))[-1]
     assert page2.text == "page 2" and [b["callback_data"] for b in page2.buttons] == ["lk:prev:2:0"]
+
+
+class LeaseHost(FakeHost):
+    """A host whose listener lease can be lost and won again (several workers): the listener
+    runs while ``held`` is set and is cancelled when it is cleared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = asyncio.Event()
+        self.held.set()
+        self.lost = asyncio.Event()
+
+    async def listen(self, name: str, run: Any) -> Any:
+        while True:
+            await self.held.wait()
+            self.listening.add(name)
+            task = asyncio.ensure_future(run())
+            lost = asyncio.ensure_future(self.lost.wait())
+            try:
+                await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                lost.cancel()
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                self.listening.discard(name)
+            self.lost.clear()
+
+
+async def test_polling_stops_when_the_listener_lease_is_lost_and_starts_again_when_won(tg: TelegramEmulator) -> None:
+    host = LeaseHost()
+    adapter = TelegramAdapter(settings_for(tg), host)
+    await adapter.start()
+    try:
+        ann = tg.add_user("Ann")
+        chat = tg.private_chat(ann)
+        tg.send_text(chat.id, ann, "/help")
+        await tg.wait_messages(chat.id, 1)
+        assert host.listening == {"updates"}
+
+        host.held.clear()
+        host.lost.set()  # another worker holds it now: this one stops polling
+        await tg.wait_until(lambda: not host.listening)
+        polls = sum(m == "getUpdates" for m, _ in tg.requests)
+        tg.send_text(chat.id, ann, "/help")
+        await asyncio.sleep(1.5)
+        assert sum(m == "getUpdates" for m, _ in tg.requests) == polls and len(tg.messages(chat.id)) == 1
+
+        host.held.set()  # won back: polling resumes and the waiting command is answered
+        await tg.wait_messages(chat.id, 2)
+        assert len(host.events) == 2
+    finally:
+        await adapter.stop()

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from telegram import Bot
-from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter
+from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, RetryAfter
 
+from tests.conftest import until
 from tests.emulators.telegram import TelegramEmulator
 
 
@@ -114,3 +115,27 @@ async def test_long_poll_returns_when_an_update_arrives(bot: Bot, tg: TelegramEm
     assert updates[0].message.text == "/help" and updates[0].message.entities[0].type == "bot_command"
     await bot.get_updates(offset=updates[0].update_id + 1, timeout=0)
     assert tg.pending_updates() == 0
+
+
+async def test_a_second_long_poll_terminates_the_first_with_409(bot: Bot, tg: TelegramEmulator) -> None:
+    """Telegram allows one getUpdates at a time per bot: a second instance's poll ends the
+    first one's with 409 Conflict, and the newer poll carries on."""
+    import asyncio
+
+    ann = tg.add_user("Ann")
+    chat = tg.private_chat(ann)
+    other = Bot(tg.token, base_url=f"{tg.url}/bot", base_file_url=f"{tg.url}/file/bot")
+    async with other:
+        first = asyncio.create_task(bot.get_updates(timeout=5))
+        await until(lambda: any(m == "getUpdates" for m, _ in tg.requests))
+        second = asyncio.create_task(other.get_updates(timeout=5))
+        with pytest.raises(Conflict, match="terminated by other getUpdates request"):
+            await asyncio.wait_for(first, 4)
+        assert tg.poll_conflicts == [True]  # the first instance was alive and read the 409
+        tg.send_text(chat.id, ann, "/help")
+        updates = await asyncio.wait_for(second, 4)
+        assert updates[0].message.text == "/help"
+    # One poller at a time never conflicts.
+    await bot.get_updates(offset=updates[0].update_id + 1, timeout=0)
+    await bot.get_updates(timeout=0)
+    assert tg.poll_conflicts == [True]

@@ -83,3 +83,19 @@ async def test_waiting_chat_and_free_chat_run_concurrently() -> None:
     await asyncio.gather(go(11), go(12))
     assert done[12] < 0.2
     assert done[11] >= 0.95
+
+
+async def test_workers_sharing_a_bot_divide_the_overall_rate_and_take_it_back_alone() -> None:
+    """Three processes send for one bot: each sends at a third of the rate, so together they
+    stay under 30 per second; when the others are gone, the one left has the whole rate."""
+    clock = FakeClock()
+    live = [3]
+    pacer = Pacer(clock=clock, sleep=clock.sleep, share=lambda: live[0])
+    await send_all(pacer, clock, list(range(1, 31)))  # 30 chats, one message each
+    times = [t for t, _ in clock.sends]
+    assert times[-1] - times[0] >= 29 * 3 / 29.5  # about three seconds for thirty: a third of the rate
+    live[0] = 1
+    clock.sends.clear()
+    await send_all(pacer, clock, list(range(31, 61)))
+    times = [t for t, _ in clock.sends]
+    assert times[-1] - times[0] < 1.2  # alone again: thirty in about a second

@@ -218,3 +218,33 @@ def test_no_budget_left_means_no_polls() -> None:
 def test_an_empty_plan() -> None:
     plan = plan_polls([], remaining=MICRO, days=2, unit=UNIT)
     assert plan.polls == {} and plan.budget_per_day == MICRO // 2
+
+
+class SharedStore(Store):
+    """One record several processes write with compare-and-set (Host.replace_state)."""
+
+    async def replace_state(self, key: str, expected: str | None, value: str) -> bool:
+        if self.values.get(key) != expected:
+            return False
+        self.saves += 1
+        self.values[key] = value
+        return True
+
+
+async def test_two_processes_spending_on_one_account_add_up_and_never_overwrite_each_other() -> None:
+    store = SharedStore()
+    clock = Clock("2026-12-02T10:00:00")
+    a = Ledger(Prices.from_config(), 25, store, clock=clock)
+    b = Ledger(Prices.from_config(), 25, store, clock=clock)
+    await a.load()
+    await b.load()
+    await a.settle(a.reserve(50_000, "read"), [("post_read", "1"), ("post_read", "2")])  # 10_000
+    await b.settle(b.reserve(50_000, "post"), [("post_create", None)])  # 15_000, written over a's record
+    await a.settle(a.reserve(50_000, "read"), [("user_read", "9")])  # 10_000, over b's
+    saved = json.loads(store.values["x.cost"])
+    assert saved["spent"] == 35_000, "no process's spend was lost"
+    assert saved["today"] == {"post_read": 2, "post_create": 1, "user_read": 1}
+    assert a.spent == 35_000  # a caught up with b at its save
+    fresh = Ledger(Prices.from_config(), 25, store, clock=clock)
+    await fresh.load()
+    assert fresh.spent == 35_000

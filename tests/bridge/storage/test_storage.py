@@ -165,3 +165,20 @@ async def test_a_rooms_topic_per_feed_is_kept_and_replaced(db_url: str) -> None:
         assert await store.room_setting(room) == ("off", "compact")
     finally:
         await close_database()
+
+
+async def test_adapter_state_compare_and_set_refuses_a_write_over_a_newer_value(db_url: str) -> None:
+    await open_database(db_url)
+    try:
+        store = Store()
+        assert await store.replace_state("bluesky", "session", None, "s1")  # first one in
+        assert not await store.replace_state("bluesky", "session", None, "s1-other")  # another was first
+        assert await store.replace_state("bluesky", "session", "s1", "s2")
+        # a worker that still believes s1 is saved cannot overwrite s2: it must re-read
+        assert not await store.replace_state("bluesky", "session", "s1", "s2-stale")
+        assert await store.load_state("bluesky", "session") == "s2"
+        # scoped per adapter
+        assert await store.replace_state("bluesky_sales", "session", None, "other account")
+        assert await store.load_state("bluesky", "session") == "s2"
+    finally:
+        await close_database()
