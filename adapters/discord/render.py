@@ -58,11 +58,15 @@ def _link_markdown(label: str, url: str) -> str:
         # A link on blank text (a facet over a line break) shows nothing to click on the
         # network either; showing its URL instead would put words in the post it never had.
         return _escape(label)
-    if label.strip() == url:
-        return f"<{url}>"
-    safe_label = _escape(label)
+    # A masked link's text is one line in Discord: the whitespace around it stays outside the
+    # link (a facet that starts on a line break keeps the break), and inside it is one space.
+    core = label.strip()
+    lead, trail = label[: len(label) - len(label.lstrip())], label[len(label.rstrip()) :]
+    if core == url:
+        return f"{lead}<{url}>{trail}"
+    safe_label = _escape(" ".join(core.split()))
     safe_url = url.replace(")", "%29").replace(" ", "%20")
-    return f"[{safe_label}]({safe_url})"
+    return f"{lead}[{safe_label}]({safe_url}){trail}"
 
 
 def _segments(post: Post) -> list[str]:

@@ -14,6 +14,16 @@ def test_links_become_markdown_and_markup_is_escaped() -> None:
     assert description(post) == "see the \\*docs\\* [here](https://example.test/docs)"
 
 
+def test_a_link_over_a_line_break_keeps_the_break_outside_and_a_blank_one_is_plain_text() -> None:
+    # Facets that start on a line break: a masked link's text is one line in Discord, and a
+    # backslash before the break (a list marker escaped with it) would show as a stray "\\".
+    text = "intro\n- item and\nmore"
+    over_break = make_post(text, links=(Link(5, 7, "https://example.test/a"),))
+    assert description(over_break) == "intro\n[\\-](https://example.test/a) item and\nmore"
+    blank = make_post(text, links=(Link(16, 17, "https://example.test/b"),))
+    assert description(blank) == "intro\n\\- item and\nmore"
+
+
 def test_6000_character_text_is_shortened_with_a_link_to_the_original() -> None:
     post = make_post("word " * 1200)  # 6000 characters
     embed = post_embed(post)
