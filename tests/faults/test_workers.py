@@ -19,10 +19,10 @@ async def test_three_workers_killed_at_random_lose_nothing_and_keep_listeners_si
     atproto: AtprotoStack, postgres_url: str, tmp_path: Path
 ) -> None:
     report = await run_workers(
-        atproto, tmp_path, postgres_url, workers=3, posts=40, kills=3, post_every=0.3, lease_seconds=5, seed=15
+        atproto, tmp_path, postgres_url, workers=3, posts=24, kills=3, post_every=0.5, lease_seconds=5, seed=15
     )
 
-    assert report.posts == 40 and report.kills == 3 and report.destinations == 4
+    assert report.posts == 24 and report.kills == 3 and report.destinations == 4
     # The first two kills hit the listeners' holders, so failover was exercised on both.
     assert report.failover("telegram") and report.failover("discord"), report.lines()
     assert report.failures() == [], report.lines()
