@@ -3,7 +3,9 @@
 Each room (destination) and each listener (Telegram updates, the Discord gateway, a network's
 firehose, stream or poller) is a lease (see ``bridge.storage.leases``). A loop renews what this
 worker holds every third of ``[bridge] lease_seconds``, claims what is free, and sheds rooms
-above its fair share (``ceil(rooms / live workers)``) so that a worker that joins gets work.
+above its fair share so that a worker that joins gets work. The share is counted per platform
+(``ceil(rooms of that platform / live workers)`` of each): a bot's overall limit is divided
+evenly among the live workers, so each must hold about 1/N of that bot's rooms.
 
 Safety: a lease counts as held here only until ``lease_seconds`` minus a margin after the
 renewal that last confirmed it (measured from when that renewal was sent). So a worker whose
@@ -240,14 +242,21 @@ class Workers:
         mine = {n for n in self._held if n.startswith(DEST)}
         # Rooms without work any more are given back too: whoever has work for them claims them.
         gone = {n for n in mine - rooms if not self._busy(n.removeprefix(DEST))}
-        share = math.ceil(len(rooms) / self.live) if rooms else 0
         active = mine - gone
         self._leaving &= active
-        excess = len(active) - share
-        if excess > len(self._leaving):
-            # Hand the rooms above our share over; a room is released only once its send ended.
-            for n in sorted(active - self._leaving, reverse=True)[: excess - len(self._leaving)]:
-                self._leaving.add(n)
+        # The fair share is counted per platform (the part of a room's name before its first
+        # colon, i.e. one bot): each bot's overall limit is divided evenly among the live
+        # workers (Host.workers), so each worker must hold about as many of that bot's rooms as
+        # the others, or its part of the limit caps it while another's goes unused.
+        by_platform = _by_platform(rooms | active)
+        share = {p: math.ceil(len(names & rooms) / self.live) if names & rooms else 0 for p, names in by_platform.items()}
+        for p, names in by_platform.items():
+            held_p = active & names
+            leaving_p = self._leaving & held_p
+            excess = len(held_p) - share[p]
+            if excess > len(leaving_p):
+                # Hand the rooms above our share over; a room is released only once its send ended.
+                self._leaving.update(sorted(held_p - leaving_p, reverse=True)[: excess - len(leaving_p)])
         gone |= {n for n in self._leaving if not self._busy(n.removeprefix(DEST))}
         if gone:
             await self.store.release(gone)
@@ -256,16 +265,24 @@ class Workers:
             if gone & self._leaving:
                 log.info("rooms handed over for balance rooms=%d live_workers=%d", len(gone & self._leaving), self.live)
         self._leaving &= set(self._held)
-        want = rooms - set(self._held)
-        if not want:
-            return
-        room_for = share - len([n for n in self._held if n.startswith(DEST)])
-        won = await self.store.claim(want, room_for) if room_for > 0 else {}
-        # Rooms nobody claimed for a whole lease (their worker died and the others are full)
-        # are taken beyond the share: no room waits for the live count to catch up. When the
-        # claim above found fewer free rooms than it could take, there are none.
-        orphans = want - set(won)
-        if orphans and (room_for <= 0 or len(won) == room_for):
+        held = {n for n in self._held if n.startswith(DEST)}
+        won: dict[str, int] = {}
+        orphans: set[str] = set()
+        for p, names in sorted(by_platform.items()):
+            want = (names & rooms) - held
+            if not want:
+                continue
+            # One claim per platform with room under its share, only while rooms of it are not
+            # held here: a balanced worker sends none.
+            room_for = share[p] - len(names & held)
+            won_p = await self.store.claim(want, room_for) if room_for > 0 else {}
+            won.update(won_p)
+            # Rooms nobody claimed for a whole lease (their worker died and the others are full)
+            # are taken beyond the share: no room waits for the live count to catch up. When the
+            # claim above found fewer free rooms than it could take, there are none.
+            if room_for <= 0 or len(won_p) == room_for:
+                orphans |= want - set(won_p)
+        if orphans:
             won.update(await self.store.claim(orphans, len(orphans), min_age=self.seconds))
         if won:
             log.info("rooms claimed rooms=%d live_workers=%d", len(won), self.live)
@@ -274,6 +291,14 @@ class Workers:
     def _changed(self) -> None:
         self._moved.set()
         self._on_change()
+
+
+def _by_platform(names: Collection[str]) -> dict[str, set[str]]:
+    """Room lease names grouped by platform (``dest:telegram:-100…`` → ``telegram``)."""
+    out: dict[str, set[str]] = {}
+    for n in names:
+        out.setdefault(n.removeprefix(DEST).partition(":")[0], set()).add(n)
+    return out
 
 
 __all__ = ["DEST", "LISTEN", "Workers"]

@@ -42,42 +42,56 @@ def rebase_url(url: str, api_url: str) -> str:
 
 # Discord allows a bot 50 requests per second overall; a margin for clock and network jitter.
 GLOBAL_PER_SECOND = 45.0
+# Requests one process may send at once before the spacing applies; with the rate above, any
+# one second holds at most BURST + GLOBAL_PER_SECOND = 49 requests.
+BURST = 4.0
 
 
 class SharedPace:
-    """Several processes sending for one bot (``share()`` > 1, see Host.workers) divide the
-    bot's overall rate: each spaces its requests by ``share / GLOBAL_PER_SECOND``. Alone, a
-    process adds no spacing: discord.py already honours every limit Discord announces (buckets,
-    and the global 429), so one process is as fast as before."""
+    """Keeps the bot's requests under Discord's overall limit: a token bucket refilled at
+    ``GLOBAL_PER_SECOND / share()`` requests a second, holding at most ``BURST / share()`` (at
+    least 1). Several processes sending for one bot (``share()`` > 1, see Host.workers) each
+    take their part; alone, a process takes the whole rate. discord.py honours the limits
+    Discord announces (per-route buckets, the global 429), but only after the fact: without
+    this, one process sending to many channels at once goes far over 50 a second and collects
+    429s. A burst of a few requests goes out at once, so a single reply is not slowed."""
 
     def __init__(self, share: Callable[[], int], clock: Callable[[], float] = time.monotonic) -> None:
         self._share = share
         self._clock = clock
-        self._next = 0.0
+        self._tokens = BURST
+        self._stamp: float | None = None
 
     def delay(self) -> float:
-        """Reserve the next slot; seconds to wait for it (0 when alone)."""
-        n = self._share()
-        if n <= 1:
-            return 0.0
+        """Reserve the next slot; seconds to wait for it (0 while the bucket holds a token).
+        Tokens below zero are slots already promised to earlier callers, so concurrent
+        requests queue in order."""
+        n = max(1, self._share())
+        rate = GLOBAL_PER_SECOND / n
         now = self._clock()
-        slot = max(now, self._next)
-        self._next = slot + n / GLOBAL_PER_SECOND
-        return slot - now
+        if self._stamp is not None:
+            # Refill, capped at this share's burst (a lowered cap also cuts a full bucket).
+            self._tokens = min(max(1.0, BURST / n), self._tokens + (now - self._stamp) * rate)
+        else:
+            self._tokens = min(self._tokens, max(1.0, BURST / n))
+        self._stamp = now
+        self._tokens -= 1.0
+        return 0.0 if self._tokens >= 0 else -self._tokens / rate
 
 
 def rebase_http(http: HTTPClient, api_url: str, share: Callable[[], int] | None = None) -> None:
-    """Make this HTTPClient (only this one) talk to ``api_url`` and to the Gateway it names;
-    with ``share``, take only its part of the bot's overall rate (see SharedPace)."""
+    """Make this HTTPClient (only this one) talk to ``api_url`` and to the Gateway it names,
+    and pace its requests to the bot's overall rate, divided by ``share()`` processes (None:
+    this process alone; see SharedPace)."""
     request = http.request
-    pace = SharedPace(share) if share is not None else None
+    pace = SharedPace(share if share is not None else lambda: 1)
     get_bot_gateway = http.get_bot_gateway
     ws_connect = http.ws_connect
     learned: dict[str, str] = {}
 
     async def rebased_request(route: Route, **kwargs: Any) -> Any:
         route.url = rebase_url(route.url, api_url)
-        wait = pace.delay() if pace is not None else 0.0
+        wait = pace.delay()
         if wait > 0:
             await asyncio.sleep(wait)
         return await request(route, **kwargs)

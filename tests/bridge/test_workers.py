@@ -71,6 +71,41 @@ async def test_rooms_are_shared_fairly_and_never_served_twice(pg: str) -> None:
         await a.stop()
 
 
+MIXED = {f"telegram:{n}" for n in range(6)} | {f"discord:{n}" for n in range(2)}
+
+
+async def _mixed() -> set[str]:
+    return MIXED
+
+
+def _platforms(w: Workers) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for room in _served(w):
+        out[room.partition(":")[0]] = out.get(room.partition(":")[0], 0) + 1
+    return out
+
+
+async def test_each_worker_holds_its_part_of_every_platform(pg: str) -> None:
+    # Each bot's overall limit is divided evenly among the workers, so each worker must hold
+    # half of each platform's rooms: a split by count alone would hand b four Telegram rooms
+    # (the names above a's share) and leave a both Discord rooms.
+    a = Workers(LEASE, rooms=_mixed)
+    b = Workers(LEASE, rooms=_mixed)
+    await a.start()
+    try:
+        assert _served(a) == MIXED
+        await b.start()
+        try:
+            even = {"telegram": 3, "discord": 1}
+            await until(lambda: _platforms(a) == even and _platforms(b) == even, timeout=15)
+            assert _served(a) | _served(b) == MIXED and not _served(a) & _served(b)
+        finally:
+            await b.stop()
+        await until(lambda: _served(a) == MIXED, timeout=LEASE)
+    finally:
+        await a.stop()
+
+
 async def test_a_listener_runs_once_moves_when_its_holder_stops_renewing_and_at_once_on_a_clean_stop(pg: str) -> None:
     running: list[str] = []
     overlaps: list[list[str]] = []

@@ -242,7 +242,8 @@ async def warm_up(stack: AtprotoStack, author: Account, world: ChatWorld, word: 
     n = 0
     while not all(any("warm-up" in t for t in world.texts(d)) for d in world.destinations):
         if time.monotonic() > deadline:
-            raise AssertionError(f"warm-up posts did not reach every room within {timeout:.0f} s")
+            missing = [d for d in world.destinations if not any("warm-up" in t for t in world.texts(d))]
+            raise AssertionError(f"warm-up posts did not reach every room within {timeout:.0f} s: {missing[:10]} ({len(missing)})")
         n += 1
         await stack.post(author, f"{word} warm-up {n}")
         await asyncio.sleep(3)
