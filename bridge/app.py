@@ -111,6 +111,7 @@ class Bridge:
         # On Postgres, deliveries another worker wrote wake this one's dispatcher at once.
         self.changes = ChangeFeed(on_deliveries=lambda: self.dispatcher.wake())
         self._revision = 0  # the settings revision the routes were last loaded at
+        self._refreshing = asyncio.Lock()
         self._health: dict[str, PlatformHealth] = {}
         self._dispatching: asyncio.Task[None] | None = None
         self._stopping = False
@@ -314,30 +315,41 @@ class Bridge:
         another process changed subscriptions). Everything is read first and swapped in at
         once: deliveries running meanwhile must never see a half-built state."""
         self._refresh_pending = False
-        revision = await changes.current()
-        paused = await self.store.paused_destinations()
-        quiet = await self.store.quiet_hours()
-        subs = await self.store.subscriptions()
-        formats = await self.store.room_formats()
-        fresh = Matcher()
-        thread_subs = set()
-        topic_subs = {}
-        for s in subs:
-            self._sub_labels[s.id] = f"#{s.id} {_what(s)}"
-            if str(s.destination) not in paused:
-                fresh.put(_route(s))
-            if s.filters.thread:
-                thread_subs.add(s.id)
-            if s.filters.topic:
-                topic_subs[s.id] = (s.source, topic_name(s))
-        self._paused, self.quiet, self.matcher, self._thread_subs = set(paused), quiet, fresh, thread_subs
-        # Updated in place: the dispatcher holds the bound method of this dict.
-        self._topic_subs.clear()
-        self._topic_subs.update(topic_subs)
-        self._formats = formats
-        self._revision = max(self._revision, revision)
-        self._wanted = {s.id: s.source for s in subs}
-        self._wanted_filters = {s.id: s.filters for s in subs}
+        # One rebuild at a time: a slower one must not swap in older rows over a newer one.
+        async with self._refreshing:
+            while True:
+                revision = await changes.current()
+                paused = await self.store.paused_destinations()
+                quiet = await self.store.quiet_hours()
+                subs = await self.store.subscriptions()
+                formats = await self.store.room_formats()
+                # A write of this process that committed after the revision was read may be
+                # missing from these rows while its in-memory change (subscribe's matcher.put)
+                # already went into the matcher about to be replaced, and its revision counts
+                # as seen: swapping now would lose it until some other change. Read again.
+                # With no await between this check and the swap, a write noted later applies
+                # its in-memory change to the new state.
+                if self.store.last_made <= revision:
+                    break
+            fresh = Matcher()
+            thread_subs = set()
+            topic_subs = {}
+            for s in subs:
+                self._sub_labels[s.id] = f"#{s.id} {_what(s)}"
+                if str(s.destination) not in paused:
+                    fresh.put(_route(s))
+                if s.filters.thread:
+                    thread_subs.add(s.id)
+                if s.filters.topic:
+                    topic_subs[s.id] = (s.source, topic_name(s))
+            self._paused, self.quiet, self.matcher, self._thread_subs = set(paused), quiet, fresh, thread_subs
+            # Updated in place: the dispatcher holds the bound method of this dict.
+            self._topic_subs.clear()
+            self._topic_subs.update(topic_subs)
+            self._formats = formats
+            self._revision = max(self._revision, revision)
+            self._wanted = {s.id: s.source for s in subs}
+            self._wanted_filters = {s.id: s.filters for s in subs}
         self._sources_changed()
         self.dispatcher.wake()  # a resumed room's deliveries may be due
 

@@ -238,6 +238,9 @@ class Store:
         # Revisions this process made (see bridge.storage.changes): the running bridge has
         # already applied them, so seeing them come back needs no reload.
         self.made: set[int] = set()
+        # The newest of them, kept when ``made`` is pruned: a reload that read the revision
+        # before it compares against this to know it may have missed one of our own writes.
+        self.last_made = 0
 
     @contextlib.asynccontextmanager
     async def _changing(self) -> AsyncIterator[Any]:
@@ -248,6 +251,7 @@ class Store:
             yield conn
             made.append(await changes.bump(conn))
         self.made.update(made)
+        self.last_made = max([self.last_made, *made])
 
     # --- subscriptions --------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
 
@@ -132,6 +133,36 @@ async def test_the_bridge_does_not_reload_for_its_own_changes(make_bridge: Bridg
     await Store().disable_subscription(1)
     await until(lambda: reloads == 1, timeout=3)
     assert len(b.matcher) == 0
+
+
+async def test_a_subscription_made_while_the_settings_reload_keeps_its_posts(make_bridge: BridgeFactory) -> None:
+    """A reload read the subscriptions just before this process added one, and swapped its
+    matcher in just after the new route went into the old one: the room never got a post,
+    and since the revision was the bridge's own, no later reload brought the route back."""
+    b = await make_bridge()
+    net, chat = b.networks["fakenet"], b.chats["fakechat"]
+    read, go = asyncio.Event(), asyncio.Event()
+    real = b.store.subscriptions
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        rows = await real(*args, **kwargs)
+        if not go.is_set():  # only the reload below waits: the rows it read predate the follow
+            read.set()
+            await go.wait()
+        return rows
+
+    b.store.subscriptions = slow  # type: ignore[method-assign]
+    reload = asyncio.create_task(b.refresh_routes())
+    await asyncio.wait_for(read.wait(), 5)
+    answer = await b.commands.handle(_command("follow", "alice.fake"))
+    assert answer.ok, answer.text
+    assert len(b.matcher) == 1
+    go.set()
+    await asyncio.wait_for(reload, 5)
+    assert [r.destination for r in b.matcher.routes(ALICE)] == [ROOM]
+    post = await net.publish("alice.fake", "after the reload")
+    await chat.wait_sent(1)
+    assert chat.sent_to(ROOM.chat_id) == [post.ref.id]
 
 
 def _command(verb: str, args: str) -> ChatEvent:
