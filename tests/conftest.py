@@ -13,6 +13,7 @@ import pytest
 from bench.databases import throwaway
 from bridge.app import Bridge
 from bridge.config import config_from_dict
+from bridge.storage.db import close_database, open_database
 from tests.fakes import FakeChat, FakeNetwork
 
 FAKES = {"fakenet": FakeNetwork, "fakechat": FakeChat}
@@ -21,6 +22,17 @@ FAKES = {"fakenet": FakeNetwork, "fakechat": FakeChat}
 def fresh_postgres() -> contextlib.AbstractAsyncContextManager[str]:
     """A fresh, empty Postgres database, dropped afterwards."""
     return throwaway("postgres")
+
+
+@pytest.fixture
+async def pg() -> AsyncIterator[str]:
+    """A throwaway Postgres database, opened as the process's database for the test."""
+    async with fresh_postgres() as url:
+        await open_database(url)
+        try:
+            yield url
+        finally:
+            await close_database()
 
 
 @pytest.fixture

@@ -6,27 +6,14 @@ worker holds everything without a query."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from bridge.storage.db import close_database, open_database
 from bridge.workers import Workers
-from tests.conftest import fresh_postgres
 
 LEASE = 3.0  # the smallest allowed: renewals every second
 ROOMS = {f"telegram:{n}" for n in range(5)}
-
-
-@pytest.fixture
-async def pg() -> AsyncIterator[str]:
-    async with fresh_postgres() as url:
-        await open_database(url)
-        try:
-            yield url
-        finally:
-            await close_database()
 
 
 async def _rooms() -> set[str]:

@@ -5,25 +5,10 @@ gives everything back at once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
-
-from bridge.storage.db import close_database, open_database
 from bridge.storage.leases import LeaseStore, workers_and_leases
-from tests.conftest import fresh_postgres
 
 ROOMS = [f"dest:telegram:{n}" for n in range(20)]
-
-
-@pytest.fixture
-async def pg() -> AsyncIterator[str]:
-    async with fresh_postgres() as url:
-        await open_database(url)
-        try:
-            yield url
-        finally:
-            await close_database()
 
 
 async def _worker(seconds: float, pid: int) -> LeaseStore:
